@@ -1,0 +1,173 @@
+//! `xsw-bench sink`: counts what arrives on an interface, in XDP, and drops
+//! it. Counting in XDP measures delivery to the port, not how fast the host
+//! stack or a socket could consume it.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use aya::maps::{MapData, PerCpuArray};
+use aya::Pod;
+
+use crate::progs::{self, XdpMode};
+use crate::sys::{self, CpuTimes};
+
+/// Mirrors `struct counters` in bench/ebpf/sink.c.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct Counters {
+    frames: u64,
+    bytes: u64,
+}
+
+// SAFETY: Counters is #[repr(C)], made only of u64s (no padding, no pointers),
+// and every bit pattern is a valid value, which is what Pod requires.
+unsafe impl Pod for Counters {}
+
+pub struct SinkOpts {
+    pub iface: String,
+    pub duration: f64,
+    pub warmup: f64,
+    pub xdp_mode: XdpMode,
+    pub json: bool,
+}
+
+fn totals(map: &PerCpuArray<MapData, Counters>) -> Result<Counters> {
+    let per_cpu = map
+        .get(&0, 0)
+        .context("reading the sink's per-CPU counters")?;
+    Ok(per_cpu.iter().fold(Counters::default(), |a, c| Counters {
+        frames: a.frames + c.frames,
+        bytes: a.bytes + c.bytes,
+    }))
+}
+
+pub fn run(o: SinkOpts) -> Result<()> {
+    if !(o.duration.is_finite() && o.warmup.is_finite() && o.warmup >= 0.0 && o.duration > o.warmup)
+    {
+        bail!(
+            "--duration ({}) must be longer than --warmup ({}): the summary covers the time after the warm-up",
+            o.duration,
+            o.warmup
+        );
+    }
+    sys::ifindex(&o.iface)?;
+    let mut ebpf = progs::load(progs::SINK_OBJ, "sink", &[], &[])?;
+    let prog = progs::xdp_program(&mut ebpf, "xsw_bench_sink")?;
+    progs::attach(prog, &o.iface, o.xdp_mode)?;
+    let map = ebpf
+        .take_map("SINK_COUNTERS")
+        .context("internal error: SINK_COUNTERS map missing from the sink object")?;
+    let map: PerCpuArray<MapData, Counters> = PerCpuArray::try_from(map)
+        .context("internal error: SINK_COUNTERS is not a per-CPU array")?;
+
+    sys::install_stop_handler()?;
+    eprintln!(
+        "sink {}: counting for {} s (first {} s warm-up, not in the summary); Ctrl-C stops early",
+        o.iface, o.duration, o.warmup
+    );
+
+    let start = Instant::now();
+    let end = start + Duration::from_secs_f64(o.duration);
+    let warm_end = start + Duration::from_secs_f64(o.warmup);
+    let mut prev = totals(&map)?;
+    let mut prev_t = start;
+    let mut window_start: Option<(Instant, Counters, CpuTimes)> = None;
+    if o.warmup == 0.0 {
+        window_start = Some((start, prev, CpuTimes::read()?));
+    }
+    let mut per_second: Vec<f64> = Vec::new();
+    let mut tick = 1u64;
+
+    loop {
+        let next = (start + Duration::from_secs(tick)).min(end);
+        let completed = sys::sleep_until(next);
+        let now = Instant::now();
+        let cur = totals(&map)?;
+        let dt = (now - prev_t).as_secs_f64();
+        if dt > 0.0 {
+            let fps = (cur.frames - prev.frames) as f64 / dt;
+            let bps = (cur.bytes - prev.bytes) as f64 * 8.0 / dt;
+            eprintln!(
+                "[{:6.1}s] {:>12.0} frames/s  {:>8.3} Gbit/s (without FCS){}",
+                (now - start).as_secs_f64(),
+                fps,
+                bps / 1e9,
+                if now <= warm_end { "  (warm-up)" } else { "" }
+            );
+            if window_start.is_some() {
+                per_second.push(fps);
+            }
+        }
+        prev = cur;
+        prev_t = now;
+        if window_start.is_none() && now >= warm_end {
+            window_start = Some((now, cur, CpuTimes::read()?));
+        }
+        if !completed || now >= end {
+            break;
+        }
+        tick += 1;
+    }
+
+    let now = Instant::now();
+    let cur = totals(&map)?;
+    let cpu_end = CpuTimes::read()?;
+    let (frames, bytes, secs, cpu_busy) = match window_start {
+        Some((t0, c0, cpu0)) => (
+            cur.frames - c0.frames,
+            cur.bytes - c0.bytes,
+            (now - t0).as_secs_f64(),
+            cpu_end.busy - cpu0.busy,
+        ),
+        None => (0, 0, 0.0, 0.0),
+    };
+    let fps = if secs > 0.0 {
+        frames as f64 / secs
+    } else {
+        0.0
+    };
+    let cpu_ns_per_frame = if frames > 0 {
+        cpu_busy * 1e9 / frames as f64
+    } else {
+        0.0
+    };
+    let stopped_early = now + Duration::from_millis(100) < end;
+
+    if o.json {
+        let ps: Vec<String> = per_second.iter().map(|v| format!("{v:.0}")).collect();
+        println!(
+            "{{\"iface\":{},\"frames\":{},\"bytes\":{},\"window_secs\":{:.3},\"frames_per_sec\":{:.0},\
+             \"cpu_busy_secs\":{:.2},\"cpu_ns_per_frame\":{:.1},\"stopped_early\":{},\"per_second\":[{}]}}",
+            crate::json_str(&o.iface),
+            frames,
+            bytes,
+            secs,
+            fps,
+            cpu_busy,
+            cpu_ns_per_frame,
+            stopped_early,
+            ps.join(",")
+        );
+    } else {
+        println!(
+            "sink {}: {} frames, {} bytes (without FCS) in {:.3} s after warm-up: {:.0} frames/s{}",
+            o.iface,
+            frames,
+            bytes,
+            secs,
+            fps,
+            if stopped_early {
+                " (stopped early)"
+            } else {
+                ""
+            }
+        );
+        if frames > 0 {
+            println!(
+                "  CPU busy on all cores: {:.2} s = {:.0} ns per frame received (includes the generator if it runs here)",
+                cpu_busy, cpu_ns_per_frame
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs everything xsw needs to build, test and run on Debian.
+# Idempotent: a second run only checks. Needs root.
+set -euo pipefail
+
+packages=(
+  # build: xsk-rs builds libxdp from source; the XDP program is C compiled by clang
+  clang llvm m4 libelf-dev zlib1g-dev pkg-config make gcc libc6-dev libbpf-dev
+  # run and test: namespaces, veths, taps, traffic, inspection
+  iproute2 iputils-ping ethtool iperf3 netcat-openbsd bpftool tcpdump procps
+  # benchmark baselines and profiles
+  bridge-utils linux-perf
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if ((${#missing[@]})); then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  echo "error: cargo not found. Install a stable Rust toolchain (https://rustup.rs) and run again." >&2
+  exit 1
+fi
+echo "dependencies: ok"

@@ -1,0 +1,96 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+//
+// xsw's XDP program: one instance per switch-owned interface.
+//
+// Stages, in order (each one either decides or falls through):
+//   1. host:  frames the host itself must keep seeing (its own MAC, the
+//             solicited-node multicast MACs of its IPv6 addresses, ARP
+//             requests for its IPv4 addresses) go to the kernel: XDP_PASS.
+//   2. fast:  reserved for the XDP fast path (known unicast flows switched
+//             here from a flow table the user-space data plane fills). Not
+//             yet present: every frame falls through to stage 3.
+//   3. steer: everything else goes to the AF_XDP socket of the frame's rx
+//             queue. A queue with no socket (not owned by a worker yet)
+//             falls back to the kernel, so the host never loses a frame it
+//             would have had without xsw.
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+// ARP opcodes; linux/if_arp.h drags in libc headers that do not build for BPF.
+#define ARPOP_REQUEST 1
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_QUEUES 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+// Key: a MAC address in the low 6 bytes of a u64 (byte order as on the
+// wire, rest zero). Present means "hand to the kernel".
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u64);
+	__type(value, __u8);
+} host_macs SEC(".maps");
+
+// Key: an IPv4 address in network byte order. ARP requests for it are
+// handed to the kernel even though they are broadcast.
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, __u8);
+} host_ipv4 SEC(".maps");
+
+struct arp_ipv4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[ETH_ALEN];
+	__be32 spa;
+	__u8 tha[ETH_ALEN];
+	__be32 tpa;
+} __attribute__((packed));
+
+static __always_inline int is_for_host(void *data, void *data_end)
+{
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+
+	__u64 dst = 0;
+	__builtin_memcpy(&dst, eth->h_dest, ETH_ALEN);
+	if (bpf_map_lookup_elem(&host_macs, &dst))
+		return 1;
+
+	if (eth->h_proto != bpf_htons(ETH_P_ARP))
+		return 0;
+	struct arp_ipv4 *arp = (void *)(eth + 1);
+	if ((void *)(arp + 1) > data_end)
+		return 0;
+	if (arp->oper != bpf_htons(ARPOP_REQUEST))
+		return 0;
+	__u32 target = arp->tpa;
+	return bpf_map_lookup_elem(&host_ipv4, &target) != 0;
+}
+
+SEC("xdp")
+int xsw_steer(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	if (is_for_host(data, data_end))
+		return XDP_PASS;
+
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

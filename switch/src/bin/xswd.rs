@@ -1,0 +1,178 @@
+//! xswd: the xsw daemon. Loads the config, starts the workers, serves the
+//! control socket until SIGTERM or SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use clap::Parser;
+use xsw::config::{self, Config};
+use xsw::control::server::ControlServer;
+use xsw::control::switch::Switch;
+use xsw::dataplane::worker::WorkerTuning;
+use xsw::dataplane::{Dataplane, DataplaneSettings};
+use xsw::port::afxdp::RingSizes;
+
+#[derive(Parser)]
+#[command(name = "xswd", version, about = "The xsw switch daemon")]
+struct Args {
+    /// Control socket path.
+    #[arg(long, default_value = "/run/xsw/xsw.sock")]
+    socket: PathBuf,
+    /// Configuration file; without it /etc/xsw/xsw.toml is read if it exists.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+}
+
+fn load_config(args: &Args) -> Result<Config, String> {
+    match &args.config {
+        Some(path) => Config::load(path).map_err(|e| e.to_string()),
+        None => {
+            let default = PathBuf::from(config::DEFAULT_PATH);
+            if default.exists() {
+                Config::load(&default).map_err(|e| e.to_string())
+            } else {
+                Ok(Config::default())
+            }
+        }
+    }
+}
+
+fn settings(config: &Config) -> DataplaneSettings {
+    let d = &config.dataplane;
+    let u = &config.umem;
+    DataplaneSettings {
+        cores: d.workers.clone(),
+        tuning: WorkerTuning {
+            batch_size: d.batch_size,
+            mode: d.mode,
+            fdb_capacity: d.fdb_capacity,
+            aging_ns: d.mac_aging_secs.saturating_mul(1_000_000_000),
+            frame_size: u.frame_size,
+            fill_ring: u.fill_ring,
+            tx_ring: u.tx_ring,
+        },
+        frame_count: u.frame_count,
+        comp_ring: u.comp_ring,
+        rings: RingSizes {
+            rx: u.rx_ring,
+            tx: u.tx_ring,
+        },
+    }
+}
+
+/// Blocks the termination signals in this thread and every thread it starts,
+/// so that one thread can wait for them with sigwait.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: sigset_t is plain data; sigemptyset initialises it before use,
+    // and pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signal in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signal);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    let signals = block_signals();
+    let config = match load_config(&args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("xswd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let dataplane = match Dataplane::start(&settings(&config)) {
+        Ok(dataplane) => dataplane,
+        Err(e) => {
+            eprintln!("xswd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let server = match ControlServer::bind(&args.socket) {
+        Ok(server) => server,
+        Err(e) => {
+            eprintln!("xswd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let switch = Arc::new(Mutex::new(Switch::new(dataplane, config.dataplane.mode)));
+    if let Err(e) = switch
+        .lock()
+        .map_err(|_| "lock".to_string())
+        .and_then(|mut s| s.apply_config(&config))
+    {
+        eprintln!("xswd: cannot apply the configuration: {e}");
+        if let Ok(mut s) = switch.lock() {
+            s.shutdown();
+        }
+        return ExitCode::FAILURE;
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let socket_path = server.path().to_path_buf();
+    {
+        let stop = stop.clone();
+        std::thread::Builder::new()
+            .name("xsw-signals".into())
+            .spawn(move || loop {
+                let mut signal: libc::c_int = 0;
+                // SAFETY: `signals` is an initialised set and `signal` a valid
+                // place for sigwait to store the signal number.
+                if unsafe { libc::sigwait(&signals, &mut signal) } != 0 {
+                    continue;
+                }
+                if signal == libc::SIGHUP {
+                    tracing::warn!("SIGHUP: reloading the config file is not supported yet; restart xswd to apply it");
+                    continue;
+                }
+                tracing::info!(signal, "stopping");
+                stop.store(true, Ordering::SeqCst);
+                // Wake the accept loop so it sees the flag.
+                let _ = std::os::unix::net::UnixStream::connect(&socket_path);
+                return;
+            })
+            .ok();
+    }
+    {
+        let stop = stop.clone();
+        let switch = switch.clone();
+        std::thread::Builder::new()
+            .name("xsw-links".into())
+            .spawn(move || {
+                while !stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(300));
+                    if let Ok(mut s) = switch.lock() {
+                        s.refresh_links();
+                    }
+                }
+            })
+            .ok();
+    }
+
+    tracing::info!(socket = %args.socket.display(), workers = ?config.dataplane.workers, "xswd ready");
+    server.serve(switch.clone(), stop);
+    let mut guard = switch
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    guard.shutdown();
+    tracing::info!("stopped");
+    ExitCode::SUCCESS
+}

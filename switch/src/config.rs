@@ -1,0 +1,311 @@
+//! The configuration file (TOML). Every key is optional; defaults suit a
+//! small host. Errors name the file, the line and what to change.
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dataplane::worker::PollMode;
+use crate::packet::MacAddr;
+use crate::xdp::XdpModeRequest;
+
+pub const DEFAULT_PATH: &str = "/etc/xsw/xsw.toml";
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub dataplane: DataplaneSection,
+    #[serde(default)]
+    pub umem: UmemSection,
+    #[serde(default, rename = "port", skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<PortSpec>,
+    #[serde(default, rename = "fdb", skip_serializing_if = "Vec::is_empty")]
+    pub fdb: Vec<StaticFdbSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataplaneSection {
+    /// One worker per listed core, pinned to it.
+    pub workers: Vec<usize>,
+    pub batch_size: usize,
+    pub mode: PollMode,
+    pub mac_aging_secs: u64,
+    pub fdb_capacity: usize,
+}
+
+impl Default for DataplaneSection {
+    fn default() -> Self {
+        DataplaneSection {
+            workers: vec![0],
+            batch_size: 64,
+            mode: PollMode::Adaptive,
+            mac_aging_secs: 300,
+            fdb_capacity: 65536,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UmemSection {
+    /// Frames per worker; shared by all the worker's sockets.
+    pub frame_count: u32,
+    pub frame_size: u32,
+    pub rx_ring: u32,
+    pub tx_ring: u32,
+    pub fill_ring: u32,
+    pub comp_ring: u32,
+}
+
+impl Default for UmemSection {
+    fn default() -> Self {
+        UmemSection {
+            frame_count: 4096,
+            frame_size: 2048,
+            rx_ring: 1024,
+            tx_ring: 1024,
+            fill_ring: 2048,
+            comp_ring: 2048,
+        }
+    }
+}
+
+/// A port, as the config file and `xswctl port add` describe it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PortSpec {
+    pub name: String,
+    #[serde(default)]
+    pub xdp_mode: XdpModeRequest,
+    /// Replace an XDP program someone else attached.
+    #[serde(default)]
+    pub force: bool,
+    /// Frames to this MAC go to the host's own stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_mac: Option<MacAddr>,
+    /// ARP requests for these addresses go to the host's own stack.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ipv4: Vec<Ipv4Addr>,
+    /// Create a persistent tap with this name (for a VM) instead of
+    /// attaching to an existing interface.
+    #[serde(default)]
+    pub create_tap: bool,
+    /// With create_tap: the uid allowed to open the tap (QEMU's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tap_owner: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StaticFdbSpec {
+    pub mac: MacAddr,
+    pub port: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: String, message: String },
+}
+
+fn power_of_two_in(value: u32, min: u32, max: u32) -> bool {
+    value.is_power_of_two() && (min..=max).contains(&value)
+}
+
+/// 1-based line of the first line that sets `key`, to point the operator at it.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.trim_start();
+            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
+        })
+        .map(|i| i + 1)
+}
+
+impl Config {
+    pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        // toml's messages carry the line and column and quote the line.
+        let config: Config =
+            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
+        if let Err((key, reason)) = config.validate() {
+            let place = line_of(text, key)
+                .map(|l| format!("line {l}: "))
+                .unwrap_or_default();
+            return Err(invalid(format!("{place}{key}: {reason}")));
+        }
+        Ok(config)
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Checks what the types cannot: (key, reason) of the first problem.
+    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+        let d = &self.dataplane;
+        if d.workers.is_empty() {
+            return Err((
+                "workers",
+                "list at least one core, e.g. workers = [0]".into(),
+            ));
+        }
+        let mut cores = d.workers.clone();
+        cores.sort_unstable();
+        cores.dedup();
+        if cores.len() != d.workers.len() {
+            return Err((
+                "workers",
+                "a core is listed twice; one worker per core".into(),
+            ));
+        }
+        if !(1..=1024).contains(&d.batch_size) {
+            return Err((
+                "batch_size",
+                format!("{} is outside 1..=1024", d.batch_size),
+            ));
+        }
+        if d.mac_aging_secs == 0 {
+            return Err(("mac_aging_secs", "must be at least 1 second".into()));
+        }
+        if d.fdb_capacity == 0 || d.fdb_capacity > 16_000_000 {
+            return Err((
+                "fdb_capacity",
+                format!("{} is outside 1..=16000000", d.fdb_capacity),
+            ));
+        }
+        let u = &self.umem;
+        if !power_of_two_in(u.frame_size, 2048, 4096) {
+            return Err((
+                "frame_size",
+                format!("{} must be 2048 or 4096", u.frame_size),
+            ));
+        }
+        if !(64..=1 << 20).contains(&u.frame_count) {
+            return Err((
+                "frame_count",
+                format!("{} is outside 64..=1048576", u.frame_count),
+            ));
+        }
+        for (key, value) in [
+            ("rx_ring", u.rx_ring),
+            ("tx_ring", u.tx_ring),
+            ("fill_ring", u.fill_ring),
+            ("comp_ring", u.comp_ring),
+        ] {
+            if !power_of_two_in(value, 64, 1 << 16) {
+                return Err((
+                    key,
+                    format!("{value} must be a power of two from 64 to 65536"),
+                ));
+            }
+        }
+        let mut names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(("name", format!("port {:?} is listed twice", pair[0])));
+        }
+        for port in &self.ports {
+            if let Err(e) = crate::port::iface::validate_name(&port.name) {
+                return Err(("name", e.to_string()));
+            }
+        }
+        for entry in &self.fdb {
+            if !self.ports.iter().any(|p| p.name == entry.port) {
+                return Err((
+                    "port",
+                    format!(
+                        "static MAC {} names port {:?}, which no [[port]] defines",
+                        entry.mac, entry.port
+                    ),
+                ));
+            }
+            if entry.mac.is_multicast() || entry.mac.is_zero() {
+                return Err(("mac", format!("{} is not a unicast MAC", entry.mac)));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_file_gives_the_defaults() {
+        let config = Config::parse("", "t.toml").expect("empty config");
+        assert_eq!(config, Config::default());
+        assert_eq!(config.dataplane.batch_size, 64);
+        assert_eq!(config.dataplane.mode, PollMode::Adaptive);
+    }
+
+    #[test]
+    fn a_full_file_parses() {
+        let text = r#"
+            [dataplane]
+            workers = [1]
+            mode = "busy-poll"
+            [umem]
+            frame_count = 8192
+            [[port]]
+            name = "veth-a"
+            host_mac = "02:00:00:00:00:aa"
+            host_ipv4 = ["198.18.0.1"]
+            [[port]]
+            name = "tap-vm1"
+            create_tap = true
+            tap_owner = 1000
+            [[fdb]]
+            mac = "02:00:00:00:00:01"
+            port = "veth-a"
+        "#;
+        let config = Config::parse(text, "t.toml").expect("valid config");
+        assert_eq!(config.ports.len(), 2);
+        assert_eq!(config.dataplane.mode, PollMode::BusyPoll);
+        assert!(config.ports[1].create_tap);
+    }
+
+    #[test]
+    fn errors_name_the_file_the_line_and_the_key() {
+        let err = Config::parse("[umem]\nframe_size = 3000\n", "/etc/xsw/xsw.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/etc/xsw/xsw.toml")
+                && err.contains("line 2")
+                && err.contains("frame_size"),
+            "{err}"
+        );
+        let err = Config::parse("[dataplane]\nbatch = 3\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("batch"), "{err}");
+        let err = Config::parse("[[port]]\nname = \"a\"\nhost_mac = \"zz\"\n", "x.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
+        let err = Config::parse(
+            "[[fdb]]\nmac = \"02:00:00:00:00:01\"\nport = \"nope\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+}

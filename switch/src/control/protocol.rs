@@ -1,0 +1,143 @@
+//! The control socket's protocol: one JSON request per line, one JSON reply
+//! per line. Specified for script writers in docs/control-protocol.md.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::PortSpec;
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Request {
+    PortAdd(PortSpec),
+    PortDel { name: String },
+    PortList {},
+    FdbShow {},
+    FdbAdd { mac: String, port: String },
+    FdbDel { mac: String },
+    Stats {},
+    Status {},
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request is not valid JSON or not a known command.
+    BadRequest,
+    UnsupportedVersion,
+    /// An argument has the wrong form (a MAC, a mode, a name).
+    InvalidArgument,
+    NotFound,
+    AlreadyExists,
+    /// The kernel refused (XDP attach, socket bind, tap creation).
+    System,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ErrorReply {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reply {
+    pub version: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorReply>,
+}
+
+impl Reply {
+    pub fn success(data: serde_json::Value) -> Self {
+        Reply {
+            version: PROTOCOL_VERSION,
+            ok: true,
+            data: Some(data),
+            error: None,
+        }
+    }
+
+    pub fn failure(code: ErrorCode, message: impl Into<String>) -> Self {
+        Reply {
+            version: PROTOCOL_VERSION,
+            ok: false,
+            data: None,
+            error: Some(ErrorReply {
+                code,
+                message: message.into(),
+            }),
+        }
+    }
+}
+
+/// Parses one request line: `{"version":1,"cmd":"port_add",...}`.
+pub fn parse_request(line: &str) -> Result<Request, ErrorReply> {
+    let bad = |message: String| ErrorReply {
+        code: ErrorCode::BadRequest,
+        message,
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| bad(format!("request is not valid JSON: {e}")))?;
+    let object = value
+        .as_object_mut()
+        .ok_or_else(|| bad("request must be a JSON object".into()))?;
+    match object.remove("version") {
+        Some(v) if v.as_u64() == Some(u64::from(PROTOCOL_VERSION)) => {}
+        Some(v) => {
+            return Err(ErrorReply {
+                code: ErrorCode::UnsupportedVersion,
+                message: format!("protocol version {v} is not supported; this xswd speaks version {PROTOCOL_VERSION}"),
+            })
+        }
+        None => return Err(bad(format!("missing \"version\" (this xswd speaks version {PROTOCOL_VERSION})"))),
+    }
+    if !object.contains_key("cmd") {
+        return Err(bad("missing \"cmd\"".into()));
+    }
+    serde_json::from_value(value).map_err(|e| bad(e.to_string()))
+}
+
+pub fn encode_request(request: &Request) -> String {
+    let mut value = serde_json::to_value(request).unwrap_or_default();
+    if let Some(object) = value.as_object_mut() {
+        object.insert("version".into(), PROTOCOL_VERSION.into());
+    }
+    value.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_round_trips_through_its_line_form() {
+        let request = Request::FdbAdd {
+            mac: "02:00:00:00:00:01".into(),
+            port: "veth0".into(),
+        };
+        assert_eq!(parse_request(&encode_request(&request)), Ok(request));
+    }
+
+    #[test]
+    fn unknown_commands_fields_and_versions_are_refused_with_their_names() {
+        let unknown = parse_request(r#"{"version":1,"cmd":"port_explode"}"#).unwrap_err();
+        assert!(
+            unknown.message.contains("port_explode"),
+            "{}",
+            unknown.message
+        );
+        let field = parse_request(r#"{"version":1,"cmd":"port_del","name":"a","colour":"red"}"#)
+            .unwrap_err();
+        assert!(field.message.contains("colour"), "{}", field.message);
+        let wrong_type = parse_request(r#"{"version":1,"cmd":"port_del","name":7}"#).unwrap_err();
+        assert_eq!(wrong_type.code, ErrorCode::BadRequest);
+        let version = parse_request(r#"{"version":9,"cmd":"status"}"#).unwrap_err();
+        assert_eq!(version.code, ErrorCode::UnsupportedVersion);
+        assert!(parse_request("not json").is_err());
+        assert!(parse_request(r#"{"version":1}"#).is_err());
+    }
+}

@@ -1,0 +1,370 @@
+//! The data plane: workers, each pinned to a core, each owning a UMEM and
+//! the AF_XDP sockets of its queues. The control plane talks to them only
+//! through a published config snapshot and a command channel per worker.
+
+pub mod handoff;
+pub mod ledger;
+pub mod snapshot;
+pub mod stats;
+pub mod wake;
+pub mod worker;
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use crossbeam::channel::{bounded, Sender};
+use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
+use xsk_rs::Umem;
+
+use crate::packet::MacAddr;
+use crate::pipeline::{DomainId, FdbEntry, PortId};
+use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
+use handoff::Mesh;
+use snapshot::Snapshot;
+use stats::{PortTotals, WorkerStats};
+use worker::{Worker, WorkerCommand, WorkerParts, WorkerTuning};
+
+/// How long the control plane waits for a worker to carry out a command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Clone, Debug)]
+pub struct DataplaneSettings {
+    pub cores: Vec<usize>,
+    pub tuning: WorkerTuning,
+    pub frame_count: u32,
+    pub comp_ring: u32,
+    pub rings: RingSizes,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DataplaneError {
+    #[error("core {core} does not exist or cannot be used (this machine offers cores {available:?}); fix [dataplane] workers")]
+    NoSuchCore { core: usize, available: Vec<usize> },
+    #[error("cannot create the UMEM for worker {worker}: {reason} (lower [umem] frame_count, or grant xswd CAP_IPC_LOCK)")]
+    Umem { worker: usize, reason: String },
+    #[error("bad [umem] setting: {0}")]
+    Setting(String),
+    #[error("cannot start worker {worker}: {reason}")]
+    Spawn { worker: usize, reason: String },
+    #[error(
+        "worker {0} did not answer within {COMMAND_TIMEOUT:?}; it may have stopped (see the log)"
+    )]
+    WorkerGone(usize),
+    #[error(transparent)]
+    Socket(#[from] AfXdpError),
+}
+
+struct WorkerHandle {
+    core: usize,
+    umem: Umem,
+    commands: Sender<WorkerCommand>,
+    stats: Arc<WorkerStats>,
+    thread: Option<JoinHandle<()>>,
+    // Keeps the UMEM's own descriptor bound to loopback, away from the ports.
+    _anchor: Option<XskQueue>,
+}
+
+pub struct Dataplane {
+    workers: Vec<WorkerHandle>,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    mesh: Arc<Mesh>,
+    rings: RingSizes,
+    epoch: Instant,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct WorkerSummary {
+    pub id: usize,
+    pub core: usize,
+    pub frames: u64,
+    pub batches: u64,
+    pub sleeps: u64,
+    pub umem_frames_free: u64,
+    pub frame_violations: u64,
+}
+
+impl Dataplane {
+    pub fn start(settings: &DataplaneSettings) -> Result<Self, DataplaneError> {
+        let available: Vec<usize> = core_affinity::get_core_ids()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        for &core in &settings.cores {
+            if !available.contains(&core) {
+                return Err(DataplaneError::NoSuchCore { core, available });
+            }
+        }
+        let frame_size = FrameSize::new(settings.tuning.frame_size).map_err(|e| {
+            DataplaneError::Setting(format!("frame_size {}: {e}", settings.tuning.frame_size))
+        })?;
+        let fill = QueueSize::new(settings.tuning.fill_ring)
+            .map_err(|e| DataplaneError::Setting(format!("fill_ring: {e}")))?;
+        let comp = QueueSize::new(settings.comp_ring)
+            .map_err(|e| DataplaneError::Setting(format!("comp_ring: {e}")))?;
+        let umem_config = UmemConfig::builder()
+            .frame_size(frame_size)
+            .fill_queue_size(fill)
+            .comp_queue_size(comp)
+            .build()
+            .map_err(|e| DataplaneError::Setting(e.to_string()))?;
+        let frame_count = NonZeroU32::new(settings.frame_count)
+            .ok_or_else(|| DataplaneError::Setting("frame_count must be above 0".into()))?;
+
+        let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
+        let mesh = Arc::new(Mesh::new(settings.cores.len(), 1024, 4096).map_err(|e| {
+            DataplaneError::Spawn {
+                worker: 0,
+                reason: e.to_string(),
+            }
+        })?);
+        let epoch = Instant::now();
+        let mut workers = Vec::with_capacity(settings.cores.len());
+        for (id, &core) in settings.cores.iter().enumerate() {
+            let (umem, frames) =
+                Umem::new(umem_config, frame_count, false).map_err(|e| DataplaneError::Umem {
+                    worker: id,
+                    reason: format!("{e}"),
+                })?;
+            let anchor = match afxdp::open_queue(&umem, "lo", 0, settings.rings) {
+                Ok(anchor) => Some(anchor),
+                Err(e) => {
+                    tracing::warn!(worker = id, error = %e, "cannot anchor the UMEM on loopback; the first port added stays bound until xswd restarts");
+                    None
+                }
+            };
+            let (tx, rx) = bounded(64);
+            let stats = Arc::new(WorkerStats::default());
+            let parts = WorkerParts {
+                id,
+                umem: umem.clone(),
+                frames,
+                tuning: settings.tuning.clone(),
+                snapshot: snapshot.clone(),
+                stats: stats.clone(),
+                commands: rx,
+                mesh: mesh.clone(),
+                epoch,
+            };
+            let thread = std::thread::Builder::new()
+                .name(format!("xsw-worker-{id}"))
+                .spawn(move || {
+                    if !core_affinity::set_for_current(core_affinity::CoreId { id: core }) {
+                        tracing::warn!(worker = id, core, "could not pin worker to its core");
+                    }
+                    Worker::new(parts).run();
+                })
+                .map_err(|e| DataplaneError::Spawn {
+                    worker: id,
+                    reason: e.to_string(),
+                })?;
+            workers.push(WorkerHandle {
+                core,
+                umem,
+                commands: tx,
+                stats,
+                thread: Some(thread),
+                _anchor: anchor,
+            });
+        }
+        Ok(Dataplane {
+            workers,
+            snapshot,
+            mesh,
+            rings: settings.rings,
+            epoch,
+        })
+    }
+
+    /// The clock origin of every worker's MAC timestamps.
+    pub fn epoch(&self) -> Instant {
+        self.epoch
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    pub fn publish(&self, snapshot: Snapshot) {
+        self.snapshot.store(Arc::new(snapshot));
+    }
+
+    fn command(&self, worker: usize, command: WorkerCommand) -> Result<(), DataplaneError> {
+        let handle = self
+            .workers
+            .get(worker)
+            .ok_or(DataplaneError::WorkerGone(worker))?;
+        handle
+            .commands
+            .send_timeout(command, COMMAND_TIMEOUT)
+            .map_err(|_| DataplaneError::WorkerGone(worker))?;
+        self.mesh.wake(worker).notify();
+        Ok(())
+    }
+
+    fn ask<T>(
+        &self,
+        worker: usize,
+        make: impl FnOnce(Sender<T>) -> WorkerCommand,
+    ) -> Result<T, DataplaneError> {
+        let (tx, rx) = bounded(1);
+        self.command(worker, make(tx))?;
+        rx.recv_timeout(COMMAND_TIMEOUT)
+            .map_err(|_| DataplaneError::WorkerGone(worker))
+    }
+
+    /// Opens a socket for (`iface`, `queue`) on `worker`'s UMEM. The caller
+    /// puts it in the XSKMAP, then hands it over with `add_queue`.
+    pub fn open_queue(
+        &self,
+        worker: usize,
+        iface: &str,
+        queue: u32,
+    ) -> Result<XskQueue, DataplaneError> {
+        let handle = self
+            .workers
+            .get(worker)
+            .ok_or(DataplaneError::WorkerGone(worker))?;
+        Ok(afxdp::open_queue(&handle.umem, iface, queue, self.rings)?)
+    }
+
+    pub fn add_queue(
+        &self,
+        worker: usize,
+        port: PortId,
+        queue_id: u32,
+        xsk: XskQueue,
+    ) -> Result<(), DataplaneError> {
+        self.ask(worker, |done| WorkerCommand::AddQueue {
+            port,
+            queue_id,
+            xsk: Box::new(xsk),
+            done,
+        })
+    }
+
+    /// Closes every socket of `port` and forgets its MACs, on every worker.
+    pub fn remove_port(&self, port: PortId) -> Result<(), DataplaneError> {
+        for worker in 0..self.workers.len() {
+            self.ask(worker, |done| WorkerCommand::RemovePort { port, done })?;
+        }
+        Ok(())
+    }
+
+    pub fn fdb_add_static(
+        &self,
+        domain: DomainId,
+        mac: MacAddr,
+        port: PortId,
+    ) -> Result<Result<(), String>, DataplaneError> {
+        let mut outcome = Ok(());
+        for worker in 0..self.workers.len() {
+            let result = self.ask(worker, |done| WorkerCommand::FdbAddStatic {
+                domain,
+                mac,
+                port,
+                done,
+            })?;
+            if result.is_err() {
+                outcome = result;
+            }
+        }
+        Ok(outcome)
+    }
+
+    pub fn fdb_remove(&self, domain: DomainId, mac: MacAddr) -> Result<bool, DataplaneError> {
+        let mut removed = false;
+        for worker in 0..self.workers.len() {
+            removed |= self.ask(worker, |done| WorkerCommand::FdbRemove {
+                domain,
+                mac,
+                done,
+            })?;
+        }
+        Ok(removed)
+    }
+
+    /// The union of every worker's table; where they differ, the most
+    /// recently seen entry wins.
+    pub fn fdb_dump(&self) -> Result<Vec<FdbEntry>, DataplaneError> {
+        let mut merged: std::collections::BTreeMap<(DomainId, MacAddr), FdbEntry> =
+            Default::default();
+        for worker in 0..self.workers.len() {
+            for entry in self.ask(worker, |reply| WorkerCommand::FdbDump { reply })? {
+                let key = (entry.domain, entry.mac);
+                match merged.get(&key) {
+                    Some(existing) if existing.last_seen_ns >= entry.last_seen_ns => {}
+                    _ => {
+                        merged.insert(key, entry);
+                    }
+                }
+            }
+        }
+        Ok(merged.into_values().collect())
+    }
+
+    pub fn set_aging(&self, aging_ns: u64) -> Result<(), DataplaneError> {
+        for worker in 0..self.workers.len() {
+            self.command(worker, WorkerCommand::SetAging { aging_ns })?;
+        }
+        Ok(())
+    }
+
+    pub fn port_totals(&self, port: PortId) -> PortTotals {
+        let mut totals = PortTotals::default();
+        for w in &self.workers {
+            if let Some(c) = w.stats.port(port) {
+                totals.add(c);
+            }
+        }
+        totals
+    }
+
+    pub fn worker_summaries(&self) -> Vec<WorkerSummary> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.workers
+            .iter()
+            .enumerate()
+            .map(|(id, w)| WorkerSummary {
+                id,
+                core: w.core,
+                frames: w.stats.frames.load(Relaxed),
+                batches: w.stats.batches.load(Relaxed),
+                sleeps: w.stats.sleeps.load(Relaxed),
+                umem_frames_free: w.stats.frames_free.load(Relaxed),
+                frame_violations: w.stats.frame_violations.load(Relaxed),
+            })
+            .collect()
+    }
+
+    /// A worker whose thread ended (it should not): the control plane
+    /// reports it, and a watchdog can act on it.
+    pub fn dead_workers(&self) -> Vec<usize> {
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.thread.as_ref().is_none_or(|t| t.is_finished()))
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        for worker in 0..self.workers.len() {
+            let _ = self.command(worker, WorkerCommand::Stop);
+        }
+        for w in &mut self.workers {
+            if let Some(thread) = w.thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
+}
+
+impl Drop for Dataplane {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,97 @@
+//! Counters: written by one worker each, summed by the control plane on read.
+//!
+//! Each counter has a single writer, so a relaxed load and store replace a
+//! locked read-modify-write; readers may see a value one batch old.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use crate::pipeline::{DropReason, PortId};
+
+pub const MAX_PORTS: usize = 1024;
+
+#[inline]
+pub fn bump(counter: &AtomicU64, by: u64) {
+    counter.store(counter.load(Relaxed).wrapping_add(by), Relaxed);
+}
+
+#[derive(Default)]
+pub struct PortCounters {
+    pub rx_frames: AtomicU64,
+    pub rx_bytes: AtomicU64,
+    pub tx_frames: AtomicU64,
+    pub tx_bytes: AtomicU64,
+    pub drops: [AtomicU64; DropReason::COUNT],
+}
+
+/// A plain copy of a port's counters, for sums and differences.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortTotals {
+    pub rx_frames: u64,
+    pub rx_bytes: u64,
+    pub tx_frames: u64,
+    pub tx_bytes: u64,
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl PortTotals {
+    pub fn add(&mut self, c: &PortCounters) {
+        self.rx_frames += c.rx_frames.load(Relaxed);
+        self.rx_bytes += c.rx_bytes.load(Relaxed);
+        self.tx_frames += c.tx_frames.load(Relaxed);
+        self.tx_bytes += c.tx_bytes.load(Relaxed);
+        for (sum, d) in self.drops.iter_mut().zip(&c.drops) {
+            *sum += d.load(Relaxed);
+        }
+    }
+
+    /// Counters since `base` was taken (ports ids are reused after delete).
+    pub fn since(&self, base: &PortTotals) -> PortTotals {
+        let mut out = PortTotals {
+            rx_frames: self.rx_frames.wrapping_sub(base.rx_frames),
+            rx_bytes: self.rx_bytes.wrapping_sub(base.rx_bytes),
+            tx_frames: self.tx_frames.wrapping_sub(base.tx_frames),
+            tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
+            drops: [0; DropReason::COUNT],
+        };
+        for ((o, a), b) in out.drops.iter_mut().zip(&self.drops).zip(&base.drops) {
+            *o = a.wrapping_sub(*b);
+        }
+        out
+    }
+}
+
+pub struct WorkerStats {
+    pub ports: Box<[PortCounters]>,
+    pub batches: AtomicU64,
+    pub frames: AtomicU64,
+    pub sleeps: AtomicU64,
+    pub frames_free: AtomicU64,
+    pub frame_violations: AtomicU64,
+}
+
+impl Default for WorkerStats {
+    fn default() -> Self {
+        WorkerStats {
+            ports: (0..MAX_PORTS).map(|_| PortCounters::default()).collect(),
+            batches: AtomicU64::new(0),
+            frames: AtomicU64::new(0),
+            sleeps: AtomicU64::new(0),
+            frames_free: AtomicU64::new(0),
+            frame_violations: AtomicU64::new(0),
+        }
+    }
+}
+
+impl WorkerStats {
+    #[inline]
+    pub fn port(&self, port: PortId) -> Option<&PortCounters> {
+        self.ports.get(usize::from(port))
+    }
+
+    #[inline]
+    pub fn drop_frame(&self, port: PortId, reason: DropReason) {
+        if let Some(c) = self.port(port) {
+            bump(&c.drops[reason.index()], 1);
+        }
+    }
+}

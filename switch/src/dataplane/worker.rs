@@ -1,0 +1,671 @@
+//! One worker: a thread pinned to a core that owns a UMEM, the AF_XDP
+//! sockets of the queues assigned to it, and its own MAC table.
+//!
+//! Each turn of the loop: take commands, apply MAC moves learned by the other
+//! workers, then for every queue receive a batch, switch it, stage the
+//! results per egress socket; then transmit the staged frames, collect
+//! completions and refill the fill rings. Nothing in the loop allocates or
+//! locks; the config snapshot is loaded once per turn.
+
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use crossbeam::channel::{Receiver, Sender};
+use xsk_rs::{FrameDesc, Umem};
+
+use super::handoff::{LearnEvent, Mesh};
+use super::ledger::FrameLedger;
+use super::snapshot::Snapshot;
+use super::stats::{bump, WorkerStats, MAX_PORTS};
+use crate::packet::MacAddr;
+use crate::pipeline::{
+    l2, Decision, DomainId, DropReason, Fdb, FdbEntry, IngressPort, Learned, PortId,
+};
+use crate::port::afxdp::{kick_tx, XskQueue};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PollMode {
+    /// Sleep in poll() after a short spin without traffic: an idle switch
+    /// costs almost nothing, at some microseconds of wake-up latency.
+    Adaptive,
+    /// Never sleep: lowest latency, one core always at 100%.
+    BusyPoll,
+}
+
+#[derive(Clone, Debug)]
+pub struct WorkerTuning {
+    pub batch_size: usize,
+    pub mode: PollMode,
+    pub fdb_capacity: usize,
+    pub aging_ns: u64,
+    pub frame_size: u32,
+    pub fill_ring: u32,
+    pub tx_ring: u32,
+}
+
+pub enum WorkerCommand {
+    AddQueue {
+        port: PortId,
+        queue_id: u32,
+        xsk: Box<XskQueue>,
+        done: Sender<()>,
+    },
+    RemovePort {
+        port: PortId,
+        done: Sender<()>,
+    },
+    FdbAddStatic {
+        domain: DomainId,
+        mac: MacAddr,
+        port: PortId,
+        done: Sender<Result<(), String>>,
+    },
+    FdbRemove {
+        domain: DomainId,
+        mac: MacAddr,
+        done: Sender<bool>,
+    },
+    FdbDump {
+        reply: Sender<Vec<FdbEntry>>,
+    },
+    SetAging {
+        aging_ns: u64,
+    },
+    Stop,
+}
+
+struct LocalQueue {
+    port: PortId,
+    queue_id: u32,
+    xsk: XskQueue,
+    /// Frames switched this turn, waiting to go on the tx ring.
+    staged: Vec<FrameDesc>,
+    /// Frames this socket's fill and rx rings hold now.
+    in_fill: usize,
+}
+
+/// Turns without traffic before an adaptive worker sleeps.
+const IDLE_SPINS: u32 = 200;
+/// Longest sleep: bounds how late aging runs.
+const POLL_TIMEOUT_MS: i32 = 200;
+
+pub struct Worker {
+    id: usize,
+    umem: Umem,
+    ledger: FrameLedger,
+    queues: Vec<Option<LocalQueue>>,
+    /// PortId -> the local queue slot that transmits on it.
+    egress: Box<[Option<u16>]>,
+    fdb: Fdb,
+    tuning: WorkerTuning,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    stats: Arc<WorkerStats>,
+    commands: Receiver<WorkerCommand>,
+    mesh: Arc<Mesh>,
+    rx_batch: Vec<FrameDesc>,
+    scratch: Vec<FrameDesc>,
+    pollfds: Vec<libc::pollfd>,
+    started: Instant,
+}
+
+pub struct WorkerParts {
+    pub id: usize,
+    pub umem: Umem,
+    pub frames: Vec<FrameDesc>,
+    pub tuning: WorkerTuning,
+    pub snapshot: Arc<ArcSwap<Snapshot>>,
+    pub stats: Arc<WorkerStats>,
+    pub commands: Receiver<WorkerCommand>,
+    pub mesh: Arc<Mesh>,
+    /// Shared by all workers so their MAC timestamps compare.
+    pub epoch: Instant,
+}
+
+impl Worker {
+    pub fn new(p: WorkerParts) -> Self {
+        let batch = p.tuning.batch_size.max(1);
+        let scratch_len = (p.tuning.fill_ring.max(p.tuning.tx_ring) as usize).max(batch);
+        Worker {
+            id: p.id,
+            ledger: FrameLedger::new(p.frames, p.tuning.frame_size),
+            umem: p.umem,
+            queues: Vec::new(),
+            egress: vec![None; MAX_PORTS].into_boxed_slice(),
+            fdb: Fdb::new(p.tuning.fdb_capacity, p.tuning.aging_ns),
+            rx_batch: vec![FrameDesc::default(); batch],
+            scratch: vec![FrameDesc::default(); scratch_len],
+            tuning: p.tuning,
+            snapshot: p.snapshot,
+            stats: p.stats,
+            commands: p.commands,
+            mesh: p.mesh,
+            pollfds: Vec::new(),
+            started: p.epoch,
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.started.elapsed().as_nanos() as u64
+    }
+
+    pub fn run(mut self) {
+        let mut idle_turns: u32 = 0;
+        let mut next_expiry = self.now_ns();
+        loop {
+            if !self.take_commands() {
+                break;
+            }
+            let now = self.now_ns();
+            if now >= next_expiry {
+                self.fdb.expire(now);
+                self.stats
+                    .frames_free
+                    .store(self.ledger.free_count() as u64, Relaxed);
+                self.stats
+                    .frame_violations
+                    .store(self.ledger.violations(), Relaxed);
+                next_expiry = now + 1_000_000_000;
+            }
+            let snapshot = self.snapshot.load_full();
+            self.apply_peer_learning(now);
+            let mut work = 0;
+            for slot in 0..self.queues.len() {
+                work += self.receive(slot as u16, &snapshot, now);
+            }
+            work += self.take_handoffs(&snapshot);
+            self.transmit();
+            self.collect_completions();
+            self.refill();
+            if work > 0 {
+                idle_turns = 0;
+                self.mesh.notify_peers(self.id);
+                bump(&self.stats.batches, 1);
+                bump(&self.stats.frames, work as u64);
+            } else if self.tuning.mode == PollMode::Adaptive {
+                idle_turns += 1;
+                if idle_turns >= IDLE_SPINS {
+                    self.sleep();
+                    idle_turns = 0;
+                }
+            } else {
+                std::hint::spin_loop();
+            }
+        }
+        tracing::debug!(worker = self.id, "worker stopped");
+    }
+
+    /// Returns false when told to stop.
+    fn take_commands(&mut self) -> bool {
+        while let Ok(command) = self.commands.try_recv() {
+            match command {
+                WorkerCommand::AddQueue {
+                    port,
+                    queue_id,
+                    xsk,
+                    done,
+                } => {
+                    self.add_queue(port, queue_id, *xsk);
+                    let _ = done.send(());
+                }
+                WorkerCommand::RemovePort { port, done } => {
+                    self.remove_port(port);
+                    let _ = done.send(());
+                }
+                WorkerCommand::FdbAddStatic {
+                    domain,
+                    mac,
+                    port,
+                    done,
+                } => {
+                    let result = self
+                        .fdb
+                        .insert_static(domain, mac, port)
+                        .map_err(|e| e.to_string());
+                    let _ = done.send(result);
+                }
+                WorkerCommand::FdbRemove { domain, mac, done } => {
+                    let _ = done.send(self.fdb.remove(domain, mac));
+                }
+                WorkerCommand::FdbDump { reply } => {
+                    let _ = reply.send(self.fdb.iter().collect());
+                }
+                WorkerCommand::SetAging { aging_ns } => self.fdb.set_aging_ns(aging_ns),
+                WorkerCommand::Stop => return false,
+            }
+        }
+        true
+    }
+
+    fn add_queue(&mut self, port: PortId, queue_id: u32, xsk: XskQueue) {
+        let queue = LocalQueue {
+            port,
+            queue_id,
+            xsk,
+            staged: Vec::with_capacity(self.tuning.tx_ring as usize + self.rx_batch.len()),
+            in_fill: 0,
+        };
+        let slot = match self.queues.iter().position(Option::is_none) {
+            Some(free) => {
+                self.queues[free] = Some(queue);
+                free
+            }
+            None => {
+                self.queues.push(Some(queue));
+                self.queues.len() - 1
+            }
+        };
+        if let Some(entry) = self.egress.get_mut(usize::from(port)) {
+            entry.get_or_insert(slot as u16);
+        }
+        self.rebuild_pollfds();
+        self.refill();
+    }
+
+    fn remove_port(&mut self, port: PortId) {
+        for slot in 0..self.queues.len() {
+            if self.queues[slot].as_ref().is_some_and(|q| q.port == port) {
+                if let Some(mut queue) = self.queues[slot].take() {
+                    for desc in queue.staged.drain(..) {
+                        self.ledger.release(desc);
+                    }
+                    tracing::debug!(
+                        worker = self.id,
+                        port,
+                        queue = queue.queue_id,
+                        "closing socket"
+                    );
+                    // Closing the socket first: the kernel has let go of the
+                    // frames once close returns, so they can be reused.
+                    drop(queue);
+                    self.ledger.reclaim(slot as u16);
+                }
+            }
+        }
+        if let Some(entry) = self.egress.get_mut(usize::from(port)) {
+            *entry = None;
+        }
+        self.fdb.flush_port(port);
+        self.rebuild_pollfds();
+    }
+
+    fn apply_peer_learning(&mut self, now: u64) {
+        for peer in 0..self.mesh.workers() {
+            if peer == self.id {
+                continue;
+            }
+            if let Some(events) = self.mesh.learned(peer, self.id) {
+                while let Some(event) = events.pop() {
+                    self.fdb.learn(event.domain, event.mac, event.port, now);
+                }
+            }
+        }
+    }
+
+    fn publish_learning(&self, event: LearnEvent) {
+        for peer in 0..self.mesh.workers() {
+            if peer != self.id {
+                // A full queue loses the event; the peer then floods until it
+                // learns the MAC itself, which is correct, only slower.
+                if let Some(events) = self.mesh.learned(self.id, peer) {
+                    let _ = events.push(event);
+                }
+            }
+        }
+    }
+
+    /// Receives and switches one batch from queue `slot`.
+    fn receive(&mut self, slot: u16, snapshot: &Snapshot, now: u64) -> usize {
+        let batch = self.tuning.batch_size.min(self.rx_batch.len());
+        let Some(queue) = self
+            .queues
+            .get_mut(usize::from(slot))
+            .and_then(Option::as_mut)
+        else {
+            return 0;
+        };
+        // SAFETY: rx_batch is only written here; the descriptors it receives
+        // refer to frames of this worker's UMEM, which the socket shares.
+        let received = unsafe { queue.xsk.rx.consume(&mut self.rx_batch[..batch]) };
+        if received == 0 {
+            return 0;
+        }
+        queue.in_fill = queue.in_fill.saturating_sub(received);
+        let ingress_port = queue.port;
+        let ingress = IngressPort {
+            id: ingress_port,
+            domain: snapshot.port(ingress_port).map_or(0, |p| p.domain),
+        };
+        let mut rx_bytes = 0u64;
+        for i in 0..received {
+            let desc = self.rx_batch[i];
+            self.ledger.received(slot, &desc);
+            // SAFETY: the frame came off this socket's rx ring, so the kernel
+            // is done with it and this worker alone owns it until it is put on
+            // a ring again; the descriptor belongs to this worker's UMEM.
+            let frame = unsafe { self.umem.data(&desc) };
+            rx_bytes += frame.len() as u64;
+            let (decision, learned) = l2::decide(&mut self.fdb, ingress, frame.contents(), now);
+            if let Learned::New | Learned::Moved { .. } = learned {
+                if self.mesh.workers() > 1 {
+                    if let Ok(eth) = crate::packet::EthernetFrame::new_checked(frame.contents()) {
+                        self.publish_learning(LearnEvent {
+                            domain: ingress.domain,
+                            mac: eth.src_addr(),
+                            port: ingress.id,
+                        });
+                    }
+                }
+            }
+            match decision {
+                Decision::Forward(port) => self.send(snapshot, port, desc),
+                Decision::Flood => self.flood(snapshot, ingress, desc),
+                Decision::Drop(reason) => {
+                    self.stats.drop_frame(ingress.id, reason);
+                    self.ledger.release(desc);
+                }
+                // Nothing in the pipeline hands frames to the host yet: the
+                // XDP program does that before a frame reaches a worker.
+                Decision::ToHost => self.ledger.release(desc),
+            }
+        }
+        if let Some(c) = self.stats.port(ingress.id) {
+            bump(&c.rx_frames, received as u64);
+            bump(&c.rx_bytes, rx_bytes);
+        }
+        received
+    }
+
+    /// Queues `desc` (owned by the worker) for transmission on `port`.
+    fn send(&mut self, snapshot: &Snapshot, port: PortId, desc: FrameDesc) {
+        let Some(view) = snapshot.port(port) else {
+            self.ledger.release(desc);
+            return;
+        };
+        if !view.link_up {
+            self.stats.drop_frame(port, DropReason::LinkDown);
+            self.ledger.release(desc);
+            return;
+        }
+        let local = self.egress.get(usize::from(port)).copied().flatten();
+        if let Some(queue) = local
+            .and_then(|slot| self.queues.get_mut(usize::from(slot)))
+            .and_then(Option::as_mut)
+        {
+            if queue.staged.len() < queue.staged.capacity() {
+                queue.staged.push(desc);
+            } else {
+                self.stats.drop_frame(port, DropReason::TxRingFull);
+                self.ledger.release(desc);
+            }
+            return;
+        }
+        // Another worker transmits on this port: hand a copy over.
+        // SAFETY: the worker owns `desc` (it is in no ring).
+        let frame = unsafe { self.umem.data(&desc) };
+        let handed = self
+            .mesh
+            .frames(self.id, view.tx_worker)
+            .is_some_and(|ring| ring.push(port, frame.contents()));
+        if !handed {
+            self.stats.drop_frame(port, DropReason::TxRingFull);
+        }
+        self.ledger.release(desc);
+    }
+
+    /// Sends `desc` to every other port of its domain: copies for all but the
+    /// last, which gets the original (so a two-port flood copies nothing).
+    fn flood(&mut self, snapshot: &Snapshot, ingress: IngressPort, desc: FrameDesc) {
+        let members = snapshot.flood_members(ingress.domain);
+        let is_target =
+            |p: &PortId| *p != ingress.id && snapshot.port(*p).is_some_and(|v| v.link_up);
+        let targets = members.iter().filter(|p| is_target(p)).count();
+        if targets == 0 {
+            self.stats.drop_frame(ingress.id, DropReason::NoEgress);
+            self.ledger.release(desc);
+            return;
+        }
+        let mut remaining = targets;
+        for &port in members.iter().filter(|p| is_target(p)) {
+            remaining -= 1;
+            if remaining == 0 {
+                self.send(snapshot, port, desc);
+                break;
+            }
+            match self.copy_frame(&desc) {
+                Some(copy) => self.send(snapshot, port, copy),
+                None => self.stats.drop_frame(port, DropReason::NoBuffer),
+            }
+        }
+    }
+
+    /// A new frame of this worker's UMEM with the same bytes as `desc`.
+    fn copy_frame(&mut self, desc: &FrameDesc) -> Option<FrameDesc> {
+        let mut copy = self.ledger.take()?;
+        // SAFETY: the worker owns both frames (neither is in any ring), they
+        // are distinct frames of this worker's UMEM, so the shared and the
+        // mutable view do not overlap.
+        let written = unsafe {
+            let source = self.umem.data(desc);
+            let mut target = self.umem.data_mut(&mut copy);
+            let mut cursor = target.cursor();
+            cursor.set_pos(0);
+            std::io::Write::write_all(&mut cursor, source.contents()).is_ok()
+        };
+        if written {
+            Some(copy)
+        } else {
+            self.ledger.release(copy);
+            None
+        }
+    }
+
+    fn take_handoffs(&mut self, snapshot: &Snapshot) -> usize {
+        let mut taken = 0;
+        for peer in 0..self.mesh.workers() {
+            if peer == self.id {
+                continue;
+            }
+            let mesh = self.mesh.clone();
+            let Some(ring) = mesh.frames(peer, self.id) else {
+                continue;
+            };
+            for _ in 0..self.tuning.batch_size {
+                let mut target: Option<(PortId, FrameDesc)> = None;
+                let mut short_of_frames = None;
+                let popped = ring.pop_with(|port, bytes| match self.ledger.take() {
+                    Some(mut desc) => {
+                        // SAFETY: the worker just took `desc` from its free
+                        // list, so nothing else reads or writes that frame.
+                        let ok = unsafe {
+                            let mut data = self.umem.data_mut(&mut desc);
+                            let mut cursor = data.cursor();
+                            cursor.set_pos(0);
+                            std::io::Write::write_all(&mut cursor, bytes).is_ok()
+                        };
+                        if ok {
+                            target = Some((port, desc));
+                        } else {
+                            self.ledger.release(desc);
+                        }
+                    }
+                    None => short_of_frames = Some(port),
+                });
+                if !popped {
+                    break;
+                }
+                taken += 1;
+                if let Some((port, desc)) = target {
+                    self.send(snapshot, port, desc);
+                }
+                if let Some(port) = short_of_frames {
+                    self.stats.drop_frame(port, DropReason::NoBuffer);
+                }
+            }
+        }
+        taken
+    }
+
+    fn transmit(&mut self) {
+        for slot in 0..self.queues.len() {
+            let Some(queue) = self.queues[slot].as_mut() else {
+                continue;
+            };
+            if queue.staged.is_empty() {
+                continue;
+            }
+            let wanted = queue.staged.len();
+            let room = queue.xsk.tx.nb_free(wanted as u32) as usize;
+            let sending = wanted.min(room);
+            // SAFETY: every staged descriptor is a frame of this worker's
+            // UMEM that the worker owns and no ring holds.
+            let produced = unsafe { queue.xsk.tx.produce(&queue.staged[..sending]) };
+            let mut bytes = 0u64;
+            for desc in &queue.staged[..produced] {
+                bytes += desc.lengths().data() as u64;
+                self.ledger.queued_for_tx(slot as u16, desc);
+            }
+            for desc in &queue.staged[produced..] {
+                self.stats.drop_frame(queue.port, DropReason::TxRingFull);
+                self.ledger.release(*desc);
+            }
+            queue.staged.clear();
+            if let Some(c) = self.stats.port(queue.port) {
+                bump(&c.tx_frames, produced as u64);
+                bump(&c.tx_bytes, bytes);
+            }
+            if produced > 0 && (queue.xsk.tx.needs_wakeup() || !queue.xsk.zero_copy) {
+                if let Err(e) = kick_tx(queue.xsk.tx.fd().as_raw_fd(), produced) {
+                    // ENETDOWN and the like: the frames wait on the ring
+                    // until the link is back.
+                    tracing::trace!(worker = self.id, port = queue.port, error = %e, "tx wakeup failed");
+                }
+            }
+        }
+    }
+
+    fn collect_completions(&mut self) {
+        for slot in 0..self.queues.len() {
+            let Some(queue) = self.queues[slot].as_mut() else {
+                continue;
+            };
+            // SAFETY: scratch receives descriptors of frames this worker's
+            // UMEM owns, which the kernel has finished sending.
+            let done = unsafe { queue.xsk.comp.consume(&mut self.scratch) };
+            for desc in &self.scratch[..done] {
+                self.ledger.completed(slot as u16, *desc);
+            }
+        }
+    }
+
+    /// Keeps each fill ring stocked, sharing the pool fairly: no socket may
+    /// hold more than its share, so one busy port cannot starve the others.
+    fn refill(&mut self) {
+        let sockets = self.queues.iter().flatten().count();
+        if sockets == 0 {
+            return;
+        }
+        let share = (self.ledger.total() / (sockets + 1)).min(self.tuning.fill_ring as usize);
+        for slot in 0..self.queues.len() {
+            let Some(queue) = self.queues[slot].as_mut() else {
+                continue;
+            };
+            let wanted = share.saturating_sub(queue.in_fill).min(self.scratch.len());
+            if wanted < self.tuning.batch_size.min(share) {
+                continue;
+            }
+            let room = queue.xsk.fill.nb_free(wanted as u32) as usize;
+            let n = self
+                .ledger
+                .take_for_fill(slot as u16, &mut self.scratch[..wanted.min(room)]);
+            if n == 0 {
+                continue;
+            }
+            // SAFETY: the ledger just moved these free frames of this UMEM to
+            // this socket; `nb_free` said the ring has room for all of them,
+            // so `produce` (all or nothing) takes them.
+            let produced = unsafe { queue.xsk.fill.produce(&self.scratch[..n]) };
+            if produced == n {
+                queue.in_fill += n;
+            } else {
+                // The ring refused: the frames never left the worker.
+                for desc in &self.scratch[..n] {
+                    self.ledger.received(slot as u16, desc);
+                    self.ledger.release(*desc);
+                }
+            }
+            if queue.xsk.fill.needs_wakeup() {
+                let fd = queue.xsk.fd();
+                wake_fill(fd);
+            }
+        }
+    }
+
+    fn rebuild_pollfds(&mut self) {
+        self.pollfds.clear();
+        self.pollfds.push(libc::pollfd {
+            fd: self.mesh.wake(self.id).as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
+        for queue in self.queues.iter().flatten() {
+            self.pollfds.push(libc::pollfd {
+                fd: queue.xsk.fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+    }
+
+    fn sleep(&mut self) {
+        if self.pollfds.is_empty() {
+            self.rebuild_pollfds();
+        }
+        self.mesh.wake(self.id).arm();
+        // Re-check after arming: a command or handoff that raced the arm
+        // must not wait for the timeout.
+        if !self.commands.is_empty() || self.handoffs_pending() {
+            self.mesh.wake(self.id).disarm();
+            return;
+        }
+        bump(&self.stats.sleeps, 1);
+        // SAFETY: pollfds is a live, correctly sized array of pollfd that
+        // poll only writes the revents fields of.
+        unsafe {
+            libc::poll(
+                self.pollfds.as_mut_ptr(),
+                self.pollfds.len() as libc::nfds_t,
+                POLL_TIMEOUT_MS,
+            )
+        };
+        self.mesh.wake(self.id).disarm();
+    }
+
+    fn handoffs_pending(&self) -> bool {
+        (0..self.mesh.workers())
+            .filter(|&p| p != self.id)
+            .any(|peer| {
+                self.mesh
+                    .learned(peer, self.id)
+                    .is_some_and(|q| !q.is_empty())
+                    || self
+                        .mesh
+                        .frames(peer, self.id)
+                        .is_some_and(|r| r.has_ready())
+            })
+    }
+}
+
+fn wake_fill(fd: RawFd) {
+    let mut pfd = libc::pollfd {
+        fd,
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: pfd is a valid pollfd; a zero timeout makes this the
+    // documented fill-ring wakeup without blocking.
+    unsafe { libc::poll(&mut pfd, 1, 0) };
+}

@@ -1,0 +1,18 @@
+//! xsw: a kernel-bypass software switch.
+//!
+//! The folders follow the path of a frame and of a command:
+//! - `packet`: views over frame bytes (parsing, no I/O).
+//! - `pipeline`: the pure switching stages (decide what happens to a frame).
+//! - `xdp`: the XDP program that steers frames into AF_XDP sockets.
+//! - `port`: interfaces, taps and AF_XDP sockets (system-facing).
+//! - `dataplane`: workers that move frames between sockets in batches.
+//! - `control`: the daemon's state, the control socket and its protocol.
+//! - `config`: the configuration file.
+
+pub mod config;
+pub mod control;
+pub mod dataplane;
+pub mod packet;
+pub mod pipeline;
+pub mod port;
+pub mod xdp;

@@ -1,0 +1,136 @@
+//! The verdict of the forwarding pipeline for one frame.
+
+use core::fmt;
+
+/// Index into the running configuration's port table.
+pub type PortId = u16;
+
+/// A broadcast domain, i.e. a tenant: frames and learned MACs never cross domains.
+/// Every port is in domain 0 until tenants are configured.
+pub type DomainId = u16;
+
+/// What to do with one received frame.
+///
+/// This is the one type the future XDP fast path's flow table will be filled from: a
+/// `Forward` for a known unicast flow is what gets cached there, so it must stay small
+/// (4 bytes) and `Copy`. Put richer data (rewrites, counters) beside it, not in it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Send out of exactly this port.
+    Forward(PortId),
+    /// Send out of every other port of the ingress port's domain.
+    Flood,
+    /// Hand to the kernel network stack of this host.
+    ToHost,
+    /// Discard, counting the reason.
+    Drop(DropReason),
+}
+
+/// Declares `DropReason` from one line per reason, so the enum, its count, its table and its
+/// metric names cannot drift apart. Discriminants follow declaration order from 0, which is
+/// what makes `index()` a valid index into per-reason counter arrays.
+macro_rules! drop_reasons {
+    ($($(#[$doc:meta])* $variant:ident => $name:literal,)+) => {
+        /// Why a frame was discarded; one counter per reason.
+        #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+        #[repr(u8)]
+        pub enum DropReason {
+            $($(#[$doc])* $variant,)+
+        }
+
+        impl DropReason {
+            pub const COUNT: usize = [$(DropReason::$variant),+].len();
+
+            /// Every reason, in `index()` order.
+            pub const ALL: [DropReason; DropReason::COUNT] = [$(DropReason::$variant),+];
+
+            /// Stable snake_case name used in stats output and metrics.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $(DropReason::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+drop_reasons! {
+    /// Shorter than an Ethernet header.
+    Malformed => "malformed",
+    /// Source MAC is multicast, broadcast or all-zero: no station can own it.
+    InvalidSourceMac => "invalid_source_mac",
+    /// Destination was learned on the ingress port: the frame has already reached it.
+    SameSegment => "same_segment",
+    /// Flood with no other port in the domain.
+    NoEgress => "no_egress",
+    /// Egress TX ring full (counted by the worker).
+    TxRingFull => "tx_ring_full",
+    /// Egress port link down (counted by the worker).
+    LinkDown => "link_down",
+    /// No free UMEM frame for a flood copy or a frame handed over by another worker.
+    NoBuffer => "no_buffer",
+}
+
+impl DropReason {
+    /// Position in [`DropReason::ALL`] and in per-reason counter arrays; always `< COUNT`.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for DropReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decision_stays_small_enough_for_a_flow_table() {
+        assert!(core::mem::size_of::<Decision>() <= 4);
+        assert_eq!(core::mem::size_of::<DropReason>(), 1);
+    }
+
+    #[test]
+    fn all_is_in_index_order() {
+        for (position, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position);
+        }
+        assert_eq!(DropReason::ALL.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn names_match_the_stats_contract() {
+        let names: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        // A prefix: reasons added later append and must not rename these.
+        assert_eq!(
+            names[..6],
+            [
+                "malformed",
+                "invalid_source_mac",
+                "same_segment",
+                "no_egress",
+                "tx_ring_full",
+                "link_down"
+            ]
+        );
+        assert_eq!(DropReason::TxRingFull.to_string(), "tx_ring_full");
+    }
+
+    #[test]
+    fn names_are_unique_snake_case() {
+        let mut names: Vec<&str> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        for name in &names {
+            assert!(
+                !name.is_empty() && name.bytes().all(|c| c.is_ascii_lowercase() || c == b'_'),
+                "{name:?} is not snake_case"
+            );
+        }
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+}

@@ -1,0 +1,261 @@
+//! Layer-2 learning bridge: the forwarding decision for one frame.
+//!
+//! Pure: no I/O and no clock reads (time comes in as `now_ns`), so it is tested and
+//! benchmarked without devices, and replayed deterministically.
+
+use super::decision::{Decision, DomainId, DropReason, PortId};
+use super::fdb::{Fdb, Learned};
+use crate::packet::EthernetFrame;
+
+/// The port a frame arrived on and the broadcast domain that port belongs to.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct IngressPort {
+    pub id: PortId,
+    pub domain: DomainId,
+}
+
+/// Learns the frame's source on the ingress port, then chooses where the frame goes.
+///
+/// `Flood` means every other port of the ingress domain; turning it into ports, and
+/// counting `NoEgress` when there are none, is the caller's job.
+pub fn decide(
+    fdb: &mut Fdb,
+    ingress: IngressPort,
+    frame: &[u8],
+    now_ns: u64,
+) -> (Decision, Learned) {
+    let Ok(frame) = EthernetFrame::new_checked(frame) else {
+        return (Decision::Drop(DropReason::Malformed), Learned::Nothing);
+    };
+    let source = frame.src_addr();
+    if !source.is_unicast() {
+        // Learning a group or zero address would bind traffic for many hosts to one port.
+        return (
+            Decision::Drop(DropReason::InvalidSourceMac),
+            Learned::Nothing,
+        );
+    }
+    let learned = fdb.learn(ingress.domain, source, ingress.id, now_ns);
+
+    let destination = frame.dst_addr();
+    if destination.is_multicast() {
+        return (Decision::Flood, learned);
+    }
+    let decision = match fdb.lookup(ingress.domain, destination, now_ns) {
+        Some(port) if port == ingress.id => Decision::Drop(DropReason::SameSegment),
+        Some(port) => Decision::Forward(port),
+        None => Decision::Flood,
+    };
+    (decision, learned)
+}
+
+/// [`decide`] over a batch of frames from one port, writing results to `out` and `learned`
+/// position by position. Processes as many frames as all three slices have room for, and
+/// returns that count.
+pub fn decide_batch(
+    fdb: &mut Fdb,
+    ingress: IngressPort,
+    frames: &[&[u8]],
+    now_ns: u64,
+    out: &mut [Decision],
+    learned: &mut [Learned],
+) -> usize {
+    let mut processed = 0;
+    for ((frame, decision), learn) in frames.iter().zip(out.iter_mut()).zip(learned.iter_mut()) {
+        (*decision, *learn) = decide(fdb, ingress, frame, now_ns);
+        processed += 1;
+    }
+    processed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::packet::{MacAddr, HEADER_LEN};
+    use etherparse::PacketBuilder;
+    use proptest::prelude::*;
+
+    const AGING: u64 = 1_000_000;
+    const HOST_A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
+    const HOST_B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
+    const PORT_1: IngressPort = IngressPort { id: 1, domain: 0 };
+    const PORT_2: IngressPort = IngressPort { id: 2, domain: 0 };
+
+    fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
+        let builder = PacketBuilder::ethernet2(src.0, dst.0)
+            .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+            .udp(1000, 2000);
+        let payload = [0u8; 18];
+        let mut bytes = Vec::with_capacity(builder.size(payload.len()));
+        builder.write(&mut bytes, &payload).unwrap();
+        bytes
+    }
+
+    #[test]
+    fn broadcast_is_flooded_and_source_learned() {
+        let mut fdb = Fdb::new(16, AGING);
+        let result = decide(&mut fdb, PORT_1, &frame(HOST_A, MacAddr::BROADCAST), 0);
+        assert_eq!(result, (Decision::Flood, Learned::New));
+        assert_eq!(fdb.lookup(0, HOST_A, 0), Some(PORT_1.id));
+    }
+
+    #[test]
+    fn multicast_is_flooded_even_if_learned_somewhere() {
+        let mut fdb = Fdb::new(16, AGING);
+        let group = MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]);
+        fdb.insert_static(0, group, 2).unwrap();
+        let (decision, _) = decide(&mut fdb, PORT_1, &frame(HOST_A, group), 0);
+        assert_eq!(decision, Decision::Flood);
+    }
+
+    #[test]
+    fn unknown_unicast_is_flooded() {
+        let mut fdb = Fdb::new(16, AGING);
+        let (decision, _) = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 0);
+        assert_eq!(decision, Decision::Flood);
+    }
+
+    #[test]
+    fn known_unicast_is_forwarded_to_its_port() {
+        let mut fdb = Fdb::new(16, AGING);
+        decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let result = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 1);
+        assert_eq!(result, (Decision::Forward(PORT_2.id), Learned::New));
+        let reply = decide(&mut fdb, PORT_2, &frame(HOST_B, HOST_A), 2);
+        assert_eq!(reply, (Decision::Forward(PORT_1.id), Learned::Refreshed));
+    }
+
+    #[test]
+    fn destination_on_ingress_port_is_dropped() {
+        let mut fdb = Fdb::new(16, AGING);
+        decide(&mut fdb, PORT_1, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let (decision, _) = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 1);
+        assert_eq!(decision, Decision::Drop(DropReason::SameSegment));
+    }
+
+    #[test]
+    fn moved_host_is_followed_to_its_new_port() {
+        let mut fdb = Fdb::new(16, AGING);
+        decide(&mut fdb, PORT_1, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let (_, learned) = decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 1);
+        assert_eq!(learned, Learned::Moved { from: PORT_1.id });
+        let (decision, _) = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 2);
+        assert_eq!(decision, Decision::Forward(PORT_2.id));
+    }
+
+    #[test]
+    fn aged_out_destination_is_flooded_again() {
+        let mut fdb = Fdb::new(16, AGING);
+        decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let (decision, _) = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), AGING);
+        assert_eq!(decision, Decision::Flood);
+    }
+
+    #[test]
+    fn frames_shorter_than_a_header_are_malformed_and_not_learned() {
+        let mut fdb = Fdb::new(16, AGING);
+        let bytes = frame(HOST_A, HOST_B);
+        for len in 0..HEADER_LEN {
+            let result = decide(&mut fdb, PORT_1, &bytes[..len], 0);
+            assert_eq!(
+                result,
+                (Decision::Drop(DropReason::Malformed), Learned::Nothing),
+                "length {len}"
+            );
+        }
+        assert!(fdb.is_empty());
+        let (_, learned) = decide(&mut fdb, PORT_1, &bytes[..HEADER_LEN], 0);
+        assert_eq!(learned, Learned::New);
+    }
+
+    #[test]
+    fn group_or_zero_source_is_dropped_without_learning() {
+        let mut fdb = Fdb::new(16, AGING);
+        for source in [
+            MacAddr::BROADCAST,
+            MacAddr([0x01, 0x00, 0x5e, 0, 0, 1]),
+            MacAddr([0x33, 0x33, 0, 0, 0, 1]),
+            MacAddr::ZERO,
+        ] {
+            let result = decide(&mut fdb, PORT_1, &frame(source, HOST_B), 0);
+            assert_eq!(
+                result,
+                (
+                    Decision::Drop(DropReason::InvalidSourceMac),
+                    Learned::Nothing
+                ),
+                "source {source}"
+            );
+        }
+        assert!(fdb.is_empty());
+    }
+
+    #[test]
+    fn domains_do_not_share_learned_addresses() {
+        let mut fdb = Fdb::new(16, AGING);
+        let tenant_port = IngressPort { id: 3, domain: 1 };
+        decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let (decision, _) = decide(&mut fdb, tenant_port, &frame(HOST_A, HOST_B), 1);
+        assert_eq!(decision, Decision::Flood);
+        assert_eq!(fdb.lookup(1, HOST_A, 1), Some(3));
+        assert_eq!(fdb.lookup(0, HOST_A, 1), None);
+    }
+
+    #[test]
+    fn full_table_still_forwards_known_destinations() {
+        let mut fdb = Fdb::new(1, AGING);
+        decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let result = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 1);
+        assert_eq!(result, (Decision::Forward(PORT_2.id), Learned::TableFull));
+    }
+
+    #[test]
+    fn batch_matches_one_by_one_and_stops_at_shortest_slice() {
+        let frames_owned = [
+            frame(HOST_A, MacAddr::BROADCAST),
+            frame(HOST_B, HOST_A),
+            vec![0u8; 3],
+            frame(HOST_A, HOST_B),
+        ];
+        let frames: Vec<&[u8]> = frames_owned.iter().map(Vec::as_slice).collect();
+
+        let mut expected_fdb = Fdb::new(16, AGING);
+        let expected: Vec<_> = frames[..3]
+            .iter()
+            .map(|f| decide(&mut expected_fdb, PORT_1, f, 7))
+            .collect();
+
+        let mut fdb = Fdb::new(16, AGING);
+        let mut out = [Decision::Flood; 3];
+        let mut learned = [Learned::Nothing; 8];
+        let processed = decide_batch(&mut fdb, PORT_1, &frames, 7, &mut out, &mut learned);
+        assert_eq!(processed, 3);
+        let actual: Vec<_> = out.iter().copied().zip(learned.iter().copied()).collect();
+        assert_eq!(actual, expected);
+        assert_eq!(learned[3], Learned::Nothing);
+        assert_eq!(fdb.len(), expected_fdb.len());
+    }
+
+    proptest! {
+        #[test]
+        fn decide_never_panics_on_arbitrary_bytes(
+            frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 1..16),
+            ports in prop::collection::vec((any::<PortId>(), 0..3u16, any::<u64>()), 1..16),
+            capacity in 0..4usize,
+        ) {
+            let mut fdb = Fdb::new(capacity, AGING);
+            for (bytes, (id, domain, now_ns)) in frames.iter().zip(ports.iter().cycle()) {
+                let ingress = IngressPort { id: *id, domain: *domain };
+                let (decision, learned) = decide(&mut fdb, ingress, bytes, *now_ns);
+                if bytes.len() < HEADER_LEN {
+                    prop_assert_eq!(decision, Decision::Drop(DropReason::Malformed));
+                }
+                if matches!(decision, Decision::Drop(DropReason::Malformed | DropReason::InvalidSourceMac)) {
+                    prop_assert_eq!(learned, Learned::Nothing);
+                }
+                prop_assert_ne!(decision, Decision::Forward(*id));
+                prop_assert!(fdb.len() <= capacity);
+            }
+        }
+    }
+}

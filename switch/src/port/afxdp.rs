@@ -1,0 +1,184 @@
+//! AF_XDP sockets for one (interface, queue), created on a worker's UMEM.
+//!
+//! Every socket of a worker shares that worker's UMEM (XDP_SHARED_UMEM), so
+//! a frame received on one port can be sent on another by passing its
+//! address. libxdp binds the UMEM's own descriptor to the first socket made
+//! on it and never releases that binding while the UMEM lives; so each
+//! worker first binds an idle "anchor" socket to the loopback device, and
+//! ports can then come and go in any order (see ARCHITECTURE.md).
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::time::Duration;
+
+use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
+use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
+
+const SOL_XDP: libc::c_int = 283;
+const XDP_OPTIONS: libc::c_int = 8;
+const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AfXdpError {
+    #[error("ring size {0} is not a power of two")]
+    RingSize(u32),
+    #[error("{0:?} is not a usable interface name")]
+    Name(String),
+    #[error(
+        "cannot open an AF_XDP socket on {iface} queue {queue}: {reason} \
+         (EBUSY: another program owns the queue; EINVAL: no such queue; \
+         ENOBUFS/ENOMEM: grant xswd CAP_IPC_LOCK or lower [umem] frame_count)"
+    )]
+    Socket {
+        iface: String,
+        queue: u32,
+        reason: String,
+    },
+}
+
+#[derive(Copy, Clone, Debug)]
+pub struct RingSizes {
+    pub rx: u32,
+    pub tx: u32,
+}
+
+/// The four rings of one bound socket. Dropping it closes the socket.
+pub struct XskQueue {
+    pub rx: RxQueue,
+    pub tx: TxQueue,
+    pub fill: FillQueue,
+    pub comp: CompQueue,
+    pub zero_copy: bool,
+}
+
+impl XskQueue {
+    pub fn fd(&self) -> RawFd {
+        self.rx.fd().as_raw_fd()
+    }
+}
+
+fn queue_size(n: u32) -> Result<QueueSize, AfXdpError> {
+    QueueSize::new(n).map_err(|_| AfXdpError::RingSize(n))
+}
+
+/// Binds a socket on (`iface`, `queue`) to `umem`: zero-copy where the
+/// driver offers it, copy mode otherwise; need_wakeup always on so an idle
+/// switch makes no syscalls.
+pub fn open_queue(
+    umem: &Umem,
+    iface: &str,
+    queue: u32,
+    rings: RingSizes,
+) -> Result<XskQueue, AfXdpError> {
+    let name: Interface = iface
+        .parse()
+        .map_err(|_| AfXdpError::Name(iface.to_string()))?;
+    let mut last_reason = String::new();
+    for (copy_flag, zero_copy) in [
+        (BindFlags::XDP_ZEROCOPY, true),
+        (BindFlags::XDP_COPY, false),
+    ] {
+        let config = SocketConfig::builder()
+            .rx_queue_size(queue_size(rings.rx)?)
+            .tx_queue_size(queue_size(rings.tx)?)
+            // xsw loads its own XDP program and fills the XSKMAP itself.
+            .libxdp_flags(LibxdpFlags::XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD)
+            .bind_flags(BindFlags::XDP_USE_NEED_WAKEUP | copy_flag)
+            .build();
+        // The previous owner of a queue may still be releasing it for a few
+        // milliseconds after it exits (seen as EBUSY): retry briefly.
+        for attempt in 0..5 {
+            // SAFETY: libxdp's own program load is inhibited (the flag above),
+            // which is the condition xsk-rs states for sharing a UMEM safely.
+            match unsafe { Socket::new(config, umem, &name, queue) } {
+                Ok((tx, rx, Some((fill, comp)))) => {
+                    let zero_copy = zero_copy && socket_is_zero_copy(rx.fd().as_raw_fd());
+                    return Ok(XskQueue {
+                        rx,
+                        tx,
+                        fill,
+                        comp,
+                        zero_copy,
+                    });
+                }
+                Ok((_, _, None)) => {
+                    return Err(AfXdpError::Socket {
+                        iface: iface.to_string(),
+                        queue,
+                        reason: "this worker already has a socket on that queue".into(),
+                    })
+                }
+                Err(e) => {
+                    last_reason = error_text(&e);
+                    let busy = last_reason.contains("busy");
+                    if !busy || attempt == 4 {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            }
+        }
+    }
+    Err(AfXdpError::Socket {
+        iface: iface.to_string(),
+        queue,
+        reason: last_reason,
+    })
+}
+
+fn socket_is_zero_copy(fd: RawFd) -> bool {
+    let mut flags: u32 = 0;
+    let mut len = std::mem::size_of::<u32>() as libc::socklen_t;
+    // SAFETY: fd is an open AF_XDP socket; flags and len are valid for writes
+    // of the sizes given, which is what getsockopt(XDP_OPTIONS) writes.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_OPTIONS,
+            &mut flags as *mut u32 as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    rc == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(source) = e.source() {
+        text = format!("{text}: {source}");
+    }
+    text.to_lowercase()
+}
+
+/// Kicks the kernel to transmit what the TX ring holds. In copy mode one call
+/// sends at most 32 frames and answers EAGAIN when more remain, so it loops,
+/// bounded by the number of frames queued.
+pub fn kick_tx(fd: RawFd, queued: usize) -> io::Result<()> {
+    let max_calls = queued / 32 + 2;
+    for _ in 0..max_calls {
+        // SAFETY: a zero-length sendto with null buffers is the documented
+        // AF_XDP TX wakeup; fd is an open AF_XDP socket.
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                std::ptr::null(),
+                0,
+                libc::MSG_DONTWAIT,
+                std::ptr::null(),
+                0,
+            )
+        };
+        if rc >= 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EAGAIN) | Some(libc::EBUSY) => continue,
+            // Ring full of frames the kernel could not send yet: try next round.
+            Some(libc::ENOBUFS) => return Ok(()),
+            _ => return Err(err),
+        }
+    }
+    Ok(())
+}

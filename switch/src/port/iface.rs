@@ -1,0 +1,131 @@
+//! Facts about a network interface, read from sysfs and the kernel.
+//!
+//! Read on the control path only (port add, link monitoring), never per frame.
+
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IfaceError {
+    #[error("no interface named {0:?} in this network namespace (check `ip link`)")]
+    NotFound(String),
+    #[error("{0:?} is not a valid interface name: at most 15 bytes, no '/', no whitespace")]
+    BadName(String),
+    #[error("reading {path}: {source}")]
+    Sysfs { path: String, source: io::Error },
+}
+
+/// What kind of device a port sits on; it decides how the port is described
+/// to the user, not how frames move (both use AF_XDP).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IfaceKind {
+    Nic,
+    Tap,
+}
+
+pub fn validate_name(name: &str) -> Result<(), IfaceError> {
+    let ok = !name.is_empty()
+        && name.len() < libc::IFNAMSIZ
+        && name != "."
+        && name != ".."
+        && !name
+            .bytes()
+            .any(|b| b == b'/' || b == 0 || b.is_ascii_whitespace() || b == b':');
+    if ok {
+        Ok(())
+    } else {
+        Err(IfaceError::BadName(name.to_string()))
+    }
+}
+
+fn sysfs(name: &str, file: &str) -> PathBuf {
+    PathBuf::from("/sys/class/net").join(name).join(file)
+}
+
+pub fn ifindex(name: &str) -> Result<u32, IfaceError> {
+    validate_name(name)?;
+    let cname = CString::new(name).map_err(|_| IfaceError::BadName(name.to_string()))?;
+    // SAFETY: cname is a valid NUL-terminated string that outlives the call;
+    // if_nametoindex only reads it.
+    let index = unsafe { libc::if_nametoindex(cname.as_ptr()) };
+    if index == 0 {
+        Err(IfaceError::NotFound(name.to_string()))
+    } else {
+        Ok(index)
+    }
+}
+
+pub fn exists(name: &str) -> bool {
+    ifindex(name).is_ok()
+}
+
+pub fn kind(name: &str) -> IfaceKind {
+    // Only tun/tap devices have tun_flags; a tap is what a VM sits behind.
+    if sysfs(name, "tun_flags").exists() {
+        IfaceKind::Tap
+    } else {
+        IfaceKind::Nic
+    }
+}
+
+/// Whether frames can flow: administratively up and carrier present.
+/// A tap that no process holds has no carrier.
+pub fn link_up(name: &str) -> bool {
+    let flags = fs::read_to_string(sysfs(name, "flags")).ok();
+    let admin_up = flags
+        .as_deref()
+        .and_then(|f| u32::from_str_radix(f.trim().trim_start_matches("0x"), 16).ok())
+        .is_some_and(|f| f & libc::IFF_UP as u32 != 0);
+    let carrier = fs::read_to_string(sysfs(name, "carrier"))
+        .map(|c| c.trim() == "1")
+        .unwrap_or(false);
+    admin_up && carrier
+}
+
+/// The number of receive queues, each of which gets its own AF_XDP socket.
+pub fn rx_queue_count(name: &str) -> Result<u32, IfaceError> {
+    let dir = sysfs(name, "queues");
+    let entries = fs::read_dir(&dir).map_err(|source| IfaceError::Sysfs {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let count = entries
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("rx-"))
+        .count() as u32;
+    Ok(count.max(1))
+}
+
+pub fn mtu(name: &str) -> Option<u32> {
+    fs::read_to_string(sysfs(name, "mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_names_the_kernel_would_refuse() {
+        for bad in ["", "a/b", "sixteen-chars-xx", "with space", "a:b", ".."] {
+            assert!(validate_name(bad).is_err(), "{bad:?} accepted");
+        }
+        validate_name("veth-a0").expect("plain name refused");
+    }
+
+    #[test]
+    fn loopback_is_found_and_missing_interface_is_not() {
+        assert!(ifindex("lo").is_ok());
+        assert!(matches!(
+            ifindex("xsw-nonexist0"),
+            Err(IfaceError::NotFound(_))
+        ));
+        assert_eq!(kind("lo"), IfaceKind::Nic);
+    }
+}

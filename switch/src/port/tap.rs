@@ -1,0 +1,190 @@
+//! Taps that xsw creates for VMs (the persistent kind libvirt and QEMU open
+//! by name). A tap that QEMU or libvirt already created needs none of this:
+//! xsw attaches to its host-side interface like to any other.
+//!
+//! The tap is made persistent and the fd closed at once, so the guest's
+//! process is the only one that ever holds it; xsw moves frames through the
+//! host-side interface with AF_XDP like for a NIC.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::fd::AsRawFd;
+
+const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
+const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
+const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
+const IFF_TAP: libc::c_short = 0x0002;
+const IFF_NO_PI: libc::c_short = 0x1000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum TapError {
+    #[error(
+        "cannot open /dev/net/tun: {0} (is the tun module loaded? does xswd have CAP_NET_ADMIN?)"
+    )]
+    OpenTun(io::Error),
+    #[error("cannot create tap {name:?}: {source}")]
+    Create { name: String, source: io::Error },
+    #[error("cannot make tap {name:?} persistent: {source}")]
+    Persist { name: String, source: io::Error },
+    #[error("cannot give tap {name:?} to uid {uid}: {source}")]
+    Owner {
+        name: String,
+        uid: u32,
+        source: io::Error,
+    },
+    #[error("cannot bring tap {name:?} up: {source}")]
+    LinkUp { name: String, source: io::Error },
+    #[error("cannot remove tap {name:?}: {source}")]
+    Remove { name: String, source: io::Error },
+}
+
+#[repr(C)]
+struct IfReqFlags {
+    name: [libc::c_char; libc::IFNAMSIZ],
+    flags: libc::c_short,
+    _pad: [u8; 22],
+}
+
+impl IfReqFlags {
+    fn new(name: &str, flags: libc::c_short) -> Self {
+        let mut req = IfReqFlags {
+            name: [0; libc::IFNAMSIZ],
+            flags,
+            _pad: [0; 22],
+        };
+        // Callers validated the name (< IFNAMSIZ bytes), so the NUL stays.
+        for (dst, src) in req
+            .name
+            .iter_mut()
+            .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+        {
+            *dst = src as libc::c_char;
+        }
+        req
+    }
+}
+
+fn ioctl(fd: &impl AsRawFd, request: libc::c_ulong, arg: libc::c_ulong) -> io::Result<()> {
+    // SAFETY: fd is an open descriptor owned by the caller for the duration of
+    // the call; `arg` is either a plain integer or the address of a live
+    // IfReqFlags of the size these requests read and write.
+    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
+    if rc < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+fn attach(name: &str) -> Result<File, TapError> {
+    let tun = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/net/tun")
+        .map_err(TapError::OpenTun)?;
+    let mut req = IfReqFlags::new(name, IFF_TAP | IFF_NO_PI);
+    ioctl(
+        &tun,
+        TUNSETIFF,
+        &mut req as *mut IfReqFlags as libc::c_ulong,
+    )
+    .map_err(|source| TapError::Create {
+        name: name.to_string(),
+        source,
+    })?;
+    Ok(tun)
+}
+
+/// Creates a persistent tap named `name` that `owner` (a uid, e.g. the one
+/// QEMU runs as) may open, and brings it administratively up.
+pub fn create(name: &str, owner: Option<u32>) -> Result<(), TapError> {
+    let tun = attach(name)?;
+    ioctl(&tun, TUNSETPERSIST, 1).map_err(|source| TapError::Persist {
+        name: name.to_string(),
+        source,
+    })?;
+    if let Some(uid) = owner {
+        if let Err(source) = ioctl(&tun, TUNSETOWNER, uid as libc::c_ulong) {
+            let _ = ioctl(&tun, TUNSETPERSIST, 0);
+            return Err(TapError::Owner {
+                name: name.to_string(),
+                uid,
+                source,
+            });
+        }
+    }
+    if let Err(source) = set_admin_up(name) {
+        let _ = ioctl(&tun, TUNSETPERSIST, 0);
+        return Err(TapError::LinkUp {
+            name: name.to_string(),
+            source,
+        });
+    }
+    Ok(())
+}
+
+/// Removes a tap that `create` made. A guest still holding it keeps the
+/// device until it closes its fd, as with `ip tuntap del`.
+pub fn remove(name: &str) -> Result<(), TapError> {
+    let tun = attach(name).map_err(|e| match e {
+        TapError::Create { source, .. } => TapError::Remove {
+            name: name.to_string(),
+            source,
+        },
+        other => other,
+    })?;
+    ioctl(&tun, TUNSETPERSIST, 0).map_err(|source| TapError::Remove {
+        name: name.to_string(),
+        source,
+    })
+}
+
+fn set_admin_up(name: &str) -> io::Result<()> {
+    // SAFETY: socket() takes no pointers; the result is checked below.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: raw is a fresh descriptor that nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    let mut req = IfReqFlags::new(name, 0);
+    ioctl(
+        &sock,
+        libc::SIOCGIFFLAGS,
+        &mut req as *mut IfReqFlags as libc::c_ulong,
+    )?;
+    req.flags |= libc::IFF_UP as libc::c_short;
+    ioctl(
+        &sock,
+        libc::SIOCSIFFLAGS,
+        &mut req as *mut IfReqFlags as libc::c_ulong,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::iface;
+
+    fn is_root() -> bool {
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() == 0 }
+    }
+
+    #[test]
+    fn creates_a_persistent_tap_and_removes_it() {
+        assert!(
+            is_root(),
+            "this test needs root (CAP_NET_ADMIN) to create a real tap"
+        );
+        let name = format!("xswt{}", std::process::id() % 100_000);
+        create(&name, Some(1000)).expect("create tap");
+        assert!(iface::exists(&name), "tap {name} not visible after create");
+        assert_eq!(iface::kind(&name), iface::IfaceKind::Tap);
+        let owner =
+            std::fs::read_to_string(format!("/sys/class/net/{name}/owner")).unwrap_or_default();
+        assert_eq!(owner.trim(), "1000");
+        remove(&name).expect("remove tap");
+        assert!(!iface::exists(&name), "tap {name} still there after remove");
+    }
+}

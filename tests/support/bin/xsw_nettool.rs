@@ -1,0 +1,333 @@
+//! `xsw-nettool`: small, bounded traffic tools for the xsw integration tests.
+//!
+//! Every subcommand stops by itself: each has an overall `--timeout` after
+//! which the process exits with status 124. Results are one JSON line on
+//! stdout; servers print `ready` first, once they are bound.
+
+use std::io::{self, BufRead, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+const HELP: &str = "\
+xsw-nettool: bounded traffic tools for xsw tests
+
+USAGE:
+    xsw-nettool udp-echo  --bind IP:PORT [--timeout SECS]
+    xsw-nettool udp-probe --to IP:PORT [--count N] [--interval-ms MS] [--size BYTES]
+                          [--wait-ms MS] [--timeout SECS]
+    xsw-nettool tcp-sink  --bind IP:PORT [--timeout SECS]
+    xsw-nettool tcp-send  --to IP:PORT --bytes N [--seed S] [--timeout SECS]
+
+udp-echo   answers every datagram with the same bytes; prints `ready` once bound,
+           and {\"echoed\":N} when the timeout ends it.
+udp-probe  sends N numbered datagrams, one every MS ms, and counts the echoes that
+           come back intact; waits --wait-ms after the last send, then prints
+           {\"sent\":N,\"received\":R,\"lost\":L,\"corrupt\":C,\"max_consecutive_lost\":M}.
+tcp-sink   accepts one connection, reads to end-of-stream, prints
+           {\"bytes\":N,\"fnv64\":\"HEX\"} and closes.
+tcp-send   connects, sends N pseudo-random bytes (xorshift seeded by S), half-closes,
+           waits for the peer to close, prints {\"bytes\":N,\"fnv64\":\"HEX\"}.
+
+--timeout (default 10 s) bounds the whole run; on expiry the tool exits with 124.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = args.first() else {
+        eprint!("error: missing subcommand\n\n{HELP}");
+        return ExitCode::from(2);
+    };
+    if cmd == "-h" || cmd == "--help" {
+        print!("{HELP}");
+        return ExitCode::SUCCESS;
+    }
+    let opts = match Opts::parse(&args[1..]) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Hard bound on the whole run, whatever happens on the network.
+    let limit = Duration::from_secs_f64(opts.timeout);
+    std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("xsw-nettool: timeout after {:.1} s", limit.as_secs_f64());
+        std::process::exit(124);
+    });
+    let result = match cmd.as_str() {
+        "udp-echo" => udp_echo(&opts),
+        "udp-probe" => udp_probe(&opts),
+        "tcp-sink" => tcp_sink(&opts),
+        "tcp-send" => tcp_send(&opts),
+        other => Err(format!("unknown subcommand '{other}'")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+struct Opts {
+    bind: Option<SocketAddr>,
+    to: Option<SocketAddr>,
+    count: u64,
+    interval_ms: u64,
+    size: usize,
+    wait_ms: u64,
+    bytes: u64,
+    seed: u64,
+    timeout: f64,
+}
+
+impl Opts {
+    fn parse(args: &[String]) -> Result<Opts, String> {
+        let mut o = Opts {
+            bind: None,
+            to: None,
+            count: 10,
+            interval_ms: 10,
+            size: 64,
+            wait_ms: 500,
+            bytes: 1 << 20,
+            seed: 1,
+            timeout: 10.0,
+        };
+        let mut it = args.iter();
+        while let Some(k) = it.next() {
+            let v = it.next().ok_or_else(|| format!("{k} needs a value"))?;
+            let bad = |e: &dyn std::fmt::Display| format!("bad value for {k}: '{v}': {e}");
+            match k.as_str() {
+                "--bind" => o.bind = Some(v.parse().map_err(|e| bad(&e))?),
+                "--to" => o.to = Some(v.parse().map_err(|e| bad(&e))?),
+                "--count" => o.count = v.parse().map_err(|e| bad(&e))?,
+                "--interval-ms" => o.interval_ms = v.parse().map_err(|e| bad(&e))?,
+                "--size" => o.size = v.parse().map_err(|e| bad(&e))?,
+                "--wait-ms" => o.wait_ms = v.parse().map_err(|e| bad(&e))?,
+                "--bytes" => o.bytes = v.parse().map_err(|e| bad(&e))?,
+                "--seed" => o.seed = v.parse().map_err(|e| bad(&e))?,
+                "--timeout" => o.timeout = v.parse().map_err(|e| bad(&e))?,
+                _ => return Err(format!("unknown option {k}")),
+            }
+        }
+        if !(o.timeout > 0.0 && o.timeout < 3600.0) {
+            return Err("--timeout must be between 0 and 3600 seconds".into());
+        }
+        if o.size < 16 || o.size > 1400 {
+            return Err("--size must be 16..=1400".into());
+        }
+        Ok(o)
+    }
+    fn bind(&self) -> Result<SocketAddr, String> {
+        self.bind
+            .ok_or_else(|| "--bind IP:PORT is required".to_string())
+    }
+    fn to(&self) -> Result<SocketAddr, String> {
+        self.to
+            .ok_or_else(|| "--to IP:PORT is required".to_string())
+    }
+}
+
+fn ready() -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "ready")
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+fn print_line(s: &str) -> Result<(), String> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "{s}")
+        .and_then(|_| out.flush())
+        .map_err(|e| format!("stdout: {e}"))
+}
+
+fn udp_echo(o: &Opts) -> Result<(), String> {
+    let addr = o.bind()?;
+    let sock = UdpSocket::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))
+        .map_err(|e| e.to_string())?;
+    ready()?;
+    // Stop a little before the hard timeout so the count gets printed.
+    let end = Instant::now() + Duration::from_secs_f64((o.timeout - 0.3).max(0.1));
+    let mut buf = [0u8; 2048];
+    let mut echoed = 0u64;
+    while Instant::now() < end {
+        match sock.recv_from(&mut buf) {
+            Ok((n, from)) => {
+                if sock.send_to(&buf[..n], from).is_ok() {
+                    echoed += 1;
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock
+                        | io::ErrorKind::TimedOut
+                        | io::ErrorKind::Interrupted
+                ) => {}
+            Err(e) => return Err(format!("recv: {e}")),
+        }
+    }
+    print_line(&format!("{{\"echoed\":{echoed}}}"))
+}
+
+const MAGIC: &[u8; 8] = b"xswprobe";
+
+fn fill_probe(buf: &mut [u8], seq: u64) {
+    buf[..8].copy_from_slice(MAGIC);
+    buf[8..16].copy_from_slice(&seq.to_be_bytes());
+    for (i, b) in buf[16..].iter_mut().enumerate() {
+        *b = (seq as u8).wrapping_mul(31).wrapping_add(i as u8);
+    }
+}
+
+fn udp_probe(o: &Opts) -> Result<(), String> {
+    let to = o.to()?;
+    let local: SocketAddr = if to.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let sock = UdpSocket::bind(local).map_err(|e| format!("bind: {e}"))?;
+    sock.connect(to).map_err(|e| format!("connect {to}: {e}"))?;
+    sock.set_nonblocking(true).map_err(|e| e.to_string())?;
+    let count = o.count as usize;
+    let mut got = vec![false; count];
+    let mut received = 0u64;
+    let mut corrupt = 0u64;
+    let mut sent = 0u64;
+    let mut out = vec![0u8; o.size];
+    let mut expect = vec![0u8; o.size];
+    let mut inb = [0u8; 2048];
+    let interval = Duration::from_millis(o.interval_ms);
+    let start = Instant::now();
+    let mut recv_all = |got: &mut Vec<bool>, received: &mut u64, corrupt: &mut u64| loop {
+        match sock.recv(&mut inb) {
+            Ok(n) => {
+                if n != o.size || &inb[..8] != MAGIC {
+                    *corrupt += 1;
+                    continue;
+                }
+                let mut s = [0u8; 8];
+                s.copy_from_slice(&inb[8..16]);
+                let seq = u64::from_be_bytes(s);
+                fill_probe(&mut expect, seq);
+                if (seq as usize) < got.len() && inb[..n] == expect[..] {
+                    if !got[seq as usize] {
+                        got[seq as usize] = true;
+                        *received += 1;
+                    }
+                } else {
+                    *corrupt += 1;
+                }
+            }
+            // ECONNREFUSED (ICMP port unreachable) and friends: keep going.
+            Err(_) => break,
+        }
+    };
+    for seq in 0..o.count {
+        let due = start + interval * seq as u32;
+        while Instant::now() < due {
+            recv_all(&mut got, &mut received, &mut corrupt);
+            std::thread::sleep(Duration::from_micros(500));
+        }
+        fill_probe(&mut out, seq);
+        if sock.send(&out).is_ok() {
+            sent += 1;
+        }
+        recv_all(&mut got, &mut received, &mut corrupt);
+    }
+    let end = Instant::now() + Duration::from_millis(o.wait_ms);
+    while Instant::now() < end && received < o.count {
+        recv_all(&mut got, &mut received, &mut corrupt);
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut max_run = 0u64;
+    let mut run = 0u64;
+    for g in &got {
+        if *g {
+            run = 0;
+        } else {
+            run += 1;
+            max_run = max_run.max(run);
+        }
+    }
+    print_line(&format!(
+        "{{\"sent\":{sent},\"received\":{received},\"lost\":{},\"corrupt\":{corrupt},\"max_consecutive_lost\":{max_run}}}",
+        o.count - received
+    ))
+}
+
+/// FNV-1a, 64 bit.
+struct Fnv(u64);
+impl Fnv {
+    fn new() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn update(&mut self, data: &[u8]) {
+        for b in data {
+            self.0 ^= *b as u64;
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+fn tcp_sink(o: &Opts) -> Result<(), String> {
+    let addr = o.bind()?;
+    let listener = TcpListener::bind(addr).map_err(|e| format!("bind {addr}: {e}"))?;
+    ready()?;
+    let (mut conn, _) = listener.accept().map_err(|e| format!("accept: {e}"))?;
+    let mut h = Fnv::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match conn.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                h.update(&buf[..n]);
+                total += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(format!("read: {e} after {total} bytes")),
+        }
+    }
+    let _ = conn.shutdown(Shutdown::Both);
+    print_line(&format!("{{\"bytes\":{total},\"fnv64\":\"{:016x}\"}}", h.0))
+}
+
+fn tcp_send(o: &Opts) -> Result<(), String> {
+    let to = o.to()?;
+    let mut conn =
+        TcpStream::connect_timeout(&to, Duration::from_secs_f64((o.timeout / 2.0).max(0.5)))
+            .map_err(|e| format!("connect {to}: {e}"))?;
+    let mut h = Fnv::new();
+    let mut x = o.seed | 1;
+    let mut left = o.bytes;
+    let mut buf = vec![0u8; 1 << 16];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        for chunk in buf[..n].chunks_mut(8) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let bytes = x.to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        conn.write_all(&buf[..n])
+            .map_err(|e| format!("write: {e} after {} bytes", o.bytes - left))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    conn.shutdown(Shutdown::Write)
+        .map_err(|e| format!("shutdown: {e}"))?;
+    // Wait until the sink has read everything and closed its side.
+    let mut rest = Vec::new();
+    let _ = io::BufReader::new(&conn).read_until(0, &mut rest);
+    print_line(&format!(
+        "{{\"bytes\":{},\"fnv64\":\"{:016x}\"}}",
+        o.bytes, h.0
+    ))
+}
