@@ -488,6 +488,14 @@ impl Lab {
         Ok(())
     }
 
+    /// Sends SIGTERM to xswd and waits up to `timeout` for it to exit.
+    pub fn stop_xswd(&self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let mut guard = self.xswd.borrow_mut();
+        let p = guard.as_mut().ok_or_else(|| anyhow!("xswd not running"))?;
+        cmd::signal(&p.child, libc::SIGTERM);
+        p.wait_exit(timeout).ok_or_else(|| anyhow!("xswd still running {timeout:?} after SIGTERM"))
+    }
+
     /// True if xswd was started and has not exited.
     pub fn xswd_running(&self) -> bool {
         self.xswd
@@ -654,6 +662,19 @@ impl Lab {
         )?;
         parse_ping(&out.stdout)
             .ok_or_else(|| anyhow!("cannot parse ping output:\n{}", out.describe()))
+    }
+
+    /// Starts `ping -c count -i interval` in the background (it stops by
+    /// itself); read the result with [`Lab::ping_result`].
+    pub fn spawn_ping(&self, from: &Host, to_ip: &str, count: u32, interval: &str) -> Result<Proc> {
+        let c = count.to_string();
+        self.spawn_in(&from.ns, &format!("ping-{}", from.name), &["ping", "-n", "-q", "-c", &c, "-i", interval, "-W", "1", to_ip])
+    }
+
+    /// Waits for a background ping to finish and parses its summary.
+    pub fn ping_result(&self, p: &mut Proc, timeout: Duration) -> Result<PingStats> {
+        let out = p.collect_lines(timeout)?.join("\n");
+        parse_ping(&out).ok_or_else(|| anyhow!("cannot parse ping output:\n{out}\n{}", p.log_text()))
     }
 
     /// `ping` that must get every reply back.

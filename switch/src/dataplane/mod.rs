@@ -22,6 +22,7 @@ use xsk_rs::Umem;
 use crate::packet::MacAddr;
 use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
+use crate::port::tap::AnchorTap;
 use handoff::Mesh;
 use snapshot::Snapshot;
 use stats::{PortTotals, WorkerStats};
@@ -64,7 +65,7 @@ struct WorkerHandle {
     stats: Arc<WorkerStats>,
     thread: Option<JoinHandle<()>>,
     // Keeps the UMEM's own descriptor bound to loopback, away from the ports.
-    _anchor: Option<XskQueue>,
+    _anchor: XskQueue,
 }
 
 pub struct Dataplane {
@@ -73,6 +74,8 @@ pub struct Dataplane {
     mesh: Arc<Mesh>,
     rings: RingSizes,
     epoch: Instant,
+    // Declared last: dropped after the workers' sockets bound to it.
+    _anchor_tap: AnchorTap,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -121,6 +124,11 @@ impl Dataplane {
                 reason: e.to_string(),
             }
         })?);
+        let anchor_tap =
+            AnchorTap::create(settings.cores.len()).map_err(|e| DataplaneError::Spawn {
+                worker: 0,
+                reason: format!("anchor tap: {e}"),
+            })?;
         let epoch = Instant::now();
         let mut workers = Vec::with_capacity(settings.cores.len());
         for (id, &core) in settings.cores.iter().enumerate() {
@@ -129,13 +137,7 @@ impl Dataplane {
                     worker: id,
                     reason: format!("{e}"),
                 })?;
-            let anchor = match afxdp::open_queue(&umem, "lo", 0, settings.rings) {
-                Ok(anchor) => Some(anchor),
-                Err(e) => {
-                    tracing::warn!(worker = id, error = %e, "cannot anchor the UMEM on loopback; the first port added stays bound until xswd restarts");
-                    None
-                }
-            };
+            let anchor = afxdp::open_queue(&umem, anchor_tap.name(), id as u32, settings.rings)?;
             let (tx, rx) = bounded(64);
             let stats = Arc::new(WorkerStats::default());
             let parts = WorkerParts {
@@ -176,6 +178,7 @@ impl Dataplane {
             mesh,
             rings: settings.rings,
             epoch,
+            _anchor_tap: anchor_tap,
         })
     }
 

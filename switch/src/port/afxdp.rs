@@ -4,8 +4,9 @@
 //! a frame received on one port can be sent on another by passing its
 //! address. libxdp binds the UMEM's own descriptor to the first socket made
 //! on it and never releases that binding while the UMEM lives; so each
-//! worker first binds an idle "anchor" socket to the loopback device, and
-//! ports can then come and go in any order (see ARCHITECTURE.md).
+//! worker first binds an idle "anchor" socket to its own queue of a private
+//! tap (`tap::AnchorTap`), and ports can then come and go in any order (see
+//! ARCHITECTURE.md).
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};

@@ -15,6 +15,7 @@ const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
 const TUNSETOWNER: libc::c_ulong = 0x4004_54cc;
 const IFF_TAP: libc::c_short = 0x0002;
 const IFF_NO_PI: libc::c_short = 0x1000;
+const IFF_MULTI_QUEUE: libc::c_short = 0x0100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TapError {
@@ -77,12 +78,16 @@ fn ioctl(fd: &impl AsRawFd, request: libc::c_ulong, arg: libc::c_ulong) -> io::R
 }
 
 fn attach(name: &str) -> Result<File, TapError> {
+    attach_with(name, IFF_TAP | IFF_NO_PI)
+}
+
+fn attach_with(name: &str, flags: libc::c_short) -> Result<File, TapError> {
     let tun = OpenOptions::new()
         .read(true)
         .write(true)
         .open("/dev/net/tun")
         .map_err(TapError::OpenTun)?;
-    let mut req = IfReqFlags::new(name, IFF_TAP | IFF_NO_PI);
+    let mut req = IfReqFlags::new(name, flags);
     ioctl(
         &tun,
         TUNSETIFF,
@@ -137,6 +142,28 @@ pub fn remove(name: &str) -> Result<(), TapError> {
         name: name.to_string(),
         source,
     })
+}
+
+/// A private, non-persistent tap with one queue per worker, held open by
+/// xswd only: each worker binds its UMEM's first socket here (see
+/// `port::afxdp`). The kernel removes it when xswd exits, however it exits.
+pub struct AnchorTap {
+    name: String,
+    _queues: Vec<File>,
+}
+
+impl AnchorTap {
+    pub fn create(queues: usize) -> Result<AnchorTap, TapError> {
+        let name = format!("xswanc{}", std::process::id());
+        let fds = (0..queues.max(1))
+            .map(|_| attach_with(&name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(AnchorTap { name, _queues: fds })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 fn set_admin_up(name: &str) -> io::Result<()> {
