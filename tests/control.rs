@@ -9,7 +9,10 @@ use xsw_integration::{cmd, lab, normalize, Lab};
 
 /// Switch state that a refused request must not change.
 fn snapshot(lab: &Lab) -> Result<(Value, Value)> {
-    Ok((normalize(&Value::Array(lab.ports()?)), normalize(&Value::Array(lab.fdb()?))))
+    Ok((
+        normalize(&Value::Array(lab.ports()?)),
+        normalize(&Value::Array(lab.fdb()?)),
+    ))
 }
 
 #[test]
@@ -24,16 +27,36 @@ fn bad_requests_are_refused_and_change_nothing() -> Result<()> {
     lab.ctl_ok(&["fdb", "add", "02:78:0f:00:00:63", &h2.port])?;
 
     let before = snapshot(&lab)?;
-    ensure!(before.0.as_array().map(Vec::len) == Some(2), "expected 2 ports: {}", before.0);
-    ensure!(before.1.as_array().map(Vec::len) == Some(3), "expected h1, h2 and one static entry: {}", before.1);
+    ensure!(
+        before.0.as_array().map(Vec::len) == Some(2),
+        "expected 2 ports: {}",
+        before.0
+    );
+    ensure!(
+        before.1.as_array().map(Vec::len) == Some(3),
+        "expected h1, h2 and one static entry: {}",
+        before.1
+    );
 
     let missing = format!("{}-nosuch", lab.tag);
     let cases: Vec<(&str, Vec<&str>)> = vec![
-        ("port add of a missing interface", vec!["port", "add", &missing]),
+        (
+            "port add of a missing interface",
+            vec!["port", "add", &missing],
+        ),
         ("the same port added twice", vec!["port", "add", &h1.port]),
-        ("fdb add with a bad MAC", vec!["fdb", "add", "02:78:zz:00:00:01", &h1.port]),
-        ("fdb add with a short MAC", vec!["fdb", "add", "02:78:0f:00:00", &h1.port]),
-        ("fdb add to an unknown port", vec!["fdb", "add", "02:78:0f:00:00:64", &missing]),
+        (
+            "fdb add with a bad MAC",
+            vec!["fdb", "add", "02:78:zz:00:00:01", &h1.port],
+        ),
+        (
+            "fdb add with a short MAC",
+            vec!["fdb", "add", "02:78:0f:00:00", &h1.port],
+        ),
+        (
+            "fdb add to an unknown port",
+            vec!["fdb", "add", "02:78:0f:00:00:64", &missing],
+        ),
         ("an unknown command", vec!["frobnicate"]),
         ("port del of an unknown port", vec!["port", "del", &missing]),
     ];
@@ -56,7 +79,13 @@ fn bad_requests_are_refused_and_change_nothing() -> Result<()> {
             }
         }
     }
-    ensure!(failures.is_empty(), "{} of {} bad requests misbehaved:\n{}", failures.len(), cases.len(), failures.join("\n\n"));
+    ensure!(
+        failures.is_empty(),
+        "{} of {} bad requests misbehaved:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n\n")
+    );
     ensure!(lab.xswd_running(), "xswd exited");
     // And the switch still forwards.
     lab.ping_all(&h1, &h2, 3)?;
@@ -78,13 +107,28 @@ fn port_with_link_down_is_accepted_and_forwards_once_up() -> Result<()> {
     lab.start_xswd("")?;
     lab.port_add(&h1.port)?;
     lab.port_add(&h2.port)?;
-    ensure!(link_of(&lab, &h2.port)? == "down", "port list shows {} as {} while it is down", h2.port, link_of(&lab, &h2.port)?);
-    ensure!(link_of(&lab, &h1.port)? == "up", "port list shows {} as {}", h1.port, link_of(&lab, &h1.port)?);
+    ensure!(
+        link_of(&lab, &h2.port)? == "down",
+        "port list shows {} as {} while it is down",
+        h2.port,
+        link_of(&lab, &h2.port)?
+    );
+    ensure!(
+        link_of(&lab, &h1.port)? == "up",
+        "port list shows {} as {}",
+        h1.port,
+        link_of(&lab, &h1.port)?
+    );
 
     cmd::ns_ok(&lab.sw, &["ip", "link", "set", &h2.port, "up"])?;
     let deadline = Instant::now() + Duration::from_secs(5);
     while link_of(&lab, &h2.port)? != "up" {
-        ensure!(Instant::now() < deadline, "port list still shows {} as {} 5 s after link up", h2.port, link_of(&lab, &h2.port)?);
+        ensure!(
+            Instant::now() < deadline,
+            "port list still shows {} as {} 5 s after link up",
+            h2.port,
+            link_of(&lab, &h2.port)?
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
@@ -95,7 +139,12 @@ fn port_with_link_down_is_accepted_and_forwards_once_up() -> Result<()> {
 
 fn only_entry(lab: &Lab, mac: &str) -> Result<Value> {
     let e = lab.fdb_entries(mac)?;
-    ensure!(e.len() == 1, "fdb show has {} entries for {mac}, expected 1: {:?}", e.len(), lab.fdb()?);
+    ensure!(
+        e.len() == 1,
+        "fdb show has {} entries for {mac}, expected 1: {:?}",
+        e.len(),
+        lab.fdb()?
+    );
     Ok(e[0].clone())
 }
 
@@ -109,20 +158,43 @@ fn static_entries_show_as_static_and_steer_frames() -> Result<()> {
     let from_config = "02:78:11:00:00:62";
     let from_ctl = "02:78:11:00:00:63";
     let mut config = Lab::config_with_ports(&[&h1.port, &h2.port, &h3.port]);
-    config.push_str(&format!("[[fdb]]\nmac = \"{from_config}\"\nport = \"{}\"\n", h3.port));
+    config.push_str(&format!(
+        "[[fdb]]\nmac = \"{from_config}\"\nport = \"{}\"\n",
+        h3.port
+    ));
     lab.start_xswd(&config)?;
 
     let e = only_entry(&lab, from_config)?;
-    ensure!(e["static"] == true && e["port"] == h3.port.as_str(), "config [[fdb]] entry shows as {e}");
+    ensure!(
+        e["static"] == true && e["port"] == h3.port.as_str(),
+        "config [[fdb]] entry shows as {e}"
+    );
 
     lab.ctl_ok(&["fdb", "add", from_ctl, &h2.port])?;
     let e = only_entry(&lab, from_ctl)?;
-    ensure!(e["static"] == true && e["port"] == h2.port.as_str(), "fdb add entry shows as {e}");
+    ensure!(
+        e["static"] == true && e["port"] == h2.port.as_str(),
+        "fdb add entry shows as {e}"
+    );
 
     // Frames to the static MAC go to h2's port only (no flooding to h3),
     // although no frame from that MAC was ever seen.
     let ghost_ip = format!("198.18.{}.99", lab.net);
-    cmd::ns_ok(&h1.ns, &["ip", "neigh", "replace", &ghost_ip, "lladdr", from_ctl, "dev", &h1.ifname, "nud", "permanent"])?;
+    cmd::ns_ok(
+        &h1.ns,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            &ghost_ip,
+            "lladdr",
+            from_ctl,
+            "dev",
+            &h1.ifname,
+            "nud",
+            "permanent",
+        ],
+    )?;
     lab.wait_reachable(&h1, &h3, Duration::from_secs(5))?; // the switch forwards at all
     let filter = format!("ether dst {from_ctl}");
     let mut cap_h2 = lab.capture(&h2, &filter, 3)?;
@@ -130,16 +202,27 @@ fn static_entries_show_as_static_and_steer_frames() -> Result<()> {
     let s = lab.ping(&h1, &ghost_ip, 3)?;
     ensure!(s.transmitted == 3, "ping did not send 3 requests: {s:?}");
     for i in 0..3 {
-        let line = cap_h2.next_line(Duration::from_secs(3)).map_err(|e| anyhow::anyhow!("frame {i} to {from_ctl} never reached h2: {e:#}"))?;
+        let line = cap_h2
+            .next_line(Duration::from_secs(3))
+            .map_err(|e| anyhow::anyhow!("frame {i} to {from_ctl} never reached h2: {e:#}"))?;
         ensure!(line.contains(from_ctl), "unexpected frame on h2: {line}");
     }
     if let Ok(line) = cap_h3.next_line(Duration::from_millis(500)) {
-        anyhow::bail!("a frame for static {from_ctl} (port {}) was flooded to h3: {line}", h2.port);
+        anyhow::bail!(
+            "a frame for static {from_ctl} (port {}) was flooded to h3: {line}",
+            h2.port
+        );
     }
 
     // fdb del removes it again.
     lab.ctl_ok(&["fdb", "del", from_ctl])?;
-    ensure!(lab.fdb_entries(from_ctl)?.is_empty(), "{from_ctl} still in fdb show after fdb del");
-    ensure!(only_entry(&lab, from_config)?["static"] == true, "config entry changed");
+    ensure!(
+        lab.fdb_entries(from_ctl)?.is_empty(),
+        "{from_ctl} still in fdb show after fdb del"
+    );
+    ensure!(
+        only_entry(&lab, from_config)?["static"] == true,
+        "config entry changed"
+    );
     Ok(())
 }

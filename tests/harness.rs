@@ -148,3 +148,18 @@ fn guest_help_and_usage() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn guest_exits_with_error_when_its_tap_is_deleted() -> Result<()> {
+    let lab = lab!("harness-tapdel", "htd", 253)?;
+    let g1 = lab.add_guest("g1", 10)?;
+    cmd::ns_ok(&lab.sw, &["ip", "link", "del", &g1.port])?;
+    let st = lab.wait_guest_exit(&g1, Duration::from_secs(3))?;
+    ensure!(
+        st.is_some_and(|s| s.code() == Some(1)),
+        "xsw-guest after its tap was deleted: {st:?} (expected exit 1)"
+    );
+    let log = std::fs::read_to_string(lab.dir.join("guest-g1.log"))?;
+    ensure!(log.contains("was removed"), "guest log: {log}");
+    Ok(())
+}

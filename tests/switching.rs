@@ -67,7 +67,10 @@ fn delta(before: &PortCounters, after: &PortCounters) -> PortCounters {
 
 fn counters(lab: &Lab, hosts: &[&Host]) -> Result<Vec<PortCounters>> {
     let stats = lab.stats()?;
-    hosts.iter().map(|h| PortCounters::from_stats(&stats, &h.port)).collect()
+    hosts
+        .iter()
+        .map(|h| PortCounters::from_stats(&stats, &h.port))
+        .collect()
 }
 
 #[test]
@@ -82,13 +85,40 @@ fn learning_fills_fdb_counters_rise_and_broadcast_floods() -> Result<()> {
     // Learning: each endpoint's MAC once, on its own port, dynamic.
     let fdb = lab.fdb()?;
     for h in all {
-        let entries: Vec<_> =
-            fdb.iter().filter(|e| e["mac"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(&h.mac))).collect();
-        ensure!(entries.len() == 1, "fdb show has {} entries for {} ({}), expected 1: {fdb:?}", entries.len(), h.name, h.mac);
+        let entries: Vec<_> = fdb
+            .iter()
+            .filter(|e| {
+                e["mac"]
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case(&h.mac))
+            })
+            .collect();
+        ensure!(
+            entries.len() == 1,
+            "fdb show has {} entries for {} ({}), expected 1: {fdb:?}",
+            entries.len(),
+            h.name,
+            h.mac
+        );
         let e = entries[0];
-        ensure!(e["port"] == h.port.as_str(), "{} ({}) learned on {} instead of {}", h.name, h.mac, e["port"], h.port);
-        ensure!(e["static"] == false, "learned entry for {} is not dynamic: {e}", h.name);
-        ensure!(e["age_secs"].is_u64(), "entry for {} lacks age_secs: {e}", h.name);
+        ensure!(
+            e["port"] == h.port.as_str(),
+            "{} ({}) learned on {} instead of {}",
+            h.name,
+            h.mac,
+            e["port"],
+            h.port
+        );
+        ensure!(
+            e["static"] == false,
+            "learned entry for {} is not dynamic: {e}",
+            h.name
+        );
+        ensure!(
+            e["age_secs"].is_u64(),
+            "entry for {} lacks age_secs: {e}",
+            h.name
+        );
     }
 
     // Known unicast: 10 pings h1 -> h2 raise rx/tx on h1's and h2's ports
@@ -96,7 +126,11 @@ fn learning_fills_fdb_counters_rise_and_broadcast_floods() -> Result<()> {
     let before = counters(&lab, &all)?;
     lab.ping_all(&h1, &h2, 10)?;
     let after = counters(&lab, &all)?;
-    let (d1, d2, dg) = (delta(&before[0], &after[0]), delta(&before[1], &after[1]), delta(&before[2], &after[2]));
+    let (d1, d2, dg) = (
+        delta(&before[0], &after[0]),
+        delta(&before[1], &after[1]),
+        delta(&before[2], &after[2]),
+    );
     // An ICMP echo frame with ping's default 56 data bytes is 98 bytes.
     for (name, d) in [(&h1.port, &d1), (&h2.port, &d2)] {
         ensure!(
@@ -104,7 +138,12 @@ fn learning_fills_fdb_counters_rise_and_broadcast_floods() -> Result<()> {
             "port {name}: counters rose by {d:?} over 10 echo requests and 10 replies; expected rx and tx >= 10 frames / 980 bytes"
         );
     }
-    ensure!(dg.tx_frames <= 2, "known unicast h1<->h2 reached the guest's port {}: tx rose by {}", g1.port, dg.tx_frames);
+    ensure!(
+        dg.tx_frames <= 2,
+        "known unicast h1<->h2 reached the guest's port {}: tx rose by {}",
+        g1.port,
+        dg.tx_frames
+    );
 
     // Broadcast: an ARP request for an address nobody has must reach both
     // other endpoints (captured there) and count as tx on their ports.
@@ -117,15 +156,33 @@ fn learning_fills_fdb_counters_rise_and_broadcast_floods() -> Result<()> {
     for (h, cap) in [(&h2, &mut cap_h2), (&g1, &mut cap_g1)] {
         let line = cap.next_line(Duration::from_secs(5))?;
         ensure!(
-            line.contains("ff:ff:ff:ff:ff:ff") && line.contains(&h1.mac) && line.contains("who-has"),
+            line.contains("ff:ff:ff:ff:ff:ff")
+                && line.contains(&h1.mac)
+                && line.contains("who-has"),
             "{} captured an unexpected frame instead of h1's ARP broadcast: {line}",
             h.name
         );
     }
     let after = counters(&lab, &all)?;
-    let (d1, d2, dg) = (delta(&before[0], &after[0]), delta(&before[1], &after[1]), delta(&before[2], &after[2]));
-    ensure!(d1.rx_frames >= 1, "h1's port {} counted no rx for the ARP broadcast: {d1:?}", h1.port);
-    ensure!(d2.tx_frames >= 1, "broadcast not counted as tx on {}: {d2:?}", h2.port);
-    ensure!(dg.tx_frames >= 1, "broadcast not counted as tx on {}: {dg:?}", g1.port);
+    let (d1, d2, dg) = (
+        delta(&before[0], &after[0]),
+        delta(&before[1], &after[1]),
+        delta(&before[2], &after[2]),
+    );
+    ensure!(
+        d1.rx_frames >= 1,
+        "h1's port {} counted no rx for the ARP broadcast: {d1:?}",
+        h1.port
+    );
+    ensure!(
+        d2.tx_frames >= 1,
+        "broadcast not counted as tx on {}: {d2:?}",
+        h2.port
+    );
+    ensure!(
+        dg.tx_frames >= 1,
+        "broadcast not counted as tx on {}: {dg:?}",
+        g1.port
+    );
     Ok(())
 }

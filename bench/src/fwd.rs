@@ -29,7 +29,7 @@ pub fn run(o: FwdOpts) -> Result<()> {
     }
     let ia = sys::ifindex(&o.a)?;
     let ib = sys::ifindex(&o.b)?;
-    let mut ebpf = progs::load(progs::REDIRECT_OBJ, "forwarder", &[], &[])?;
+    let mut ebpf = progs::load(progs::REDIRECT_OBJ, "forwarder", &[])?;
     {
         let map = ebpf
             .map_mut("FWD_PORTS")

@@ -20,6 +20,15 @@ pub enum XdpMode {
     Generic,
 }
 
+impl std::fmt::Display for XdpMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            XdpMode::Native => "native",
+            XdpMode::Generic => "generic",
+        })
+    }
+}
+
 impl XdpMode {
     fn flags(self) -> XdpFlags {
         match self {
@@ -29,19 +38,23 @@ impl XdpMode {
     }
 }
 
+/// A value for a `volatile const` global of a C program; the variant must
+/// match the C type's size.
+pub enum Global {
+    U16(u16),
+    U32(u32),
+    U64(u64),
+}
+
 /// Loads an object, setting the given read-only globals first.
-pub fn load(
-    obj: &[u8],
-    what: &str,
-    globals: &[(&str, u32)],
-    globals16: &[(&str, u16)],
-) -> Result<Ebpf> {
+pub fn load(obj: &[u8], what: &str, globals: &[(&str, Global)]) -> Result<Ebpf> {
     let mut loader = EbpfLoader::new();
     for (name, v) in globals {
-        loader.set_global(name, v, true);
-    }
-    for (name, v) in globals16 {
-        loader.set_global(name, v, true);
+        match v {
+            Global::U16(v) => loader.set_global(name, v, true),
+            Global::U32(v) => loader.set_global(name, v, true),
+            Global::U64(v) => loader.set_global(name, v, true),
+        };
     }
     loader.load(obj).with_context(|| {
         format!("loading the {what} BPF object (needs root or CAP_BPF + CAP_NET_ADMIN, and a kernel with BPF and BTF)")
@@ -65,7 +78,7 @@ pub fn xdp_program<'a>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut Xdp> {
 pub fn attach(prog: &mut Xdp, iface: &str, mode: XdpMode) -> Result<()> {
     prog.attach(iface, mode.flags()).with_context(|| {
         format!(
-            "attaching XDP ({mode:?} mode) to {iface}: if another XDP program is attached, stop its owner or \
+            "attaching XDP ({mode} mode) to {iface}: if another XDP program is attached, stop its owner or \
              remove it (`ip link set dev {iface} xdp off`); a driver without native XDP needs --xdp-mode generic"
         )
     })?;

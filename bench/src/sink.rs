@@ -31,14 +31,33 @@ pub struct SinkOpts {
     pub json: bool,
 }
 
-fn totals(map: &PerCpuArray<MapData, Counters>) -> Result<Counters> {
-    let per_cpu = map
-        .get(&0, 0)
-        .context("reading the sink's per-CPU counters")?;
-    Ok(per_cpu.iter().fold(Counters::default(), |a, c| Counters {
-        frames: a.frames + c.frames,
-        bytes: a.bytes + c.bytes,
-    }))
+/// The counters of every possible CPU at one moment. Which CPU counted a
+/// frame is where the sink's receive work ran: that shows the placement.
+struct Snapshot(Vec<Counters>);
+
+impl Snapshot {
+    fn read(map: &PerCpuArray<MapData, Counters>) -> Result<Self> {
+        let per_cpu = map
+            .get(&0, 0)
+            .context("reading the sink's per-CPU counters")?;
+        Ok(Snapshot(per_cpu.iter().copied().collect()))
+    }
+
+    fn total(&self) -> Counters {
+        self.0.iter().fold(Counters::default(), |a, c| Counters {
+            frames: a.frames + c.frames,
+            bytes: a.bytes + c.bytes,
+        })
+    }
+
+    /// Frames per CPU since `earlier`.
+    fn frames_since(&self, earlier: &Snapshot) -> Vec<u64> {
+        self.0
+            .iter()
+            .zip(&earlier.0)
+            .map(|(now, then)| now.frames - then.frames)
+            .collect()
+    }
 }
 
 pub fn run(o: SinkOpts) -> Result<()> {
@@ -51,7 +70,7 @@ pub fn run(o: SinkOpts) -> Result<()> {
         );
     }
     sys::ifindex(&o.iface)?;
-    let mut ebpf = progs::load(progs::SINK_OBJ, "sink", &[], &[])?;
+    let mut ebpf = progs::load(progs::SINK_OBJ, "sink", &[])?;
     let prog = progs::xdp_program(&mut ebpf, "xsw_bench_sink")?;
     progs::attach(prog, &o.iface, o.xdp_mode)?;
     let map = ebpf
@@ -69,11 +88,12 @@ pub fn run(o: SinkOpts) -> Result<()> {
     let start = Instant::now();
     let end = start + Duration::from_secs_f64(o.duration);
     let warm_end = start + Duration::from_secs_f64(o.warmup);
-    let mut prev = totals(&map)?;
+    let first = Snapshot::read(&map)?;
+    let mut prev = first.total();
     let mut prev_t = start;
-    let mut window_start: Option<(Instant, Counters, CpuTimes)> = None;
+    let mut window_start: Option<(Instant, Snapshot, CpuTimes)> = None;
     if o.warmup == 0.0 {
-        window_start = Some((start, prev, CpuTimes::read()?));
+        window_start = Some((start, first, CpuTimes::read()?));
     }
     let mut per_second: Vec<f64> = Vec::new();
     let mut tick = 1u64;
@@ -82,7 +102,8 @@ pub fn run(o: SinkOpts) -> Result<()> {
         let next = (start + Duration::from_secs(tick)).min(end);
         let completed = sys::sleep_until(next);
         let now = Instant::now();
-        let cur = totals(&map)?;
+        let snap = Snapshot::read(&map)?;
+        let cur = snap.total();
         let dt = (now - prev_t).as_secs_f64();
         if dt > 0.0 {
             let fps = (cur.frames - prev.frames) as f64 / dt;
@@ -101,7 +122,7 @@ pub fn run(o: SinkOpts) -> Result<()> {
         prev = cur;
         prev_t = now;
         if window_start.is_none() && now >= warm_end {
-            window_start = Some((now, cur, CpuTimes::read()?));
+            window_start = Some((now, snap, CpuTimes::read()?));
         }
         if !completed || now >= end {
             break;
@@ -110,17 +131,29 @@ pub fn run(o: SinkOpts) -> Result<()> {
     }
 
     let now = Instant::now();
-    let cur = totals(&map)?;
+    let last = Snapshot::read(&map)?;
+    let cur = last.total();
     let cpu_end = CpuTimes::read()?;
-    let (frames, bytes, secs, cpu_busy) = match window_start {
-        Some((t0, c0, cpu0)) => (
-            cur.frames - c0.frames,
-            cur.bytes - c0.bytes,
-            (now - t0).as_secs_f64(),
-            cpu_end.busy - cpu0.busy,
-        ),
-        None => (0, 0, 0.0, 0.0),
+    let (frames, bytes, secs, cpu_busy, per_cpu) = match &window_start {
+        Some((t0, s0, cpu0)) => {
+            let c0 = s0.total();
+            (
+                cur.frames - c0.frames,
+                cur.bytes - c0.bytes,
+                (now - *t0).as_secs_f64(),
+                cpu_end.busy - cpu0.busy,
+                last.frames_since(s0),
+            )
+        }
+        None => (0, 0, 0.0, 0.0, Vec::new()),
     };
+    // Only CPUs that counted something; the map has a slot per possible CPU.
+    let cpu_share: Vec<(usize, f64)> = per_cpu
+        .iter()
+        .enumerate()
+        .filter(|(_, &n)| n > 0)
+        .map(|(cpu, &n)| (cpu, n as f64 * 100.0 / frames as f64))
+        .collect();
     let fps = if secs > 0.0 {
         frames as f64 / secs
     } else {
@@ -135,9 +168,14 @@ pub fn run(o: SinkOpts) -> Result<()> {
 
     if o.json {
         let ps: Vec<String> = per_second.iter().map(|v| format!("{v:.0}")).collect();
+        let pc: Vec<String> = cpu_share
+            .iter()
+            .map(|(cpu, pct)| format!("\"{cpu}\":{pct:.1}"))
+            .collect();
         println!(
             "{{\"iface\":{},\"frames\":{},\"bytes\":{},\"window_secs\":{:.3},\"frames_per_sec\":{:.0},\
-             \"cpu_busy_secs\":{:.2},\"cpu_ns_per_frame\":{:.1},\"stopped_early\":{},\"per_second\":[{}]}}",
+             \"cpu_busy_secs\":{:.2},\"cpu_ns_per_frame\":{:.1},\"stopped_early\":{},\"per_second\":[{}],\
+             \"frames_pct_by_cpu\":{{{}}}}}",
             crate::json_str(&o.iface),
             frames,
             bytes,
@@ -146,7 +184,8 @@ pub fn run(o: SinkOpts) -> Result<()> {
             cpu_busy,
             cpu_ns_per_frame,
             stopped_early,
-            ps.join(",")
+            ps.join(","),
+            pc.join(",")
         );
     } else {
         println!(
@@ -167,6 +206,11 @@ pub fn run(o: SinkOpts) -> Result<()> {
                 "  CPU busy on all cores: {:.2} s = {:.0} ns per frame received (includes the generator if it runs here)",
                 cpu_busy, cpu_ns_per_frame
             );
+            let pc: Vec<String> = cpu_share
+                .iter()
+                .map(|(cpu, pct)| format!("CPU {cpu} {pct:.0}%"))
+                .collect();
+            println!("  counted on: {}", pc.join(", "));
         }
     }
     Ok(())

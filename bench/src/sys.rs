@@ -143,3 +143,28 @@ pub fn tx_packets(iface: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// CLOCK_MONOTONIC in ns: the clock bpf_ktime_get_ns() reads.
+pub fn monotonic_ns() -> Result<u64> {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("reading CLOCK_MONOTONIC");
+    }
+    Ok(ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64)
+}
+
+/// The CPU this thread is running on now.
+pub fn current_cpu() -> Result<usize> {
+    // SAFETY: sched_getcpu has no memory-safety preconditions.
+    let cpu = unsafe { libc::sched_getcpu() };
+    if cpu < 0 {
+        return Err(std::io::Error::last_os_error())
+            .context("finding the current CPU (sched_getcpu); pass --cpu");
+    }
+    Ok(cpu as usize)
+}

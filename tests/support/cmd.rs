@@ -66,6 +66,8 @@ fn command(argv: &[String]) -> Result<Command> {
     c.args(rest);
     // Own process group, so a timeout kill reaches every child it started.
     c.process_group(0);
+    // Plain logs (tracing and others honour NO_COLOR).
+    c.env("NO_COLOR", "1");
     Ok(c)
 }
 

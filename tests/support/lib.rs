@@ -403,6 +403,22 @@ impl Lab {
         Ok(p.log_text())
     }
 
+    /// Waits up to `timeout` for guest `h`'s xsw-guest to exit by itself;
+    /// returns its exit status, or None if it still runs.
+    pub fn wait_guest_exit(
+        &self,
+        h: &Host,
+        timeout: Duration,
+    ) -> Result<Option<std::process::ExitStatus>> {
+        let label = format!("guest-{}", h.name);
+        let mut procs = self.procs.borrow_mut();
+        let p = procs
+            .iter_mut()
+            .find(|p| p.label == label)
+            .ok_or_else(|| anyhow!("no process {label}"))?;
+        Ok(p.wait_exit(timeout))
+    }
+
     /// Spawns `argv` inside namespace `ns` as a background process logging
     /// stderr to the lab directory. The caller owns it; dropping kills it.
     pub fn spawn_in(&self, ns: &str, label: &str, argv: &[&str]) -> Result<Proc> {
@@ -493,7 +509,8 @@ impl Lab {
         let mut guard = self.xswd.borrow_mut();
         let p = guard.as_mut().ok_or_else(|| anyhow!("xswd not running"))?;
         cmd::signal(&p.child, libc::SIGTERM);
-        p.wait_exit(timeout).ok_or_else(|| anyhow!("xswd still running {timeout:?} after SIGTERM"))
+        p.wait_exit(timeout)
+            .ok_or_else(|| anyhow!("xswd still running {timeout:?} after SIGTERM"))
     }
 
     /// True if xswd was started and has not exited.
@@ -668,13 +685,20 @@ impl Lab {
     /// itself); read the result with [`Lab::ping_result`].
     pub fn spawn_ping(&self, from: &Host, to_ip: &str, count: u32, interval: &str) -> Result<Proc> {
         let c = count.to_string();
-        self.spawn_in(&from.ns, &format!("ping-{}", from.name), &["ping", "-n", "-q", "-c", &c, "-i", interval, "-W", "1", to_ip])
+        self.spawn_in(
+            &from.ns,
+            &format!("ping-{}", from.name),
+            &[
+                "ping", "-n", "-q", "-c", &c, "-i", interval, "-W", "1", to_ip,
+            ],
+        )
     }
 
     /// Waits for a background ping to finish and parses its summary.
     pub fn ping_result(&self, p: &mut Proc, timeout: Duration) -> Result<PingStats> {
         let out = p.collect_lines(timeout)?.join("\n");
-        parse_ping(&out).ok_or_else(|| anyhow!("cannot parse ping output:\n{out}\n{}", p.log_text()))
+        parse_ping(&out)
+            .ok_or_else(|| anyhow!("cannot parse ping output:\n{out}\n{}", p.log_text()))
     }
 
     /// `ping` that must get every reply back.

@@ -17,6 +17,7 @@ use crate::dataplane::worker::PollMode;
 use crate::dataplane::Dataplane;
 use crate::packet::MacAddr;
 use crate::pipeline::{DomainId, DropReason, PortId};
+use crate::port::afxdp::{self, KernelSocketStats};
 use crate::port::iface::{self, IfaceKind};
 use crate::port::tap;
 use crate::xdp::{SteeringProgram, XdpMode};
@@ -59,6 +60,10 @@ struct PortRecord {
     program: SteeringProgram,
     /// (queue id, worker) for every socket of the port.
     queues: Vec<(u32, usize)>,
+    /// The sockets' descriptors, owned by the workers. Read for kernel
+    /// counters only under the switch lock, which port removal (the only
+    /// thing that closes them) also holds, so they stay open while read.
+    socket_fds: Vec<std::os::fd::RawFd>,
     zero_copy: bool,
     link_up: bool,
     /// Counter values when the port was added; ids are reused.
@@ -240,6 +245,7 @@ impl Switch {
             kind: iface::kind(name),
             program,
             queues: Vec::new(),
+            socket_fds: Vec::new(),
             zero_copy: false,
             link_up: iface::link_up(name),
             base: self.dataplane.port_totals(id),
@@ -268,6 +274,7 @@ impl Switch {
                     .add_queue(worker, id, queue, xsk)
                     .map_err(system)?;
                 record.queues.push((queue, worker));
+                record.socket_fds.push(fd);
                 // Only now do frames leave the kernel's path for xsw's.
                 record
                     .program
@@ -435,8 +442,15 @@ impl Switch {
                     .iter()
                     .map(|r| (r.as_str().to_string(), json!(t.drops[r.index()])))
                     .collect();
+                let mut kernel = KernelSocketStats::default();
+                for fd in &record.socket_fds {
+                    if let Some(k) = afxdp::kernel_stats(*fd) {
+                        kernel.add(&k);
+                    }
+                }
                 json!({
                     "name": name,
+                    "kernel": kernel,
                     "rx_frames": t.rx_frames,
                     "rx_bytes": t.rx_bytes,
                     "tx_frames": t.tx_frames,

@@ -343,9 +343,8 @@ impl Worker {
         for i in 0..received {
             let desc = self.rx_batch[i];
             self.ledger.received(slot, &desc);
-            // SAFETY: the frame came off this socket's rx ring, so the kernel
-            // is done with it and this worker alone owns it until it is put on
-            // a ring again; the descriptor belongs to this worker's UMEM.
+            // SAFETY: off the rx ring, the frame (of this worker's UMEM) is the
+            // worker's alone until it is put on a ring again.
             let frame = unsafe { self.umem.data(&desc) };
             rx_bytes += frame.len() as u64;
             let (decision, learned) = l2::decide(&mut self.fdb, ingress, frame.contents(), now);
@@ -403,6 +402,13 @@ impl Worker {
             }
             return;
         }
+        if view.tx_worker == self.id {
+            // The port's socket is on its way to this worker (port add in
+            // progress): nothing can send on it yet.
+            self.stats.drop_frame(port, DropReason::LinkDown);
+            self.ledger.release(desc);
+            return;
+        }
         // Another worker transmits on this port: hand a copy over.
         // SAFETY: the worker owns `desc` (it is in no ring).
         let frame = unsafe { self.umem.data(&desc) };
@@ -445,9 +451,8 @@ impl Worker {
     /// A new frame of this worker's UMEM with the same bytes as `desc`.
     fn copy_frame(&mut self, desc: &FrameDesc) -> Option<FrameDesc> {
         let mut copy = self.ledger.take()?;
-        // SAFETY: the worker owns both frames (neither is in any ring), they
-        // are distinct frames of this worker's UMEM, so the shared and the
-        // mutable view do not overlap.
+        // SAFETY: both are distinct frames of this UMEM that the worker owns
+        // (in no ring), so the shared and the mutable view cannot overlap.
         let written = unsafe {
             let source = self.umem.data(desc);
             let mut target = self.umem.data_mut(&mut copy);
@@ -561,20 +566,30 @@ impl Worker {
         }
     }
 
-    /// Keeps each fill ring stocked, sharing the pool fairly: no socket may
-    /// hold more than its share, so one busy port cannot starve the others.
+    /// Keeps each fill ring stocked without emptying the pool. A reserve of
+    /// free frames stays for flood copies and handoffs, and no socket gets
+    /// more than its share of the rest; a socket above its share (it filled
+    /// up before others were added) is only topped up to the new share once
+    /// traffic has drained it, so shares even out as frames cycle.
     fn refill(&mut self) {
         let sockets = self.queues.iter().flatten().count();
         if sockets == 0 {
             return;
         }
-        let share = (self.ledger.total() / (sockets + 1)).min(self.tuning.fill_ring as usize);
+        let total = self.ledger.total();
+        let batch = self.tuning.batch_size;
+        let reserve = (total / 8).max(4 * batch).min(total / 2);
+        let share = ((total - reserve) / sockets).min(self.tuning.fill_ring as usize);
         for slot in 0..self.queues.len() {
             let Some(queue) = self.queues[slot].as_mut() else {
                 continue;
             };
-            let wanted = share.saturating_sub(queue.in_fill).min(self.scratch.len());
-            if wanted < self.tuning.batch_size.min(share) {
+            let available = self.ledger.free_count().saturating_sub(reserve);
+            let wanted = share
+                .saturating_sub(queue.in_fill)
+                .min(available)
+                .min(self.scratch.len());
+            if wanted == 0 || (wanted < batch && queue.in_fill >= batch) {
                 continue;
             }
             let room = queue.xsk.fill.nb_free(wanted as u32) as usize;
@@ -584,9 +599,8 @@ impl Worker {
             if n == 0 {
                 continue;
             }
-            // SAFETY: the ledger just moved these free frames of this UMEM to
-            // this socket; `nb_free` said the ring has room for all of them,
-            // so `produce` (all or nothing) takes them.
+            // SAFETY: free frames of this UMEM, now the socket's; `nb_free`
+            // said the ring has room for all, so all-or-nothing `produce` fits.
             let produced = unsafe { queue.xsk.fill.produce(&self.scratch[..n]) };
             if produced == n {
                 queue.in_fill += n;

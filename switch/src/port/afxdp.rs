@@ -18,6 +18,7 @@ use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
 const SOL_XDP: libc::c_int = 283;
 const XDP_OPTIONS: libc::c_int = 8;
 const XDP_OPTIONS_ZEROCOPY: u32 = 1;
+const XDP_STATISTICS: libc::c_int = 7;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AfXdpError {
@@ -182,4 +183,46 @@ pub fn kick_tx(fd: RawFd, queued: usize) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// What the kernel counted for one socket: frames it could not hand to
+/// xsw (ring full, no fill frame) never reach a worker's counters.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+#[repr(C)]
+pub struct KernelSocketStats {
+    pub rx_dropped: u64,
+    pub rx_invalid_descs: u64,
+    pub tx_invalid_descs: u64,
+    pub rx_ring_full: u64,
+    pub rx_fill_ring_empty: u64,
+    pub tx_ring_empty: u64,
+}
+
+impl KernelSocketStats {
+    pub fn add(&mut self, other: &KernelSocketStats) {
+        self.rx_dropped += other.rx_dropped;
+        self.rx_invalid_descs += other.rx_invalid_descs;
+        self.tx_invalid_descs += other.tx_invalid_descs;
+        self.rx_ring_full += other.rx_ring_full;
+        self.rx_fill_ring_empty += other.rx_fill_ring_empty;
+        self.tx_ring_empty += other.tx_ring_empty;
+    }
+}
+
+/// Reads XDP_STATISTICS of an open AF_XDP socket; None if the kernel refuses.
+pub fn kernel_stats(fd: RawFd) -> Option<KernelSocketStats> {
+    let mut stats = KernelSocketStats::default();
+    let mut len = std::mem::size_of::<KernelSocketStats>() as libc::socklen_t;
+    // SAFETY: `stats` is a live repr(C) struct of six u64, the layout of the
+    // kernel's struct xdp_statistics; `len` tells the kernel its size.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd,
+            SOL_XDP,
+            XDP_STATISTICS,
+            &mut stats as *mut KernelSocketStats as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(stats)
 }

@@ -66,9 +66,8 @@ impl IfReqFlags {
 }
 
 fn ioctl(fd: &impl AsRawFd, request: libc::c_ulong, arg: libc::c_ulong) -> io::Result<()> {
-    // SAFETY: fd is an open descriptor owned by the caller for the duration of
-    // the call; `arg` is either a plain integer or the address of a live
-    // IfReqFlags of the size these requests read and write.
+    // SAFETY: fd is open for the call; `arg` is an integer or the address of a
+    // live IfReqFlags, the size these requests read and write.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, arg) };
     if rc < 0 {
         Err(io::Error::last_os_error())

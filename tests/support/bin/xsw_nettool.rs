@@ -204,28 +204,26 @@ fn udp_probe(o: &Opts) -> Result<(), String> {
     let mut inb = [0u8; 2048];
     let interval = Duration::from_millis(o.interval_ms);
     let start = Instant::now();
-    let mut recv_all = |got: &mut Vec<bool>, received: &mut u64, corrupt: &mut u64| loop {
-        match sock.recv(&mut inb) {
-            Ok(n) => {
-                if n != o.size || &inb[..8] != MAGIC {
-                    *corrupt += 1;
-                    continue;
-                }
-                let mut s = [0u8; 8];
-                s.copy_from_slice(&inb[8..16]);
-                let seq = u64::from_be_bytes(s);
-                fill_probe(&mut expect, seq);
-                if (seq as usize) < got.len() && inb[..n] == expect[..] {
-                    if !got[seq as usize] {
-                        got[seq as usize] = true;
-                        *received += 1;
-                    }
-                } else {
-                    *corrupt += 1;
-                }
+    // Takes every echo waiting on the socket. A receive error (would block,
+    // or ECONNREFUSED from an ICMP port unreachable) ends this round only.
+    let mut recv_all = |got: &mut Vec<bool>, received: &mut u64, corrupt: &mut u64| {
+        while let Ok(n) = sock.recv(&mut inb) {
+            if n != o.size || &inb[..8] != MAGIC {
+                *corrupt += 1;
+                continue;
             }
-            // ECONNREFUSED (ICMP port unreachable) and friends: keep going.
-            Err(_) => break,
+            let mut s = [0u8; 8];
+            s.copy_from_slice(&inb[8..16]);
+            let seq = u64::from_be_bytes(s);
+            fill_probe(&mut expect, seq);
+            if (seq as usize) < got.len() && inb[..n] == expect[..] {
+                if !got[seq as usize] {
+                    got[seq as usize] = true;
+                    *received += 1;
+                }
+            } else {
+                *corrupt += 1;
+            }
         }
     };
     for seq in 0..o.count {
