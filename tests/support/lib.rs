@@ -1022,3 +1022,31 @@ pub fn normalize(v: &Value) -> Value {
         other => other.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_ping_summaries() {
+        let ok = "--- 198.18.1.2 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss, time 402ms\n";
+        let s = parse_ping(ok).expect("parsed");
+        assert_eq!((s.transmitted, s.received), (3, 3));
+        let lost = "2 packets transmitted, 0 received, +2 errors, 100% packet loss, time 1001ms";
+        let s = parse_ping(lost).expect("parsed");
+        assert_eq!((s.transmitted, s.received), (2, 0));
+        assert!(parse_ping("ping: connect: Network is unreachable").is_none());
+    }
+
+    #[test]
+    fn normalize_ignores_ages_and_order_only() {
+        let a: Value = serde_json::json!([{"mac": "02:00:00:00:00:01", "port": "a", "static": false, "age_secs": 1},
+                                          {"mac": "02:00:00:00:00:02", "port": "b", "static": true, "age_secs": 0}]);
+        let b: Value = serde_json::json!([{"mac": "02:00:00:00:00:02", "port": "b", "static": true, "age_secs": 9},
+                                          {"mac": "02:00:00:00:00:01", "port": "a", "static": false, "age_secs": 7}]);
+        assert_eq!(normalize(&a), normalize(&b));
+        let c: Value = serde_json::json!([{"mac": "02:00:00:00:00:02", "port": "a", "static": true, "age_secs": 9},
+                                          {"mac": "02:00:00:00:00:01", "port": "a", "static": false, "age_secs": 7}]);
+        assert_ne!(normalize(&a), normalize(&c));
+    }
+}

@@ -86,6 +86,9 @@ struct LocalQueue {
     staged: Vec<FrameDesc>,
     /// Frames this socket's fill and rx rings hold now.
     in_fill: usize,
+    /// How many frames its fill ring should hold: grows while traffic
+    /// drains the ring, decays when it does not (see `refill`).
+    fill_target: usize,
 }
 
 /// Turns without traffic before an adaptive worker sleeps.
@@ -169,6 +172,10 @@ impl Worker {
                     .frame_violations
                     .store(self.ledger.violations(), Relaxed);
                 next_expiry = now + 1_000_000_000;
+                let floor = self.min_fill();
+                for queue in self.queues.iter_mut().flatten() {
+                    queue.fill_target = (queue.fill_target * 3 / 4).max(floor);
+                }
             }
             let snapshot = self.snapshot.load_full();
             self.apply_peer_learning(now);
@@ -247,6 +254,7 @@ impl Worker {
             xsk,
             staged: Vec::with_capacity(self.tuning.tx_ring as usize + self.rx_batch.len()),
             in_fill: 0,
+            fill_target: self.min_fill(),
         };
         let slot = match self.queues.iter().position(Option::is_none) {
             Some(free) => {
@@ -334,6 +342,10 @@ impl Worker {
             return 0;
         }
         queue.in_fill = queue.in_fill.saturating_sub(received);
+        if queue.in_fill < queue.fill_target / 4 {
+            // One turn nearly emptied the ring: this port is busy.
+            queue.fill_target = queue.fill_target.saturating_mul(2);
+        }
         let ingress_port = queue.port;
         let ingress = IngressPort {
             id: ingress_port,
@@ -566,11 +578,17 @@ impl Worker {
         }
     }
 
-    /// Keeps each fill ring stocked without emptying the pool. A reserve of
-    /// free frames stays for flood copies and handoffs, and no socket gets
-    /// more than its share of the rest; a socket above its share (it filled
-    /// up before others were added) is only topped up to the new share once
-    /// traffic has drained it, so shares even out as frames cycle.
+    /// The fill level a socket starts at and never decays below.
+    fn min_fill(&self) -> usize {
+        (2 * self.tuning.batch_size).min(self.tuning.fill_ring as usize)
+    }
+
+    /// Keeps each fill ring stocked without emptying the pool. Frames in an
+    /// idle socket's fill ring are parked: nothing can take them back until
+    /// traffic arrives there. So each socket's target starts small and only
+    /// grows while its traffic drains the ring (and decays once a second),
+    /// a reserve of free frames stays for flood copies and handoffs, and no
+    /// socket's target exceeds an equal share of the rest.
     fn refill(&mut self) {
         let sockets = self.queues.iter().flatten().count();
         if sockets == 0 {
@@ -580,12 +598,15 @@ impl Worker {
         let batch = self.tuning.batch_size;
         let reserve = (total / 8).max(4 * batch).min(total / 2);
         let share = ((total - reserve) / sockets).min(self.tuning.fill_ring as usize);
+        let floor = self.min_fill().min(share);
         for slot in 0..self.queues.len() {
             let Some(queue) = self.queues[slot].as_mut() else {
                 continue;
             };
             let available = self.ledger.free_count().saturating_sub(reserve);
-            let wanted = share
+            queue.fill_target = queue.fill_target.clamp(floor, share.max(floor));
+            let wanted = queue
+                .fill_target
                 .saturating_sub(queue.in_fill)
                 .min(available)
                 .min(self.scratch.len());

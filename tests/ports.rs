@@ -1,0 +1,137 @@
+//! Port options and limits: frames for the host's own addresses reach the
+//! kernel (host MAC, ARP for host IPs), many ports on one worker forward
+//! without running out of UMEM frames, and an idle xswd costs almost no CPU.
+
+use anyhow::{ensure, Context, Result};
+use std::time::Duration;
+use xsw_integration::{cmd, lab, Lab};
+
+#[test]
+fn host_mac_and_arp_for_host_ip_reach_the_kernel() -> Result<()> {
+    let lab = lab!("ports", "pth", 31)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h2.port]))?;
+
+    // The switch's own namespace uses h1's port for itself too, like a host
+    // sharing its NIC with its VMs.
+    let host_ip = lab.ip(254);
+    cmd::ns_ok(
+        &lab.sw,
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{host_ip}/24"),
+            "dev",
+            &h1.port,
+        ],
+    )?;
+    // sysfs shows the reader's namespace: read it from inside the switch's.
+    let host_mac = cmd::ns_ok(
+        &lab.sw,
+        &["cat", &format!("/sys/class/net/{}/address", h1.port)],
+    )?
+    .trim()
+    .to_string();
+
+    // Without host addresses, xsw takes every frame: the host cannot be reached.
+    lab.port_add(&h1.port)?;
+    let stolen = lab.ping(&h1, &host_ip, 2)?;
+    ensure!(
+        stolen.received == 0,
+        "host answered although xsw owns every frame: {stolen:?}"
+    );
+
+    // With them, ARP for the host's address and frames to its MAC go to the
+    // kernel, while h1 still reaches h2 through the switch.
+    lab.ctl_ok(&["port", "del", &h1.port])?;
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        &h1.port,
+        "--host-mac",
+        &host_mac,
+        "--host-ipv4",
+        &host_ip,
+    ])?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    let to_host = lab.ping(&h1, &host_ip, 3)?;
+    ensure!(
+        to_host.received == 3,
+        "host not reachable with --host-mac/--host-ipv4: {to_host:?}"
+    );
+    lab.ping_all(&h1, &h2, 3)?;
+    Ok(())
+}
+
+#[test]
+fn eight_ports_on_one_worker_all_forward() -> Result<()> {
+    let lab = lab!("ports", "ptm", 32)?;
+    let hosts = (1..=8u8)
+        .map(|i| lab.add_veth_host(&format!("h{i}"), i))
+        .collect::<Result<Vec<_>>>()?;
+    let ports: Vec<&str> = hosts.iter().map(|h| h.port.as_str()).collect();
+    // A small UMEM makes running out of frames show quickly if fill rings
+    // could swallow the pool.
+    let config = format!(
+        "{}\n[umem]\nframe_count = 2048\n",
+        Lab::config_with_ports(&ports)
+    );
+    lab.start_xswd(&config)?;
+    for h in &hosts[1..] {
+        lab.wait_reachable(&hosts[0], h, Duration::from_secs(5))?;
+        lab.ping_all(h, &hosts[0], 2)?;
+    }
+    let stats = lab.stats()?;
+    for port in stats["ports"].as_array().context("stats.ports")? {
+        let no_buffer = port["drops"]["no_buffer"].as_u64().unwrap_or(u64::MAX);
+        ensure!(
+            no_buffer == 0,
+            "port {} dropped {no_buffer} frames for want of UMEM frames",
+            port["name"]
+        );
+    }
+    let free = stats["workers"][0]["umem_frames_free"]
+        .as_u64()
+        .context("umem_frames_free")?;
+    ensure!(free > 0, "the worker has no free UMEM frame left");
+    Ok(())
+}
+
+fn cpu_ticks(pid: &str) -> Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the command name (which may hold spaces) start at ')'.
+    let rest = stat.rsplit_once(')').context("malformed /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11).context("utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+#[test]
+fn an_idle_switch_uses_under_one_percent_of_a_core() -> Result<()> {
+    let lab = lab!("ports", "pti", 33)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+
+    let socket = lab.socket().display().to_string();
+    let pid = cmd::sh_ok(&["pgrep", "-f", &format!("xswd --socket {socket}")])?;
+    let pid = pid.lines().next().context("xswd pid")?.trim().to_string();
+    std::thread::sleep(Duration::from_secs(1));
+    let before = cpu_ticks(&pid)?;
+    let window = Duration::from_secs(5);
+    std::thread::sleep(window);
+    let used = cpu_ticks(&pid)? - before;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    let share = used as f64 / ticks_per_sec / window.as_secs_f64();
+    ensure!(
+        share < 0.01,
+        "idle xswd used {:.2}% of a core",
+        share * 100.0
+    );
+    Ok(())
+}
