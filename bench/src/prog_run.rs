@@ -81,11 +81,10 @@ pub fn run_live(
         // data_out and ctx_out must stay 0: live mode refuses output buffers.
         ..Default::default()
     };
-    // SAFETY: `attr` is a fully initialised #[repr(C)] copy of the kernel's
-    // test-run attr with no uninitialised padding; the pointers inside it
-    // (frame bytes, ctx) refer to live memory that outlives the call, and
-    // their lengths are the sizes given alongside. The kernel only reads them
-    // in live mode (no output buffers are set).
+    // The kernel only reads what `attr` points to in live mode (no output
+    // buffers are set).
+    // SAFETY: `attr` is a fully initialised #[repr(C)] test-run attr whose
+    // pointers (frame, ctx) refer to live memory of the lengths given.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_bpf,

@@ -20,9 +20,8 @@ extern "C" fn on_stop_signal(_sig: libc::c_int) {
 /// return early (EINTR) when the signal arrives.
 pub fn install_stop_handler() -> Result<()> {
     for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the sigaction struct is fully initialised (zeroed, then
-        // handler and empty mask set); the handler only stores to an atomic,
-        // which is async-signal-safe.
+        // SAFETY: sigaction is fully initialised (zeroed, handler and empty mask
+        // set) and the handler only stores to an atomic (async-signal-safe).
         let rc = unsafe {
             let mut sa: libc::sigaction = std::mem::zeroed();
             sa.sa_sigaction = on_stop_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
@@ -82,9 +81,8 @@ pub fn pin_to_cpu(cpu: usize) -> Result<()> {
     if cpu >= libc::CPU_SETSIZE as usize {
         bail!("--cpu {cpu} is out of range (this machine has {ncpu} CPUs)");
     }
-    // SAFETY: cpu_set_t is plain data; zeroed is the empty set, CPU_SET is
-    // given an index below CPU_SETSIZE (checked above), and the pointer and
-    // size passed to sched_setaffinity describe that local set.
+    // SAFETY: a zeroed cpu_set_t is the empty set, `cpu` < CPU_SETSIZE (checked
+    // above), and the pointer and size given describe that local set.
     let rc = unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
         libc::CPU_SET(cpu, &mut set);

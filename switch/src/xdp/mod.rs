@@ -14,6 +14,9 @@ use aya::Ebpf;
 
 use crate::packet::MacAddr;
 
+const XDP_FLAGS_SKB_MODE: u32 = 1 << 1;
+const XDP_FLAGS_HW_MODE: u32 = 1 << 3;
+
 static STEER_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsw_steer.o"));
 
 /// How the program is hooked into the driver.
@@ -105,9 +108,19 @@ impl SteeringProgram {
                 prog_id,
                 "removing the XDP program already attached (--force)"
             );
-            // SAFETY: plain integer arguments; a null opts pointer is allowed.
-            let rc = unsafe { libxdp_sys::bpf_xdp_detach(ifindex as i32, 0, std::ptr::null()) };
-            if rc != 0 || attached_program_id(ifindex).is_some() {
+            // The foreign program may sit in driver or generic mode; a detach
+            // names one mode (0 = the driver's default), so try each.
+            let mut rc = 0;
+            for mode_flags in [0u32, XDP_FLAGS_SKB_MODE, XDP_FLAGS_HW_MODE] {
+                // SAFETY: integer arguments only; libbpf allows a null opts.
+                rc = unsafe {
+                    libxdp_sys::bpf_xdp_detach(ifindex as i32, mode_flags, std::ptr::null())
+                };
+                if attached_program_id(ifindex).is_none() {
+                    break;
+                }
+            }
+            if attached_program_id(ifindex).is_some() {
                 return Err(XdpError::ForceFailed {
                     iface: iface.to_string(),
                     reason: format!(

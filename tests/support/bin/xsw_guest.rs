@@ -139,10 +139,9 @@ fn open_tap(name: &str) -> io::Result<OwnedFd> {
         *dst = src as libc::c_char;
     }
     req.flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
-    // SAFETY: TUNSETIFF reads and writes a `struct ifreq`; `req` has the same
-    // layout (16-byte name, short flags at offset 16, padded to 40 bytes),
-    // the name is NUL-terminated (at most 15 bytes were copied into 16), and
-    // `req` lives across the call.
+    // `req` has struct ifreq's layout: 16-byte name, flags at 16, 40 bytes.
+    // SAFETY: TUNSETIFF reads/writes an ifreq; `req` has that layout, a NUL-
+    // terminated name (<= 15 bytes in 16), and lives across the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
     if rc < 0 {
         return Err(io::Error::last_os_error());

@@ -18,6 +18,7 @@ USAGE:
                           [--wait-ms MS] [--timeout SECS]
     xsw-nettool tcp-sink  --bind IP:PORT [--timeout SECS]
     xsw-nettool tcp-send  --to IP:PORT --bytes N [--seed S] [--timeout SECS]
+    xsw-nettool raw-send  --iface IF --frame HEX [--count N] [--interval-ms MS]
 
 udp-echo   answers every datagram with the same bytes; prints `ready` once bound,
            and {\"echoed\":N} when the timeout ends it.
@@ -28,6 +29,8 @@ tcp-sink   accepts one connection, reads to end-of-stream, prints
            {\"bytes\":N,\"fnv64\":\"HEX\"} and closes.
 tcp-send   connects, sends N pseudo-random bytes (xorshift seeded by S), half-closes,
            waits for the peer to close, prints {\"bytes\":N,\"fnv64\":\"HEX\"}.
+raw-send   sends the Ethernet frame given in hex (whole frame, from the destination
+           MAC on) N times out of IF through AF_PACKET; prints {\"sent\":N}.
 
 --timeout (default 10 s) bounds the whole run; on expiry the tool exits with 124.
 ";
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
     });
     let result = match cmd.as_str() {
         "udp-echo" => udp_echo(&opts),
+        "raw-send" => raw_send(&opts),
         "udp-probe" => udp_probe(&opts),
         "tcp-sink" => tcp_sink(&opts),
         "tcp-send" => tcp_send(&opts),
@@ -82,6 +86,8 @@ struct Opts {
     bytes: u64,
     seed: u64,
     timeout: f64,
+    iface: Option<String>,
+    frame: Vec<u8>,
 }
 
 impl Opts {
@@ -96,6 +102,8 @@ impl Opts {
             bytes: 1 << 20,
             seed: 1,
             timeout: 10.0,
+            iface: None,
+            frame: Vec::new(),
         };
         let mut it = args.iter();
         while let Some(k) = it.next() {
@@ -111,6 +119,8 @@ impl Opts {
                 "--bytes" => o.bytes = v.parse().map_err(|e| bad(&e))?,
                 "--seed" => o.seed = v.parse().map_err(|e| bad(&e))?,
                 "--timeout" => o.timeout = v.parse().map_err(|e| bad(&e))?,
+                "--iface" => o.iface = Some(v.clone()),
+                "--frame" => o.frame = parse_hex(v)?,
                 _ => return Err(format!("unknown option {k}")),
             }
         }
@@ -328,4 +338,70 @@ fn tcp_send(o: &Opts) -> Result<(), String> {
         "{{\"bytes\":{},\"fnv64\":\"{:016x}\"}}",
         o.bytes, h.0
     ))
+}
+
+fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
+    let digits: Vec<u8> = text.bytes().filter(|b| !b":- ".contains(b)).collect();
+    if digits.len() % 2 != 0 {
+        return Err(format!("--frame {text:?}: odd number of hex digits"));
+    }
+    digits
+        .chunks(2)
+        .map(|pair| {
+            let pair = std::str::from_utf8(pair).map_err(|e| e.to_string())?;
+            u8::from_str_radix(pair, 16).map_err(|e| format!("--frame {text:?}: {e}"))
+        })
+        .collect()
+}
+
+/// Sends `--frame` (hex, the whole Ethernet frame) `--count` times out of
+/// `--iface` through an AF_PACKET socket: frames no IP stack would build,
+/// such as ones with a multicast source MAC.
+fn raw_send(o: &Opts) -> Result<(), String> {
+    let iface = o.iface.as_deref().ok_or("raw-send needs --iface")?;
+    if o.frame.len() < 14 {
+        return Err("raw-send needs --frame with at least 14 bytes".into());
+    }
+    let name = std::ffi::CString::new(iface).map_err(|e| e.to_string())?;
+    // SAFETY: `name` is a valid NUL-terminated string that outlives the call.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(format!("no interface {iface}"));
+    }
+    // SAFETY: socket() takes no pointers; the result is checked.
+    let fd = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(format!(
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: fd is a fresh descriptor nothing else owns; OwnedFd closes it.
+    let _owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    // SAFETY: sockaddr_ll is plain data; all-zero is a valid starting value.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_ifindex = ifindex as i32;
+    addr.sll_halen = 6;
+    addr.sll_addr[..6].copy_from_slice(&o.frame[..6]);
+    for _ in 0..o.count {
+        // SAFETY: the buffer and address are live for the call with the
+        // lengths given.
+        let rc = unsafe {
+            libc::sendto(
+                fd,
+                o.frame.as_ptr() as *const libc::c_void,
+                o.frame.len(),
+                0,
+                &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        if rc < 0 {
+            return Err(format!("sendto: {}", std::io::Error::last_os_error()));
+        }
+        std::thread::sleep(Duration::from_millis(o.interval_ms));
+    }
+    println!("{{\"sent\":{}}}", o.count);
+    Ok(())
 }
