@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::dataplane::worker::PollMode;
 use crate::packet::MacAddr;
+use crate::pipeline::acl::{AclAction, AclRule};
+use crate::pipeline::antispoof::PortGuard;
 use crate::xdp::XdpModeRequest;
 
 pub const DEFAULT_PATH: &str = "/etc/xsw/xsw.toml";
@@ -23,6 +25,31 @@ pub struct Config {
     pub ports: Vec<PortSpec>,
     #[serde(default, rename = "fdb", skip_serializing_if = "Vec::is_empty")]
     pub fdb: Vec<StaticFdbSpec>,
+    #[serde(default, rename = "tenant", skip_serializing_if = "Vec::is_empty")]
+    pub tenants: Vec<TenantSpec>,
+}
+
+/// A tenant and its ACLs (the `default` tenant may be listed to give it ACLs).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantSpec {
+    pub name: String,
+    #[serde(default)]
+    pub ingress_default: Option<AclAction>,
+    #[serde(default)]
+    pub egress_default: Option<AclAction>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingress: Vec<AclRule>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub egress: Vec<AclRule>,
+}
+
+/// A trunk VLAN: frames of `tenant` travel on `port` tagged `vlan`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VlanSpec {
+    pub vlan: u16,
+    pub tenant: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,6 +123,17 @@ pub struct PortSpec {
     /// With create_tap: the uid allowed to open the tap (QEMU's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tap_owner: Option<u32>,
+    /// The tenant of an access port (`default` when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
+    /// A trunk carries tenants as 802.1Q VLANs (`vlans`), not one tenant.
+    #[serde(default)]
+    pub trunk: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub vlans: Vec<VlanSpec>,
+    /// The addresses the port may send from (anti-spoofing), set by root.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub antispoof: Option<PortGuard>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,6 +141,9 @@ pub struct PortSpec {
 pub struct StaticFdbSpec {
     pub mac: MacAddr,
     pub port: String,
+    /// Needed for a trunk port: which of its tenants.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]

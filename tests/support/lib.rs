@@ -13,6 +13,8 @@
 //! address 198.18.X.N and MAC 02:78:X:00:00:N.
 
 pub mod cmd;
+pub mod frames;
+pub mod tenancy;
 
 pub use cmd::{Output, Proc};
 

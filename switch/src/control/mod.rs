@@ -1,8 +1,13 @@
-//! The control plane: the switch's state (`switch`), the protocol spoken on
+//! The control plane: the switch's state (`switch`, with its operations by
+//! subject in `ports`, `tenants`, `fdb`, `report`), the protocol spoken on
 //! the control socket (`protocol`), the daemon's listener (`server`) and the
 //! client xswctl uses (`client`).
 
 pub mod client;
+mod fdb;
+mod ports;
 pub mod protocol;
+mod report;
 pub mod server;
 pub mod switch;
+mod tenants;

@@ -11,13 +11,109 @@ pub const PROTOCOL_VERSION: u32 = 1;
 #[serde(tag = "cmd", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Request {
     PortAdd(PortSpec),
-    PortDel { name: String },
+    PortDel {
+        name: String,
+    },
     PortList {},
-    FdbShow {},
-    FdbAdd { mac: String, port: String },
-    FdbDel { mac: String },
+    /// Moves an access port to another tenant.
+    PortSet {
+        name: String,
+        tenant: String,
+    },
+    VlanAdd {
+        port: String,
+        vlan: u16,
+        tenant: String,
+    },
+    VlanDel {
+        port: String,
+        vlan: u16,
+    },
+    AntispoofSet {
+        port: String,
+        macs: Vec<String>,
+        #[serde(default)]
+        ips: Vec<String>,
+        #[serde(default)]
+        restrict_to_port: bool,
+    },
+    AntispoofClear {
+        port: String,
+    },
+    TenantCreate {
+        name: String,
+    },
+    TenantDelete {
+        name: String,
+    },
+    TenantList {},
+    TenantShow {
+        name: String,
+    },
+    AclAdd(AclAddArgs),
+    AclDel {
+        tenant: String,
+        direction: String,
+        position: usize,
+    },
+    AclMove {
+        tenant: String,
+        direction: String,
+        from: usize,
+        to: usize,
+    },
+    AclPolicy {
+        tenant: String,
+        direction: String,
+        action: String,
+    },
+    AclList {
+        tenant: String,
+    },
+    FdbShow {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+    },
+    FdbAdd {
+        mac: String,
+        port: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+    },
+    FdbDel {
+        mac: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tenant: Option<String>,
+    },
     Stats {},
     Status {},
+}
+
+/// An ACL rule as typed: every field a string the daemon parses, so a
+/// malformed value is refused by xswd with a reason, whoever sent it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AclAddArgs {
+    pub tenant: String,
+    pub direction: String,
+    pub action: String,
+    /// 1-based position to insert at; appended when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub src: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dst: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proto: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dport: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub icmp_type: Option<u8>,
+    #[serde(default)]
+    pub established: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -118,6 +214,7 @@ mod tests {
         let request = Request::FdbAdd {
             mac: "02:00:00:00:00:01".into(),
             port: "veth0".into(),
+            tenant: Some("web".into()),
         };
         assert_eq!(parse_request(&encode_request(&request)), Ok(request));
     }

@@ -1,29 +1,31 @@
-//! The switch as the control plane sees it: ports, static MACs, and the
-//! data plane they are pushed to. Every operation checks everything it can
-//! before changing anything, and undoes its own steps when the kernel
+//! The switch as the control plane sees it: ports, tenants, static MACs, and
+//! the data plane they are pushed to. Every operation checks everything it
+//! can before changing anything, and undoes its own steps when the kernel
 //! refuses one, so a failed request leaves the running switch as it was.
+//!
+//! The operations live beside this file by subject: `ports`, `tenants`
+//! (with their ACLs), `fdb` and `report` (stats and status).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
-use serde::Serialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::protocol::{ErrorCode, Reply, Request};
-use crate::config::{Config, PortSpec};
-use crate::dataplane::snapshot::{PortView, Snapshot};
+use crate::config::Config;
+use crate::dataplane::snapshot::{PortView, Snapshot, TenantView};
 use crate::dataplane::stats::{PortTotals, MAX_PORTS};
 use crate::dataplane::worker::PollMode;
 use crate::dataplane::Dataplane;
 use crate::packet::MacAddr;
-use crate::pipeline::{DomainId, DropReason, PortId};
-use crate::port::afxdp::{self, KernelSocketStats};
-use crate::port::iface::{self, IfaceKind};
-use crate::port::tap;
-use crate::xdp::{SteeringProgram, XdpMode};
+use crate::pipeline::stages::PortPolicy;
+use crate::pipeline::{DomainId, PortId};
+use crate::port::iface::IfaceKind;
+use crate::xdp::SteeringProgram;
 
-/// Every port is in the default domain until tenants arrive.
-const DEFAULT_DOMAIN: DomainId = 0;
+use super::tenants::TenantRecord;
+pub use super::tenants::DEFAULT_TENANT;
 
 #[derive(Debug)]
 pub struct ControlError {
@@ -32,11 +34,19 @@ pub struct ControlError {
 }
 
 impl ControlError {
-    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+    pub(super) fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ControlError {
             code,
             message: message.into(),
         }
+    }
+
+    pub(super) fn invalid(message: impl Into<String>) -> Self {
+        ControlError::new(ErrorCode::InvalidArgument, message)
+    }
+
+    pub(super) fn not_found(message: impl Into<String>) -> Self {
+        ControlError::new(ErrorCode::NotFound, message)
     }
 }
 
@@ -46,73 +56,70 @@ impl std::fmt::Display for ControlError {
     }
 }
 
-type Outcome<T = Value> = Result<T, ControlError>;
+pub(super) type Outcome<T = Value> = Result<T, ControlError>;
 
-fn system(e: impl std::fmt::Display) -> ControlError {
+pub(super) fn system(e: impl std::fmt::Display) -> ControlError {
     ControlError::new(ErrorCode::System, e.to_string())
 }
 
-struct PortRecord {
-    id: PortId,
-    spec: PortSpec,
-    kind: IfaceKind,
-    // Dropped last: detaching the program after the sockets are closed.
-    program: SteeringProgram,
+pub(super) struct PortRecord {
+    pub id: PortId,
+    pub spec: crate::config::PortSpec,
+    pub kind: IfaceKind,
+    // Dropped after the sockets are closed: detaching the program last.
+    pub program: SteeringProgram,
     /// (queue id, worker) for every socket of the port.
-    queues: Vec<(u32, usize)>,
+    pub queues: Vec<(u32, usize)>,
     /// The sockets' descriptors, owned by the workers. Read for kernel
     /// counters only under the switch lock, which port removal (the only
     /// thing that closes them) also holds, so they stay open while read.
-    socket_fds: Vec<std::os::fd::RawFd>,
-    zero_copy: bool,
-    link_up: bool,
+    pub socket_fds: Vec<std::os::fd::RawFd>,
+    pub zero_copy: bool,
+    pub link_up: bool,
     /// Counter values when the port was added; ids are reused.
-    base: PortTotals,
+    pub base: PortTotals,
+    /// What workers apply to this port's frames; rebuilt when it changes.
+    pub policy: Arc<PortPolicy>,
 }
 
 pub struct Switch {
-    dataplane: Dataplane,
-    ports: BTreeMap<String, PortRecord>,
-    static_macs: BTreeMap<MacAddr, String>,
-    mode: PollMode,
-    started: Instant,
-}
-
-#[derive(Serialize)]
-struct PortRow<'a> {
-    name: &'a str,
-    kind: IfaceKind,
-    link: &'static str,
-    xdp_mode: XdpMode,
-    zero_copy: bool,
-    queues: Vec<QueueRow>,
-}
-
-#[derive(Serialize)]
-struct QueueRow {
-    queue: u32,
-    worker: usize,
+    pub(super) dataplane: Dataplane,
+    pub(super) ports: BTreeMap<String, PortRecord>,
+    pub(super) tenants: BTreeMap<String, TenantRecord>,
+    /// (tenant id, MAC) → port name.
+    pub(super) static_macs: BTreeMap<(DomainId, MacAddr), String>,
+    pub(super) mode: PollMode,
+    pub(super) started: Instant,
 }
 
 impl Switch {
     pub fn new(dataplane: Dataplane, mode: PollMode) -> Self {
-        Switch {
+        let mut switch = Switch {
             dataplane,
             ports: BTreeMap::new(),
+            tenants: BTreeMap::new(),
             static_macs: BTreeMap::new(),
             mode,
             started: Instant::now(),
-        }
+        };
+        let default = TenantRecord::new(0, switch.dataplane.worker_count());
+        switch.tenants.insert(DEFAULT_TENANT.to_string(), default);
+        switch.publish();
+        switch
     }
 
-    /// Applies the ports and static MACs of a config file at startup.
+    /// Applies the tenants, ports and static MACs of a config file at startup.
     pub fn apply_config(&mut self, config: &Config) -> Result<(), String> {
+        for spec in &config.tenants {
+            self.apply_tenant_spec(spec)
+                .map_err(|e| format!("tenant {:?}: {e}", spec.name))?;
+        }
         for spec in &config.ports {
             self.port_add(spec.clone())
                 .map_err(|e| format!("port {:?}: {e}", spec.name))?;
         }
         for entry in &config.fdb {
-            self.fdb_add(&entry.mac.to_string(), &entry.port)
+            self.fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
                 .map_err(|e| format!("static MAC {}: {e}", entry.mac))?;
         }
         Ok(())
@@ -123,9 +130,41 @@ impl Switch {
             Request::PortAdd(spec) => self.port_add(spec),
             Request::PortDel { name } => self.port_del(&name),
             Request::PortList {} => Ok(self.port_list()),
-            Request::FdbShow {} => self.fdb_show(),
-            Request::FdbAdd { mac, port } => self.fdb_add(&mac, &port),
-            Request::FdbDel { mac } => self.fdb_del(&mac),
+            Request::PortSet { name, tenant } => self.port_set_tenant(&name, &tenant),
+            Request::VlanAdd { port, vlan, tenant } => self.vlan_add(&port, vlan, &tenant),
+            Request::VlanDel { port, vlan } => self.vlan_del(&port, vlan),
+            Request::AntispoofSet {
+                port,
+                macs,
+                ips,
+                restrict_to_port,
+            } => self.antispoof_set(&port, &macs, &ips, restrict_to_port),
+            Request::AntispoofClear { port } => self.antispoof_clear(&port),
+            Request::TenantCreate { name } => self.tenant_create(&name),
+            Request::TenantDelete { name } => self.tenant_delete(&name),
+            Request::TenantList {} => Ok(self.tenant_list()),
+            Request::TenantShow { name } => self.tenant_show(&name),
+            Request::AclAdd(args) => self.acl_add(&args),
+            Request::AclDel {
+                tenant,
+                direction,
+                position,
+            } => self.acl_del(&tenant, &direction, position),
+            Request::AclMove {
+                tenant,
+                direction,
+                from,
+                to,
+            } => self.acl_move(&tenant, &direction, from, to),
+            Request::AclPolicy {
+                tenant,
+                direction,
+                action,
+            } => self.acl_policy(&tenant, &direction, &action),
+            Request::AclList { tenant } => self.acl_list(&tenant),
+            Request::FdbShow { tenant } => self.fdb_show(tenant.as_deref()),
+            Request::FdbAdd { mac, port, tenant } => self.fdb_add(&mac, &port, tenant.as_deref()),
+            Request::FdbDel { mac, tenant } => self.fdb_del(&mac, tenant.as_deref()),
             Request::Stats {} => Ok(self.stats()),
             Request::Status {} => self.status(),
         };
@@ -135,344 +174,68 @@ impl Switch {
         }
     }
 
-    fn snapshot(&self) -> Snapshot {
+    pub(super) fn snapshot(&self) -> Snapshot {
+        let tenant_slots = self
+            .tenants
+            .values()
+            .map(|t| usize::from(t.id) + 1)
+            .max()
+            .unwrap_or(1);
         let mut snapshot = Snapshot {
             ports: vec![None; MAX_PORTS],
-            domains: vec![Vec::new()],
+            domains: vec![Vec::new(); tenant_slots],
+            tenants: vec![None; tenant_slots],
         };
+        for tenant in self.tenants.values() {
+            snapshot.tenants[usize::from(tenant.id)] = Some(TenantView {
+                policy: tenant.policy.clone(),
+                hits: tenant.hits.clone(),
+            });
+        }
         for record in self.ports.values() {
             let tx_worker = record.queues.first().map_or(0, |&(_, worker)| worker);
             snapshot.ports[usize::from(record.id)] = Some(PortView {
-                domain: DEFAULT_DOMAIN,
+                policy: record.policy.clone(),
                 link_up: record.link_up,
                 tx_worker,
             });
-            snapshot.domains[usize::from(DEFAULT_DOMAIN)].push(record.id);
+            for domain in record.domains() {
+                if let Some(members) = snapshot.domains.get_mut(usize::from(domain)) {
+                    members.push(record.id);
+                }
+            }
         }
         snapshot
     }
 
-    fn publish(&self) {
+    pub(super) fn publish(&self) {
         self.dataplane.publish(self.snapshot());
     }
 
-    fn free_port_id(&self) -> Option<PortId> {
-        (0..MAX_PORTS as PortId).find(|id| !self.ports.values().any(|p| p.id == *id))
+    pub(super) fn port(&self, name: &str) -> Outcome<&PortRecord> {
+        self.ports
+            .get(name)
+            .ok_or_else(|| ControlError::not_found(format!("no port named {name}")))
     }
 
-    fn port_add(&mut self, spec: PortSpec) -> Outcome {
-        let name = spec.name.clone();
-        iface::validate_name(&name)
-            .map_err(|e| ControlError::new(ErrorCode::InvalidArgument, e.to_string()))?;
-        if self.ports.contains_key(&name) {
-            return Err(ControlError::new(
-                ErrorCode::AlreadyExists,
-                format!("port {name} already exists"),
-            ));
-        }
-        if let Some(mac) = spec.host_mac {
-            if mac.is_multicast() || mac.is_zero() {
-                return Err(ControlError::new(
-                    ErrorCode::InvalidArgument,
-                    format!("host MAC {mac} is not a unicast MAC"),
-                ));
-            }
-        }
-        if spec.tap_owner.is_some() && !spec.create_tap {
-            return Err(ControlError::new(
-                ErrorCode::InvalidArgument,
-                "--tap-owner only goes with --create-tap",
-            ));
-        }
-        let id = self.free_port_id().ok_or_else(|| {
-            ControlError::new(
-                ErrorCode::InvalidArgument,
-                format!("this switch holds at most {MAX_PORTS} ports"),
-            )
-        })?;
-        if spec.create_tap {
-            if iface::exists(&name) {
-                return Err(ControlError::new(
-                    ErrorCode::AlreadyExists,
-                    format!("interface {name} already exists; to attach to it, add the port without --create-tap"),
-                ));
-            }
-            tap::create(&name, spec.tap_owner).map_err(system)?;
-        }
-        match self.attach_port(id, &spec) {
-            Ok(record) => {
-                self.ports.insert(name.clone(), record);
-                self.publish();
-                tracing::info!(port = %name, id, "port added");
-                Ok(self
-                    .port_row(&name)
-                    .map(|r| json!(r))
-                    .unwrap_or(Value::Null))
-            }
-            Err(e) => {
-                if spec.create_tap {
-                    if let Err(undo) = tap::remove(&name) {
-                        tracing::warn!(port = %name, error = %undo, "could not remove the tap created for a failed port add");
-                    }
-                }
-                Err(e)
-            }
-        }
-    }
-
-    /// Attaches XDP and opens a socket per queue; on failure everything done
-    /// so far is undone before returning.
-    fn attach_port(&mut self, id: PortId, spec: &PortSpec) -> Outcome<PortRecord> {
-        let name = spec.name.as_str();
-        let ifindex = iface::ifindex(name)
-            .map_err(|e| ControlError::new(ErrorCode::NotFound, e.to_string()))?;
-        let queue_count = iface::rx_queue_count(name).map_err(system)?;
-        let mut program =
-            SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force).map_err(system)?;
-        if let Some(mac) = spec.host_mac {
-            program.add_host_mac(mac).map_err(system)?;
-        }
-        for ip in &spec.host_ipv4 {
-            program.add_host_ipv4(*ip).map_err(system)?;
-        }
-        let workers = self.dataplane.worker_count();
-        let queues: Vec<(u32, usize)> = (0..queue_count)
-            .map(|q| (q, (usize::from(id) + q as usize) % workers))
-            .collect();
-        let mut record = PortRecord {
-            id,
-            spec: spec.clone(),
-            kind: iface::kind(name),
-            program,
-            queues: Vec::new(),
-            socket_fds: Vec::new(),
-            zero_copy: false,
-            link_up: iface::link_up(name),
-            base: self.dataplane.port_totals(id),
-        };
-        // Publish the port first so workers know its domain and link by the
-        // time its first frame arrives.
-        let mut preview = self.snapshot();
-        let tx_worker = queues.first().map_or(0, |&(_, w)| w);
-        preview.ports[usize::from(id)] = Some(PortView {
-            domain: DEFAULT_DOMAIN,
-            link_up: record.link_up,
-            tx_worker,
-        });
-        preview.domains[usize::from(DEFAULT_DOMAIN)].push(id);
-        self.dataplane.publish(preview);
-
-        let result = (|| -> Outcome<()> {
-            for &(queue, worker) in &queues {
-                let xsk = self
-                    .dataplane
-                    .open_queue(worker, name, queue)
-                    .map_err(system)?;
-                let fd = xsk.fd();
-                record.zero_copy |= xsk.zero_copy;
-                self.dataplane
-                    .add_queue(worker, id, queue, xsk)
-                    .map_err(system)?;
-                record.queues.push((queue, worker));
-                record.socket_fds.push(fd);
-                // Only now do frames leave the kernel's path for xsw's.
-                record
-                    .program
-                    .set_socket(queue, &BorrowedRawFd(fd))
-                    .map_err(system)?;
-            }
-            Ok(())
-        })();
-        if let Err(e) = result {
-            if let Err(undo) = self.dataplane.remove_port(id) {
-                tracing::error!(port = name, error = %undo, "could not undo a failed port add");
-            }
-            self.publish();
-            return Err(e);
-        }
-        Ok(record)
-    }
-
-    fn port_del(&mut self, name: &str) -> Outcome {
-        let Some(record) = self.ports.remove(name) else {
-            return Err(ControlError::new(
-                ErrorCode::NotFound,
-                format!("no port named {name}"),
-            ));
-        };
-        // Stop forwarding to it first, then close its sockets, then let the
-        // kernel have the interface back.
-        self.publish();
-        if let Err(e) = self.dataplane.remove_port(record.id) {
-            tracing::error!(port = name, error = %e, "workers did not release the port");
-        }
-        self.static_macs.retain(|_, port| port != name);
-        let created_tap = record.spec.create_tap;
-        drop(record);
-        if created_tap {
-            tap::remove(name).map_err(system)?;
-        }
-        tracing::info!(port = name, "port removed");
-        Ok(json!({ "removed": name }))
-    }
-
-    fn port_row(&self, name: &str) -> Option<PortRow<'_>> {
-        let (name, record) = self.ports.get_key_value(name)?;
-        Some(PortRow {
-            name,
-            kind: record.kind,
-            link: if record.link_up { "up" } else { "down" },
-            xdp_mode: record.program.mode(),
-            zero_copy: record.zero_copy,
-            queues: record
-                .queues
-                .iter()
-                .map(|&(queue, worker)| QueueRow { queue, worker })
-                .collect(),
-        })
-    }
-
-    fn port_list(&self) -> Value {
-        json!(self
-            .ports
-            .keys()
-            .filter_map(|name| self.port_row(name))
-            .collect::<Vec<_>>())
-    }
-
-    /// Re-reads every port's link state; republishes when one changed.
-    pub fn refresh_links(&mut self) {
-        let mut changed = false;
-        for (name, record) in self.ports.iter_mut() {
-            let up = iface::link_up(name);
-            if up != record.link_up {
-                tracing::info!(port = %name, link = if up { "up" } else { "down" }, "link changed");
-                record.link_up = up;
-                changed = true;
-            }
-        }
-        if changed {
-            self.publish();
-        }
-    }
-
-    fn port_name(&self, id: PortId) -> Option<&str> {
+    pub(super) fn port_name(&self, id: PortId) -> Option<&str> {
         self.ports
             .iter()
             .find(|(_, r)| r.id == id)
             .map(|(n, _)| n.as_str())
     }
 
-    fn parse_mac(text: &str) -> Outcome<MacAddr> {
-        let mac: MacAddr = text.parse().map_err(|e: crate::packet::MacParseError| {
-            ControlError::new(ErrorCode::InvalidArgument, e.to_string())
-        })?;
-        if mac.is_multicast() || mac.is_zero() {
-            return Err(ControlError::new(
-                ErrorCode::InvalidArgument,
-                format!("{mac} is not a unicast MAC: static entries are for unicast addresses"),
-            ));
-        }
-        Ok(mac)
+    pub(super) fn tenant(&self, name: &str) -> Outcome<&TenantRecord> {
+        self.tenants.get(name).ok_or_else(|| {
+            ControlError::not_found(format!("no tenant named {name} (see `xswctl tenant list`)"))
+        })
     }
 
-    fn fdb_add(&mut self, mac: &str, port: &str) -> Outcome {
-        let mac = Self::parse_mac(mac)?;
-        let id = self.ports.get(port).map(|r| r.id).ok_or_else(|| {
-            ControlError::new(ErrorCode::NotFound, format!("no port named {port}"))
-        })?;
-        match self
-            .dataplane
-            .fdb_add_static(DEFAULT_DOMAIN, mac, id)
-            .map_err(system)?
-        {
-            Ok(()) => {
-                self.static_macs.insert(mac, port.to_string());
-                Ok(json!({ "mac": mac, "port": port, "static": true }))
-            }
-            Err(reason) => Err(ControlError::new(ErrorCode::System, reason)),
-        }
-    }
-
-    fn fdb_del(&mut self, mac: &str) -> Outcome {
-        let mac: MacAddr = mac.parse().map_err(|e: crate::packet::MacParseError| {
-            ControlError::new(ErrorCode::InvalidArgument, e.to_string())
-        })?;
-        if !self
-            .dataplane
-            .fdb_remove(DEFAULT_DOMAIN, mac)
-            .map_err(system)?
-        {
-            return Err(ControlError::new(
-                ErrorCode::NotFound,
-                format!("{mac} is not in the MAC table"),
-            ));
-        }
-        self.static_macs.remove(&mac);
-        Ok(json!({ "removed": mac }))
-    }
-
-    fn fdb_show(&self) -> Outcome {
-        let now_ns = self.dataplane.epoch().elapsed().as_nanos() as u64;
-        let rows: Vec<Value> = self
-            .dataplane
-            .fdb_dump()
-            .map_err(system)?
-            .into_iter()
-            .filter_map(|e| {
-                let port = self.port_name(e.port)?;
-                Some(json!({
-                    "mac": e.mac,
-                    "port": port,
-                    "static": e.is_static,
-                    "age_secs": if e.is_static { 0 } else { now_ns.saturating_sub(e.last_seen_ns) / 1_000_000_000 },
-                }))
-            })
-            .collect();
-        Ok(json!(rows))
-    }
-
-    fn stats(&self) -> Value {
-        let ports: Vec<Value> = self
-            .ports
+    pub(super) fn tenant_name(&self, id: DomainId) -> Option<&str> {
+        self.tenants
             .iter()
-            .map(|(name, record)| {
-                let t = self.dataplane.port_totals(record.id).since(&record.base);
-                let drops: serde_json::Map<String, Value> = DropReason::ALL
-                    .iter()
-                    .map(|r| (r.as_str().to_string(), json!(t.drops[r.index()])))
-                    .collect();
-                let mut kernel = KernelSocketStats::default();
-                for fd in &record.socket_fds {
-                    if let Some(k) = afxdp::kernel_stats(*fd) {
-                        kernel.add(&k);
-                    }
-                }
-                json!({
-                    "name": name,
-                    "kernel": kernel,
-                    "rx_frames": t.rx_frames,
-                    "rx_bytes": t.rx_bytes,
-                    "tx_frames": t.tx_frames,
-                    "tx_bytes": t.tx_bytes,
-                    "drops": drops,
-                })
-            })
-            .collect();
-        json!({ "ports": ports, "workers": self.dataplane.worker_summaries() })
-    }
-
-    fn status(&self) -> Outcome {
-        let fdb_entries = self.dataplane.fdb_dump().map_err(system)?.len();
-        Ok(json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "uptime_secs": self.started.elapsed().as_secs(),
-            "workers": self.dataplane.worker_count(),
-            "dead_workers": self.dataplane.dead_workers(),
-            "mode": self.mode,
-            "ports": self.ports.len(),
-            "fdb_entries": fdb_entries,
-        }))
+            .find(|(_, t)| t.id == id)
+            .map(|(n, _)| n.as_str())
     }
 
     /// Closes every port (sockets, then XDP programs) before exit.
@@ -485,14 +248,5 @@ impl Switch {
             }
         }
         self.dataplane.stop();
-    }
-}
-
-/// A descriptor the worker keeps open; lent to the XSKMAP update only.
-struct BorrowedRawFd(std::os::fd::RawFd);
-
-impl std::os::fd::AsRawFd for BorrowedRawFd {
-    fn as_raw_fd(&self) -> std::os::fd::RawFd {
-        self.0
     }
 }

@@ -257,6 +257,13 @@ impl Dataplane {
         Ok(())
     }
 
+    pub fn flush_port_macs(&self, port: PortId) -> Result<(), DataplaneError> {
+        for worker in 0..self.workers.len() {
+            self.ask(worker, |done| WorkerCommand::FdbFlushPort { port, done })?;
+        }
+        Ok(())
+    }
+
     pub fn fdb_add_static(
         &self,
         domain: DomainId,

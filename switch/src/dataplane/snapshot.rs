@@ -4,23 +4,99 @@
 //! it with one atomic pointer swap; a worker loads it once per batch, so a
 //! batch is switched entirely by one version of the config.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use super::stats::bump;
+use crate::pipeline::stages::{AclMatch, PortPolicy, TenantPolicy};
 use crate::pipeline::{DomainId, PortId};
 
 #[derive(Clone, Debug)]
 pub struct PortView {
-    pub domain: DomainId,
+    pub policy: Arc<PortPolicy>,
     pub link_up: bool,
     /// The worker whose socket transmits on this port; other workers hand
     /// frames for it over (copying them into that worker's UMEM).
     pub tx_worker: usize,
 }
 
+/// ACL hit counters of one tenant: one row per worker (each written by its
+/// worker only), one slot per rule plus one for the default, per direction.
+#[derive(Debug)]
+pub struct AclHits {
+    ingress_slots: usize,
+    rows: Box<[Box<[AtomicU64]>]>,
+}
+
+impl AclHits {
+    pub fn new(workers: usize, ingress_rules: usize, egress_rules: usize) -> Self {
+        let slots = ingress_rules + 1 + egress_rules + 1;
+        AclHits {
+            ingress_slots: ingress_rules + 1,
+            rows: (0..workers)
+                .map(|_| (0..slots).map(|_| AtomicU64::new(0)).collect())
+                .collect(),
+        }
+    }
+
+    fn slot(&self, direction: usize, matched: AclMatch) -> usize {
+        let (base, len) = if direction == 0 {
+            (0, self.ingress_slots)
+        } else {
+            (
+                self.ingress_slots,
+                self.rows.first().map_or(0, |r| r.len()) - self.ingress_slots,
+            )
+        };
+        match matched {
+            AclMatch::Rule(i) if i + 1 < len => base + i,
+            _ => base + len.saturating_sub(1),
+        }
+    }
+
+    #[inline]
+    pub fn count(&self, worker: usize, direction: usize, matched: AclMatch) {
+        let slot = self.slot(direction, matched);
+        if let Some(counter) = self.rows.get(worker).and_then(|row| row.get(slot)) {
+            bump(counter, 1);
+        }
+    }
+
+    /// Hits summed over workers: (per rule, default), for a direction.
+    pub fn totals(&self, direction: usize) -> (Vec<u64>, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let len = self.rows.first().map_or(0, |r| r.len());
+        let (base, slots) = if direction == 0 {
+            (0, self.ingress_slots)
+        } else {
+            (self.ingress_slots, len - self.ingress_slots)
+        };
+        let mut sums = vec![0u64; slots];
+        for row in self.rows.iter() {
+            for (sum, counter) in sums.iter_mut().zip(&row[base..base + slots]) {
+                *sum += counter.load(Relaxed);
+            }
+        }
+        let default = sums.pop().unwrap_or(0);
+        (sums, default)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantView {
+    pub policy: Arc<TenantPolicy>,
+    pub hits: Arc<AclHits>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
     /// Indexed by PortId; None for ids not in use.
     pub ports: Vec<Option<PortView>>,
-    /// Flood members of each domain, indexed by DomainId.
+    /// Flood members of each domain (tenant), indexed by DomainId: its
+    /// access ports and the trunks that carry it.
     pub domains: Vec<Vec<PortId>>,
+    /// Indexed by DomainId.
+    pub tenants: Vec<Option<TenantView>>,
 }
 
 impl Snapshot {
@@ -35,5 +111,29 @@ impl Snapshot {
             .get(usize::from(domain))
             .map(Vec::as_slice)
             .unwrap_or(&[])
+    }
+
+    #[inline]
+    pub fn tenant(&self, domain: DomainId) -> Option<&TenantView> {
+        self.tenants
+            .get(usize::from(domain))
+            .and_then(Option::as_ref)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hits_land_in_their_direction_rule_and_worker_row() {
+        let hits = AclHits::new(2, 3, 1);
+        hits.count(0, 0, AclMatch::Rule(1));
+        hits.count(1, 0, AclMatch::Rule(1));
+        hits.count(1, 0, AclMatch::Default);
+        hits.count(0, 1, AclMatch::Rule(0));
+        hits.count(0, 1, AclMatch::Rule(7)); // out of range: the default's slot
+        assert_eq!(hits.totals(0), (vec![0, 2, 0], 1));
+        assert_eq!(hits.totals(1), (vec![1], 1));
     }
 }

@@ -21,9 +21,9 @@ use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
 use super::stats::{bump, WorkerStats, MAX_PORTS};
 use crate::packet::MacAddr;
-use crate::pipeline::{
-    l2, Decision, DomainId, DropReason, Fdb, FdbEntry, IngressPort, Learned, PortId,
-};
+use crate::packet::TagEdit;
+use crate::pipeline::stages::{self, Verdict};
+use crate::pipeline::{Decision, DomainId, DropReason, Fdb, FdbEntry, Learned, PortId};
 use crate::port::afxdp::{kick_tx, XskQueue};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -68,6 +68,11 @@ pub enum WorkerCommand {
         domain: DomainId,
         mac: MacAddr,
         done: Sender<bool>,
+    },
+    /// Forgets every MAC on a port whose tenants changed.
+    FdbFlushPort {
+        port: PortId,
+        done: Sender<()>,
     },
     FdbDump {
         reply: Sender<Vec<FdbEntry>>,
@@ -237,6 +242,10 @@ impl Worker {
                 WorkerCommand::FdbRemove { domain, mac, done } => {
                     let _ = done.send(self.fdb.remove(domain, mac));
                 }
+                WorkerCommand::FdbFlushPort { port, done } => {
+                    self.fdb.flush_port(port);
+                    let _ = done.send(());
+                }
                 WorkerCommand::FdbDump { reply } => {
                     let _ = reply.send(self.fdb.iter().collect());
                 }
@@ -335,8 +344,8 @@ impl Worker {
         else {
             return 0;
         };
-        // SAFETY: rx_batch is only written here; the descriptors it receives
-        // refer to frames of this worker's UMEM, which the socket shares.
+        // SAFETY: rx_batch receives descriptors of this worker's UMEM, which
+        // the socket shares.
         let received = unsafe { queue.xsk.rx.consume(&mut self.rx_batch[..batch]) };
         if received == 0 {
             return 0;
@@ -346,11 +355,7 @@ impl Worker {
             // One turn nearly emptied the ring: this port is busy.
             queue.fill_target = queue.fill_target.saturating_mul(2);
         }
-        let ingress_port = queue.port;
-        let ingress = IngressPort {
-            id: ingress_port,
-            domain: snapshot.port(ingress_port).map_or(0, |p| p.domain),
-        };
+        let ingress = queue.port;
         let mut rx_bytes = 0u64;
         for i in 0..received {
             let desc = self.rx_batch[i];
@@ -359,23 +364,34 @@ impl Worker {
             // worker's alone until it is put on a ring again.
             let frame = unsafe { self.umem.data(&desc) };
             rx_bytes += frame.len() as u64;
-            let (decision, learned) = l2::decide(&mut self.fdb, ingress, frame.contents(), now);
-            if let Learned::New | Learned::Moved { .. } = learned {
-                if self.mesh.workers() > 1 {
-                    if let Ok(eth) = crate::packet::EthernetFrame::new_checked(frame.contents()) {
-                        self.publish_learning(LearnEvent {
-                            domain: ingress.domain,
-                            mac: eth.src_addr(),
-                            port: ingress.id,
-                        });
-                    }
+            let Some(view) = snapshot.port(ingress) else {
+                // The port is being removed: its frames go nowhere.
+                self.ledger.release(desc);
+                continue;
+            };
+            let verdict = stages::ingress(
+                &mut self.fdb,
+                ingress,
+                &view.policy,
+                |domain| snapshot.tenant(domain).map(|t| &*t.policy),
+                frame.contents(),
+                now,
+            );
+            self.count_acl_hits(snapshot, &verdict);
+            if let Learned::New | Learned::Moved { .. } = verdict.learned {
+                if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
+                    self.publish_learning(LearnEvent {
+                        domain: verdict.domain,
+                        mac: info.src_mac,
+                        port: ingress,
+                    });
                 }
             }
-            match decision {
-                Decision::Forward(port) => self.send(snapshot, port, desc),
-                Decision::Flood => self.flood(snapshot, ingress, desc),
+            match verdict.decision {
+                Decision::Forward(port) => self.deliver(snapshot, port, desc, &verdict),
+                Decision::Flood => self.flood(snapshot, ingress, desc, &verdict),
                 Decision::Drop(reason) => {
-                    self.stats.drop_frame(ingress.id, reason);
+                    self.stats.drop_frame(ingress, reason);
                     self.ledger.release(desc);
                 }
                 // Nothing in the pipeline hands frames to the host yet: the
@@ -383,14 +399,74 @@ impl Worker {
                 Decision::ToHost => self.ledger.release(desc),
             }
         }
-        if let Some(c) = self.stats.port(ingress.id) {
+        if let Some(c) = self.stats.port(ingress) {
             bump(&c.rx_frames, received as u64);
             bump(&c.rx_bytes, rx_bytes);
         }
         received
     }
 
-    /// Queues `desc` (owned by the worker) for transmission on `port`.
+    fn count_acl_hits(&self, snapshot: &Snapshot, verdict: &Verdict) {
+        if let Some(tenant) = snapshot.tenant(verdict.domain) {
+            for (direction, matched) in verdict.acl.iter().enumerate() {
+                if let Some(matched) = matched {
+                    tenant.hits.count(self.id, direction, *matched);
+                }
+            }
+        }
+    }
+
+    /// Sends `desc` out of `port` if the port's egress checks pass, with the
+    /// tag that port wants for the frame's tenant.
+    fn deliver(
+        &mut self,
+        snapshot: &Snapshot,
+        port: PortId,
+        mut desc: FrameDesc,
+        verdict: &Verdict,
+    ) {
+        let (Some(view), Some(info)) = (snapshot.port(port), verdict.info.as_ref()) else {
+            self.ledger.release(desc);
+            return;
+        };
+        let edit = match stages::egress(&view.policy, verdict.domain, info) {
+            Ok(tag) => TagEdit::between(info.vlan, tag),
+            Err(reason) => {
+                self.stats.drop_frame(port, reason);
+                self.ledger.release(desc);
+                return;
+            }
+        };
+        if edit != TagEdit::Keep && !self.retag(&mut desc, edit) {
+            self.stats.drop_frame(port, DropReason::Malformed);
+            self.ledger.release(desc);
+            return;
+        }
+        self.send(snapshot, port, desc);
+    }
+
+    /// Applies a tag edit to a frame the worker owns.
+    fn retag(&self, desc: &mut FrameDesc, edit: TagEdit) -> bool {
+        // SAFETY: the worker owns the frame (it is in no ring), so nothing
+        // else reads or writes it while it is edited.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let old_len = data.contents().len();
+        let Some(new_len) = edit.new_len(old_len) else {
+            return false;
+        };
+        let mut cursor = data.cursor();
+        if cursor.buf_len() < new_len.max(old_len) {
+            return false;
+        }
+        // Expose the room the edit needs, edit, then settle on the new length.
+        cursor.set_pos(new_len.max(old_len));
+        let edited = edit.apply(data.contents_mut(), old_len).is_some();
+        data.cursor()
+            .set_pos(if edited { new_len } else { old_len });
+        edited
+    }
+
+    /// Queues `desc` (owned by the worker, ready to leave) on `port`'s socket.
     fn send(&mut self, snapshot: &Snapshot, port: PortId, desc: FrameDesc) {
         let Some(view) = snapshot.port(port) else {
             self.ledger.release(desc);
@@ -434,28 +510,38 @@ impl Worker {
         self.ledger.release(desc);
     }
 
-    /// Sends `desc` to every other port of its domain: copies for all but the
-    /// last, which gets the original (so a two-port flood copies nothing).
-    fn flood(&mut self, snapshot: &Snapshot, ingress: IngressPort, desc: FrameDesc) {
-        let members = snapshot.flood_members(ingress.domain);
-        let is_target =
-            |p: &PortId| *p != ingress.id && snapshot.port(*p).is_some_and(|v| v.link_up);
-        let targets = members.iter().filter(|p| is_target(p)).count();
-        if targets == 0 {
-            self.stats.drop_frame(ingress.id, DropReason::NoEgress);
+    /// Sends `desc` to every other port of its tenant that accepts it: copies
+    /// for all but the last, which gets the original (so a two-port flood
+    /// copies nothing). Copies are taken before the original is edited.
+    fn flood(&mut self, snapshot: &Snapshot, ingress: PortId, desc: FrameDesc, verdict: &Verdict) {
+        let Some(info) = verdict.info.as_ref() else {
             self.ledger.release(desc);
             return;
-        }
-        let mut remaining = targets;
-        for &port in members.iter().filter(|p| is_target(p)) {
-            remaining -= 1;
-            if remaining == 0 {
-                self.send(snapshot, port, desc);
-                break;
+        };
+        let mut pending: Option<PortId> = None;
+        for &port in snapshot.flood_members(verdict.domain) {
+            let Some(view) = snapshot.port(port) else {
+                continue;
+            };
+            if port == ingress || !view.link_up {
+                continue;
             }
-            match self.copy_frame(&desc) {
-                Some(copy) => self.send(snapshot, port, copy),
-                None => self.stats.drop_frame(port, DropReason::NoBuffer),
+            if let Err(reason) = stages::egress(&view.policy, verdict.domain, info) {
+                self.stats.drop_frame(port, reason);
+                continue;
+            }
+            if let Some(previous) = pending.replace(port) {
+                match self.copy_frame(&desc) {
+                    Some(copy) => self.deliver(snapshot, previous, copy, verdict),
+                    None => self.stats.drop_frame(previous, DropReason::NoBuffer),
+                }
+            }
+        }
+        match pending {
+            Some(last) => self.deliver(snapshot, last, desc, verdict),
+            None => {
+                self.stats.drop_frame(ingress, DropReason::NoEgress);
+                self.ledger.release(desc);
             }
         }
     }

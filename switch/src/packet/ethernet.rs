@@ -18,11 +18,23 @@ mod field {
 /// Length of the Ethernet II header (no 802.1Q tag, no FCS: NICs strip the FCS before AF_XDP).
 pub const HEADER_LEN: usize = field::PAYLOAD.start;
 
-/// Why a buffer cannot be read as a frame.
+/// Why a buffer cannot be read as a frame or as one of the headers it carries.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
-    #[error("frame truncated: shorter than the {HEADER_LEN}-byte Ethernet header")]
+    /// The frame ends inside its link-layer header: the Ethernet header or a VLAN tag it announces.
+    #[error(
+        "frame truncated: shorter than the {HEADER_LEN}-byte Ethernet header plus the VLAN tags it announces"
+    )]
     Truncated,
+    /// A header above the link layer (ARP, IP, an IPv6 extension header, TCP/UDP/ICMP) is
+    /// cut short, or a length field points past the end of the buffer.
+    #[error("header truncated: the buffer ends before the header, or before the length it claims")]
+    TruncatedHeader,
+    /// A header's fields contradict each other or what it must be: wrong IP version, a
+    /// header length below the minimum, an ARP packet not for Ethernet/IPv4, a chain of
+    /// IPv6 extension headers longer than xsw walks.
+    #[error("malformed header")]
+    Malformed,
 }
 
 /// An Ethernet II frame over a buffer known to hold at least [`HEADER_LEN`] bytes.

@@ -69,6 +69,23 @@ drop_reasons! {
     LinkDown => "link_down",
     /// No free UMEM frame for a flood copy or a frame handed over by another worker.
     NoBuffer => "no_buffer",
+    /// Source MAC not among the port's allowed MACs (anti-spoofing).
+    SpoofedMac => "spoofed_mac",
+    /// Source IP not among the port's allowed addresses (anti-spoofing).
+    SpoofedIp => "spoofed_ip",
+    /// ARP claiming a MAC or IPv4 address the port does not own.
+    ArpSpoof => "arp_spoof",
+    /// IPv6 neighbour advertisement for an address the port does not own.
+    NdSpoof => "nd_spoof",
+    /// Denied by a tenant ACL rule or its default policy.
+    AclDeny => "acl_deny",
+    /// Tagged with a VLAN the trunk does not map, or untagged on a trunk.
+    VlanUnknown => "vlan_unknown",
+    /// An attempt to reach another tenant: a tagged frame on an access port,
+    /// or a double-tagged frame on a trunk.
+    CrossTenant => "cross_tenant",
+    /// Towards a port that only receives traffic for its own addresses.
+    NotForPort => "not_for_port",
 }
 
 impl DropReason {

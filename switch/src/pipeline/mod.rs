@@ -10,10 +10,15 @@
 //! port), ACLs after (may turn a `Forward` or `Flood` into a `Drop`), each returning the
 //! same [`Decision`] type with its own [`DropReason`]s.
 
+pub mod acl;
+pub mod antispoof;
 pub mod decision;
 pub mod fdb;
 pub mod l2;
+pub mod stages;
+pub mod tenant;
 
+pub use antispoof::{link_local_of, PortGuard};
 pub use decision::{Decision, DomainId, DropReason, PortId};
 pub use fdb::{Fdb, FdbEntry, FdbError, Learned};
 pub use l2::{decide, decide_batch, IngressPort};

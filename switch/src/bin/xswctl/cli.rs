@@ -1,0 +1,330 @@
+//! xswctl's command line, and the control request each command becomes.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use xsw::config::PortSpec;
+use xsw::control::protocol::{AclAddArgs, Request};
+use xsw::packet::MacAddr;
+use xsw::xdp::XdpModeRequest;
+
+#[derive(Parser)]
+#[command(name = "xswctl", version, about = "Manage a running xswd")]
+pub struct Args {
+    /// xswd's control socket.
+    #[arg(long, global = true, default_value = "/run/xsw/xsw.sock")]
+    pub socket: PathBuf,
+    /// Print the reply as JSON, for scripts.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Ports: interfaces (NICs, veths) and VM taps the switch forwards between.
+    #[command(subcommand)]
+    Port(PortCommand),
+    /// Tenants: isolated networks, each with its own MAC table, broadcast domain and ACLs.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// VLANs on trunk ports: which tenant travels under which 802.1Q tag.
+    #[command(subcommand)]
+    Vlan(VlanCommand),
+    /// Anti-spoofing: the addresses a port may send from.
+    #[command(subcommand)]
+    Antispoof(AntispoofCommand),
+    /// Tenant ACLs: ordered allow/deny rules per direction, first match wins.
+    #[command(subcommand)]
+    Acl(AclCommand),
+    /// The MAC table.
+    #[command(subcommand)]
+    Fdb(FdbCommand),
+    /// Per-port counters, drops by reason, and per-worker totals.
+    Stats,
+    /// Version, uptime, workers, ports.
+    Status,
+}
+
+#[derive(Subcommand)]
+pub enum PortCommand {
+    /// Attach an interface (or a VM's tap) to the switch.
+    Add {
+        name: String,
+        /// auto (native, else generic), native or generic.
+        #[arg(long, default_value = "auto")]
+        xdp_mode: XdpModeRequest,
+        /// Replace an XDP program someone else attached to the interface.
+        #[arg(long)]
+        force: bool,
+        /// Frames to this MAC go to the host's own stack, not the switch.
+        #[arg(long)]
+        host_mac: Option<MacAddr>,
+        /// ARP requests for this address go to the host's own stack.
+        #[arg(long)]
+        host_ipv4: Vec<Ipv4Addr>,
+        /// Create a persistent tap with this name for a VM to open.
+        #[arg(long)]
+        create_tap: bool,
+        /// With --create-tap: the uid allowed to open the tap (QEMU's).
+        #[arg(long)]
+        tap_owner: Option<u32>,
+        /// The tenant of this (access) port; `default` when absent.
+        #[arg(long, conflicts_with = "trunk")]
+        tenant: Option<String>,
+        /// A trunk: carries tenants as 802.1Q VLANs (see `xswctl vlan add`).
+        #[arg(long)]
+        trunk: bool,
+    },
+    /// Detach a port; a tap created with --create-tap is removed.
+    Del { name: String },
+    /// List ports with their link state, XDP mode, queues, tenant and guard.
+    List,
+    /// Move an access port to another tenant (its learned MACs are forgotten).
+    Set {
+        name: String,
+        #[arg(long)]
+        tenant: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum TenantCommand {
+    Create {
+        name: String,
+    },
+    /// Refused while ports or trunk VLANs still use the tenant.
+    Delete {
+        name: String,
+    },
+    List,
+    Show {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VlanCommand {
+    /// Carry TENANT on trunk PORT tagged with VID (1-4094).
+    Add {
+        port: String,
+        vid: u16,
+        tenant: String,
+    },
+    Del {
+        port: String,
+        vid: u16,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum AntispoofCommand {
+    /// Allow PORT to send only from these MACs and IP prefixes (replaces the port's list).
+    Set {
+        port: String,
+        /// A MAC the port may send from (repeat for several).
+        #[arg(long = "mac", required = true)]
+        macs: Vec<String>,
+        /// An IPv4/IPv6 address or prefix the port may send from (repeat for several).
+        #[arg(long = "ip")]
+        ips: Vec<String>,
+        /// Also deliver to the port only unicast IP traffic for its own addresses.
+        #[arg(long)]
+        restrict_to_port: bool,
+    },
+    /// Turn anti-spoofing off for PORT.
+    Clear { port: String },
+}
+
+#[derive(Subcommand)]
+pub enum AclCommand {
+    /// Add a rule. DIRECTION: ingress (frames ports send) or egress (frames delivered to ports).
+    Add {
+        tenant: String,
+        direction: String,
+        /// allow or deny
+        action: String,
+        /// Insert at this 1-based position (default: append).
+        #[arg(long)]
+        at: Option<usize>,
+        #[arg(long)]
+        src: Option<String>,
+        #[arg(long)]
+        dst: Option<String>,
+        /// tcp, udp, icmp, icmpv6, sctp or a protocol number.
+        #[arg(long)]
+        proto: Option<String>,
+        /// A port or range, e.g. 1024-65535.
+        #[arg(long)]
+        sport: Option<String>,
+        #[arg(long)]
+        dport: Option<String>,
+        #[arg(long)]
+        icmp_type: Option<u8>,
+        /// TCP with ACK or RST set: replies to connections the other side opened.
+        #[arg(long)]
+        established: bool,
+    },
+    /// Remove the rule at POSITION (1-based).
+    Del {
+        tenant: String,
+        direction: String,
+        position: usize,
+    },
+    /// Move the rule at FROM to position TO.
+    Move {
+        tenant: String,
+        direction: String,
+        from: usize,
+        to: usize,
+    },
+    /// Set what happens when no rule matches: allow or deny.
+    Policy {
+        tenant: String,
+        direction: String,
+        action: String,
+    },
+    /// Show the rules with their hit counters.
+    List { tenant: String },
+}
+
+#[derive(Subcommand)]
+pub enum FdbCommand {
+    /// Show learned and static MAC entries.
+    Show {
+        /// Only this tenant's table.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Add a static entry: frames to MAC always go to PORT.
+    Add {
+        mac: String,
+        port: String,
+        /// For a trunk port: which of its tenants.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Remove an entry.
+    Del {
+        mac: String,
+        /// The tenant whose table holds it (default: `default`).
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+pub fn request(command: Command) -> Request {
+    match command {
+        Command::Port(PortCommand::Add {
+            name,
+            xdp_mode,
+            force,
+            host_mac,
+            host_ipv4,
+            create_tap,
+            tap_owner,
+            tenant,
+            trunk,
+        }) => Request::PortAdd(PortSpec {
+            name,
+            xdp_mode,
+            force,
+            host_mac,
+            host_ipv4,
+            create_tap,
+            tap_owner,
+            tenant,
+            trunk,
+            ..PortSpec::default()
+        }),
+        Command::Port(PortCommand::Del { name }) => Request::PortDel { name },
+        Command::Port(PortCommand::List) => Request::PortList {},
+        Command::Port(PortCommand::Set { name, tenant }) => Request::PortSet { name, tenant },
+        Command::Tenant(TenantCommand::Create { name }) => Request::TenantCreate { name },
+        Command::Tenant(TenantCommand::Delete { name }) => Request::TenantDelete { name },
+        Command::Tenant(TenantCommand::List) => Request::TenantList {},
+        Command::Tenant(TenantCommand::Show { name }) => Request::TenantShow { name },
+        Command::Vlan(VlanCommand::Add { port, vid, tenant }) => Request::VlanAdd {
+            port,
+            vlan: vid,
+            tenant,
+        },
+        Command::Vlan(VlanCommand::Del { port, vid }) => Request::VlanDel { port, vlan: vid },
+        Command::Antispoof(AntispoofCommand::Set {
+            port,
+            macs,
+            ips,
+            restrict_to_port,
+        }) => Request::AntispoofSet {
+            port,
+            macs,
+            ips,
+            restrict_to_port,
+        },
+        Command::Antispoof(AntispoofCommand::Clear { port }) => Request::AntispoofClear { port },
+        Command::Acl(AclCommand::Add {
+            tenant,
+            direction,
+            action,
+            at,
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            icmp_type,
+            established,
+        }) => Request::AclAdd(AclAddArgs {
+            tenant,
+            direction,
+            action,
+            at,
+            src,
+            dst,
+            proto,
+            sport,
+            dport,
+            icmp_type,
+            established,
+        }),
+        Command::Acl(AclCommand::Del {
+            tenant,
+            direction,
+            position,
+        }) => Request::AclDel {
+            tenant,
+            direction,
+            position,
+        },
+        Command::Acl(AclCommand::Move {
+            tenant,
+            direction,
+            from,
+            to,
+        }) => Request::AclMove {
+            tenant,
+            direction,
+            from,
+            to,
+        },
+        Command::Acl(AclCommand::Policy {
+            tenant,
+            direction,
+            action,
+        }) => Request::AclPolicy {
+            tenant,
+            direction,
+            action,
+        },
+        Command::Acl(AclCommand::List { tenant }) => Request::AclList { tenant },
+        Command::Fdb(FdbCommand::Show { tenant }) => Request::FdbShow { tenant },
+        Command::Fdb(FdbCommand::Add { mac, port, tenant }) => {
+            Request::FdbAdd { mac, port, tenant }
+        }
+        Command::Fdb(FdbCommand::Del { mac, tenant }) => Request::FdbDel { mac, tenant },
+        Command::Stats => Request::Stats {},
+        Command::Status => Request::Status {},
+    }
+}

@@ -1,0 +1,260 @@
+//! Human-readable forms of xswd's replies (tables, one-line confirmations).
+
+use serde_json::Value;
+use xsw::control::protocol::Request;
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn items(v: &Value) -> &[Value] {
+    v.as_array().map(Vec::as_slice).unwrap_or(&[])
+}
+
+fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.len());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+            .trim_end()
+            .to_string()
+    };
+    let mut out = vec![line(header.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// Lines naming every non-zero counter of `object`, e.g. "  p1 dropped acl_deny: 3".
+fn nonzero(port: &str, what: &str, object: &Value) -> String {
+    let mut out = String::new();
+    for (name, count) in object.as_object().into_iter().flatten() {
+        if count.as_u64().unwrap_or(0) > 0 {
+            out.push_str(&format!("\n  {port} {what} {name}: {count}"));
+        }
+    }
+    out
+}
+
+fn port_tenant(p: &Value) -> String {
+    if p["trunk"].as_bool() != Some(true) {
+        return text(&p["tenant"]);
+    }
+    let vlans: Vec<String> = items(&p["vlans"])
+        .iter()
+        .map(|v| format!("{}:{}", v["vlan"], text(&v["tenant"])))
+        .collect();
+    format!("trunk[{}]", vlans.join(","))
+}
+
+fn ports(data: &Value) -> String {
+    let rows = items(data)
+        .iter()
+        .map(|p| {
+            let queues: Vec<String> = items(&p["queues"])
+                .iter()
+                .map(|q| format!("{}@w{}", q["queue"], q["worker"]))
+                .collect();
+            vec![
+                text(&p["name"]),
+                text(&p["kind"]),
+                text(&p["link"]),
+                text(&p["xdp_mode"]),
+                text(&p["zero_copy"]),
+                queues.join(","),
+                port_tenant(p),
+                if p["antispoof"].is_null() { "-" } else { "on" }.to_string(),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "NAME", "KIND", "LINK", "XDP", "ZEROCOPY", "QUEUES", "TENANT", "GUARD",
+        ],
+        rows,
+    )
+}
+
+fn fdb(data: &Value) -> String {
+    let rows = items(data)
+        .iter()
+        .map(|e| {
+            let is_static = e["static"].as_bool().unwrap_or(false);
+            vec![
+                text(&e["mac"]),
+                text(&e["port"]),
+                text(&e["tenant"]),
+                if is_static { "static" } else { "learned" }.to_string(),
+                if is_static {
+                    "-".to_string()
+                } else {
+                    format!("{}s", e["age_secs"])
+                },
+            ]
+        })
+        .collect();
+    table(&["MAC", "PORT", "TENANT", "TYPE", "AGE"], rows)
+}
+
+fn stats(data: &Value) -> String {
+    let ports = items(&data["ports"]);
+    let rows = ports
+        .iter()
+        .map(|p| {
+            let drops: u64 = p["drops"]
+                .as_object()
+                .map_or(0, |d| d.values().filter_map(Value::as_u64).sum());
+            vec![
+                text(&p["name"]),
+                text(&p["rx_frames"]),
+                text(&p["rx_bytes"]),
+                text(&p["tx_frames"]),
+                text(&p["tx_bytes"]),
+                drops.to_string(),
+            ]
+        })
+        .collect();
+    let mut out = table(
+        &[
+            "PORT",
+            "RX-FRAMES",
+            "RX-BYTES",
+            "TX-FRAMES",
+            "TX-BYTES",
+            "DROPS",
+        ],
+        rows,
+    );
+    for p in ports {
+        let name = text(&p["name"]);
+        out.push_str(&nonzero(&name, "dropped", &p["drops"]));
+        // Frames the kernel could not hand to xsw never reach its counters.
+        out.push_str(&nonzero(&name, "kernel", &p["kernel"]));
+    }
+    let workers = items(&data["workers"])
+        .iter()
+        .map(|w| {
+            [
+                "id",
+                "core",
+                "frames",
+                "batches",
+                "sleeps",
+                "umem_frames_free",
+            ]
+            .iter()
+            .map(|k| text(&w[*k]))
+            .collect()
+        })
+        .collect();
+    out.push_str("\n\n");
+    out.push_str(&table(
+        &[
+            "WORKER",
+            "CORE",
+            "FRAMES",
+            "BATCHES",
+            "SLEEPS",
+            "FREE-FRAMES",
+        ],
+        workers,
+    ));
+    out
+}
+
+fn tenants(data: &Value) -> String {
+    let rows = items(data)
+        .iter()
+        .map(|t| {
+            let mut members: Vec<String> = items(&t["ports"]).iter().map(text).collect();
+            members.extend(
+                items(&t["vlans"])
+                    .iter()
+                    .map(|v| format!("{}(vlan {})", text(&v["port"]), v["vlan"])),
+            );
+            vec![text(&t["name"]), text(&t["id"]), members.join(",")]
+        })
+        .collect();
+    table(&["NAME", "ID", "PORTS"], rows)
+}
+
+fn acl(data: &Value) -> String {
+    let mut out = Vec::new();
+    for direction in ["ingress", "egress"] {
+        let list = &data[direction];
+        let mut rows: Vec<Vec<String>> = items(&list["rules"])
+            .iter()
+            .map(|r| vec![text(&r["position"]), text(&r["text"]), text(&r["hits"])])
+            .collect();
+        rows.push(vec![
+            "-".into(),
+            format!("default {}", text(&list["default"])),
+            text(&list["default_hits"]),
+        ]);
+        out.push(format!(
+            "{direction}:\n{}",
+            table(&["#", "RULE", "HITS"], rows)
+        ));
+    }
+    out.join("\n\n")
+}
+
+fn key_values(data: &Value) -> String {
+    data.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k}: {}", text(v)))
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
+        .unwrap_or_default()
+}
+
+pub fn render(request: &Request, data: &Value) -> String {
+    match request {
+        Request::PortList {} => ports(data),
+        Request::FdbShow { .. } => fdb(data),
+        Request::Stats {} => stats(data),
+        Request::TenantList {} => tenants(data),
+        Request::AclList { .. } => acl(data),
+        Request::Status {} | Request::TenantShow { .. } => key_values(data),
+        Request::PortAdd(spec) => format!(
+            "port {} added ({} XDP, {})",
+            spec.name,
+            text(&data["xdp_mode"]),
+            if data["zero_copy"].as_bool() == Some(true) {
+                "zero-copy"
+            } else {
+                "copy mode"
+            }
+        ),
+        Request::PortDel { name } => format!("port {name} removed"),
+        Request::PortSet { name, tenant } => format!("port {name} moved to tenant {tenant}"),
+        Request::TenantCreate { name } => format!("tenant {name} created"),
+        Request::TenantDelete { name } => format!("tenant {name} deleted"),
+        Request::VlanAdd { port, vlan, tenant } => {
+            format!("{port} carries tenant {tenant} as VLAN {vlan}")
+        }
+        Request::VlanDel { port, vlan } => format!("VLAN {vlan} removed from {port}"),
+        Request::AntispoofSet { port, .. } => format!("anti-spoofing on for {port}"),
+        Request::AntispoofClear { port } => format!("anti-spoofing off for {port}"),
+        Request::AclAdd(_)
+        | Request::AclDel { .. }
+        | Request::AclMove { .. }
+        | Request::AclPolicy { .. } => acl(data),
+        Request::FdbAdd { mac, port, .. } => format!("static MAC {mac} -> {port}"),
+        Request::FdbDel { mac, .. } => format!("MAC {mac} removed"),
+    }
+}

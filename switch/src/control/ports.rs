@@ -1,0 +1,437 @@
+//! Port operations: add, remove, list, move between tenants, trunk VLANs,
+//! anti-spoofing, link state.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::protocol::ErrorCode;
+use super::switch::{system, ControlError, Outcome, PortRecord, Switch};
+use super::tenants::DEFAULT_TENANT;
+use crate::config::{PortSpec, VlanSpec};
+use crate::dataplane::snapshot::PortView;
+use crate::dataplane::stats::MAX_PORTS;
+use crate::packet::MacAddr;
+use crate::pipeline::acl::parse_prefix;
+use crate::pipeline::antispoof::PortGuard;
+use crate::pipeline::stages::PortPolicy;
+use crate::pipeline::tenant::{PortMode, TrunkMap, VLAN_MAX};
+use crate::pipeline::{DomainId, PortId};
+use crate::port::iface::{self, IfaceKind};
+use crate::port::tap;
+use crate::xdp::{SteeringProgram, XdpMode};
+
+impl PortRecord {
+    /// The tenants whose broadcast domain this port is in.
+    pub(super) fn domains(&self) -> Vec<DomainId> {
+        match &self.policy.mode {
+            PortMode::Access(domain) => vec![*domain],
+            PortMode::Trunk(map) => map.domains().collect(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct PortRow<'a> {
+    name: &'a str,
+    kind: IfaceKind,
+    link: &'static str,
+    xdp_mode: XdpMode,
+    zero_copy: bool,
+    queues: Vec<QueueRow>,
+    tenant: Option<&'a str>,
+    trunk: bool,
+    vlans: &'a [VlanSpec],
+    antispoof: Option<&'a PortGuard>,
+}
+
+#[derive(Serialize)]
+struct QueueRow {
+    queue: u32,
+    worker: usize,
+}
+
+/// A descriptor the worker keeps open; lent to the XSKMAP update only.
+struct BorrowedRawFd(std::os::fd::RawFd);
+
+impl std::os::fd::AsRawFd for BorrowedRawFd {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0
+    }
+}
+
+fn validate_vlan(vlan: u16) -> Outcome<()> {
+    if (1..=VLAN_MAX).contains(&vlan) {
+        Ok(())
+    } else {
+        Err(ControlError::invalid(format!(
+            "VLAN ID {vlan} is out of range 1-{VLAN_MAX}"
+        )))
+    }
+}
+
+impl Switch {
+    /// What workers apply to a port with `spec`; fails on an unknown tenant
+    /// or a bad guard, before anything changes.
+    fn policy_for(&self, spec: &PortSpec) -> Outcome<PortPolicy> {
+        let mode = if spec.trunk {
+            if spec.tenant.is_some() {
+                return Err(ControlError::invalid(
+                    "a trunk carries tenants as VLANs (`xswctl vlan add`), not one --tenant",
+                ));
+            }
+            let mut pairs = Vec::with_capacity(spec.vlans.len());
+            for (i, v) in spec.vlans.iter().enumerate() {
+                validate_vlan(v.vlan)?;
+                if spec.vlans[..i].iter().any(|other| other.vlan == v.vlan) {
+                    return Err(ControlError::invalid(format!(
+                        "VLAN {} is mapped twice on {}",
+                        v.vlan, spec.name
+                    )));
+                }
+                pairs.push((v.vlan, self.tenant(&v.tenant)?.id));
+            }
+            PortMode::Trunk(TrunkMap::new(&pairs))
+        } else {
+            if !spec.vlans.is_empty() {
+                return Err(ControlError::invalid(
+                    "VLANs need a trunk port (add it with --trunk)",
+                ));
+            }
+            PortMode::Access(
+                self.tenant(spec.tenant.as_deref().unwrap_or(DEFAULT_TENANT))?
+                    .id,
+            )
+        };
+        if let Some(guard) = &spec.antispoof {
+            guard.validate().map_err(ControlError::invalid)?;
+        }
+        Ok(PortPolicy {
+            mode,
+            guard: spec.antispoof.clone(),
+        })
+    }
+
+    fn free_port_id(&self) -> Option<PortId> {
+        (0..MAX_PORTS as PortId).find(|id| !self.ports.values().any(|p| p.id == *id))
+    }
+
+    pub(super) fn port_add(&mut self, spec: PortSpec) -> Outcome {
+        let name = spec.name.clone();
+        iface::validate_name(&name).map_err(|e| ControlError::invalid(e.to_string()))?;
+        if self.ports.contains_key(&name) {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!("port {name} already exists"),
+            ));
+        }
+        if let Some(mac) = spec.host_mac {
+            if mac.is_multicast() || mac.is_zero() {
+                return Err(ControlError::invalid(format!(
+                    "host MAC {mac} is not a unicast MAC"
+                )));
+            }
+        }
+        if spec.tap_owner.is_some() && !spec.create_tap {
+            return Err(ControlError::invalid(
+                "--tap-owner only goes with --create-tap",
+            ));
+        }
+        let policy = Arc::new(self.policy_for(&spec)?);
+        let id = self.free_port_id().ok_or_else(|| {
+            ControlError::invalid(format!("this switch holds at most {MAX_PORTS} ports"))
+        })?;
+        if spec.create_tap {
+            if iface::exists(&name) {
+                return Err(ControlError::new(
+                    ErrorCode::AlreadyExists,
+                    format!("interface {name} already exists; to attach to it, add the port without --create-tap"),
+                ));
+            }
+            tap::create(&name, spec.tap_owner).map_err(system)?;
+        }
+        match self.attach_port(id, &spec, policy) {
+            Ok(record) => {
+                self.ports.insert(name.clone(), record);
+                self.publish();
+                tracing::info!(port = %name, id, "port added");
+                Ok(self
+                    .port_row(&name)
+                    .map(|r| json!(r))
+                    .unwrap_or(Value::Null))
+            }
+            Err(e) => {
+                if spec.create_tap {
+                    if let Err(undo) = tap::remove(&name) {
+                        tracing::warn!(port = %name, error = %undo, "could not remove the tap created for a failed port add");
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Attaches XDP and opens a socket per queue; on failure everything done
+    /// so far is undone before returning.
+    fn attach_port(
+        &mut self,
+        id: PortId,
+        spec: &PortSpec,
+        policy: Arc<PortPolicy>,
+    ) -> Outcome<PortRecord> {
+        let name = spec.name.as_str();
+        let ifindex = iface::ifindex(name).map_err(|e| ControlError::not_found(e.to_string()))?;
+        let queue_count = iface::rx_queue_count(name).map_err(system)?;
+        let mut program =
+            SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force).map_err(system)?;
+        if let Some(mac) = spec.host_mac {
+            program.add_host_mac(mac).map_err(system)?;
+        }
+        for ip in &spec.host_ipv4 {
+            program.add_host_ipv4(*ip).map_err(system)?;
+        }
+        let workers = self.dataplane.worker_count();
+        let queues: Vec<(u32, usize)> = (0..queue_count)
+            .map(|q| (q, (usize::from(id) + q as usize) % workers))
+            .collect();
+        let mut record = PortRecord {
+            id,
+            spec: spec.clone(),
+            kind: iface::kind(name),
+            program,
+            queues: Vec::new(),
+            socket_fds: Vec::new(),
+            zero_copy: false,
+            link_up: iface::link_up(name),
+            base: self.dataplane.port_totals(id),
+            policy,
+        };
+        // Publish the port first so workers know its tenant and link by the
+        // time its first frame arrives.
+        let mut preview = self.snapshot();
+        let tx_worker = queues.first().map_or(0, |&(_, w)| w);
+        preview.ports[usize::from(id)] = Some(PortView {
+            policy: record.policy.clone(),
+            link_up: record.link_up,
+            tx_worker,
+        });
+        for domain in record.domains() {
+            if let Some(members) = preview.domains.get_mut(usize::from(domain)) {
+                members.push(id);
+            }
+        }
+        self.dataplane.publish(preview);
+
+        let result = (|| -> Outcome<()> {
+            for &(queue, worker) in &queues {
+                let xsk = self
+                    .dataplane
+                    .open_queue(worker, name, queue)
+                    .map_err(system)?;
+                let fd = xsk.fd();
+                record.zero_copy |= xsk.zero_copy;
+                self.dataplane
+                    .add_queue(worker, id, queue, xsk)
+                    .map_err(system)?;
+                record.queues.push((queue, worker));
+                record.socket_fds.push(fd);
+                // Only now do frames leave the kernel's path for xsw's.
+                record
+                    .program
+                    .set_socket(queue, &BorrowedRawFd(fd))
+                    .map_err(system)?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            if let Err(undo) = self.dataplane.remove_port(id) {
+                tracing::error!(port = name, error = %undo, "could not undo a failed port add");
+            }
+            self.publish();
+            return Err(e);
+        }
+        Ok(record)
+    }
+
+    pub(super) fn port_del(&mut self, name: &str) -> Outcome {
+        let Some(record) = self.ports.remove(name) else {
+            return Err(ControlError::not_found(format!("no port named {name}")));
+        };
+        // Stop forwarding to it first, then close its sockets, then let the
+        // kernel have the interface back.
+        self.publish();
+        if let Err(e) = self.dataplane.remove_port(record.id) {
+            tracing::error!(port = name, error = %e, "workers did not release the port");
+        }
+        self.static_macs.retain(|_, port| port != name);
+        let created_tap = record.spec.create_tap;
+        drop(record);
+        if created_tap {
+            tap::remove(name).map_err(system)?;
+        }
+        tracing::info!(port = name, "port removed");
+        Ok(json!({ "removed": name }))
+    }
+
+    fn port_row(&self, name: &str) -> Option<PortRow<'_>> {
+        let (name, record) = self.ports.get_key_value(name)?;
+        Some(PortRow {
+            name,
+            kind: record.kind,
+            link: if record.link_up { "up" } else { "down" },
+            xdp_mode: record.program.mode(),
+            zero_copy: record.zero_copy,
+            queues: record
+                .queues
+                .iter()
+                .map(|&(queue, worker)| QueueRow { queue, worker })
+                .collect(),
+            tenant: match record.policy.mode {
+                PortMode::Access(_) => {
+                    Some(record.spec.tenant.as_deref().unwrap_or(DEFAULT_TENANT))
+                }
+                PortMode::Trunk(_) => None,
+            },
+            trunk: record.spec.trunk,
+            vlans: &record.spec.vlans,
+            antispoof: record.spec.antispoof.as_ref(),
+        })
+    }
+
+    pub(super) fn port_list(&self) -> Value {
+        json!(self
+            .ports
+            .keys()
+            .filter_map(|name| self.port_row(name))
+            .collect::<Vec<_>>())
+    }
+
+    /// Replaces a port's spec (tenant, VLANs, guard) after validating it;
+    /// `forget_macs` drops what was learned on the port (its tenants changed).
+    fn update_port(&mut self, name: &str, spec: PortSpec, forget_macs: bool) -> Outcome {
+        let policy = Arc::new(self.policy_for(&spec)?);
+        let id = self.port(name)?.id;
+        if let Some(record) = self.ports.get_mut(name) {
+            record.spec = spec;
+            record.policy = policy;
+        }
+        self.publish();
+        if forget_macs {
+            self.dataplane.flush_port_macs(id).map_err(system)?;
+            self.static_macs.retain(|_, port| port != name);
+        }
+        Ok(self.port_row(name).map(|r| json!(r)).unwrap_or(Value::Null))
+    }
+
+    pub(super) fn port_set_tenant(&mut self, name: &str, tenant: &str) -> Outcome {
+        let record = self.port(name)?;
+        if record.spec.trunk {
+            return Err(ControlError::invalid(format!(
+                "{name} is a trunk: map tenants to it with `xswctl vlan add {name} VID TENANT`"
+            )));
+        }
+        let mut spec = record.spec.clone();
+        spec.tenant = (tenant != DEFAULT_TENANT).then(|| tenant.to_string());
+        self.tenant(tenant)?;
+        self.update_port(name, spec, true)
+    }
+
+    pub(super) fn vlan_add(&mut self, port: &str, vlan: u16, tenant: &str) -> Outcome {
+        validate_vlan(vlan)?;
+        let record = self.port(port)?;
+        if !record.spec.trunk {
+            return Err(ControlError::invalid(format!(
+                "{port} is not a trunk (add it with --trunk to carry VLANs)"
+            )));
+        }
+        if let Some(existing) = record.spec.vlans.iter().find(|v| v.vlan == vlan) {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "VLAN {vlan} on {port} already carries tenant {}",
+                    existing.tenant
+                ),
+            ));
+        }
+        if let Some(existing) = record.spec.vlans.iter().find(|v| v.tenant == tenant) {
+            return Err(ControlError::new(
+                ErrorCode::AlreadyExists,
+                format!(
+                    "tenant {tenant} already travels on {port} as VLAN {}",
+                    existing.vlan
+                ),
+            ));
+        }
+        let mut spec = record.spec.clone();
+        spec.vlans.push(VlanSpec {
+            vlan,
+            tenant: tenant.to_string(),
+        });
+        self.update_port(port, spec, false)
+    }
+
+    pub(super) fn vlan_del(&mut self, port: &str, vlan: u16) -> Outcome {
+        validate_vlan(vlan)?;
+        let record = self.port(port)?;
+        if !record.spec.vlans.iter().any(|v| v.vlan == vlan) {
+            return Err(ControlError::not_found(format!(
+                "{port} has no VLAN {vlan}"
+            )));
+        }
+        let mut spec = record.spec.clone();
+        spec.vlans.retain(|v| v.vlan != vlan);
+        // MACs learned on the trunk in that tenant must not outlive the map.
+        self.update_port(port, spec, true)
+    }
+
+    pub(super) fn antispoof_set(
+        &mut self,
+        port: &str,
+        macs: &[String],
+        ips: &[String],
+        restrict_to_port: bool,
+    ) -> Outcome {
+        let mut guard = PortGuard {
+            restrict_to_port,
+            ..PortGuard::default()
+        };
+        for mac in macs {
+            guard.macs.push(
+                mac.parse::<MacAddr>()
+                    .map_err(|e| ControlError::invalid(e.to_string()))?,
+            );
+        }
+        for ip in ips {
+            match parse_prefix(ip).map_err(|e| ControlError::invalid(e.to_string()))? {
+                ipnet::IpNet::V4(net) => guard.ipv4.push(net),
+                ipnet::IpNet::V6(net) => guard.ipv6.push(net),
+            }
+        }
+        let mut spec = self.port(port)?.spec.clone();
+        spec.antispoof = Some(guard);
+        self.update_port(port, spec, false)
+    }
+
+    pub(super) fn antispoof_clear(&mut self, port: &str) -> Outcome {
+        let mut spec = self.port(port)?.spec.clone();
+        spec.antispoof = None;
+        self.update_port(port, spec, false)
+    }
+
+    /// Re-reads every port's link state; republishes when one changed.
+    pub fn refresh_links(&mut self) {
+        let mut changed = false;
+        for (name, record) in self.ports.iter_mut() {
+            let up = iface::link_up(name);
+            if up != record.link_up {
+                tracing::info!(port = %name, link = if up { "up" } else { "down" }, "link changed");
+                record.link_up = up;
+                changed = true;
+            }
+        }
+        if changed {
+            self.publish();
+        }
+    }
+}

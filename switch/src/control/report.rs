@@ -1,0 +1,53 @@
+//! What xswctl stats and status show.
+
+use serde_json::{json, Value};
+
+use super::switch::{system, Outcome, Switch};
+use crate::pipeline::DropReason;
+use crate::port::afxdp::{self, KernelSocketStats};
+
+impl Switch {
+    pub(super) fn stats(&self) -> Value {
+        let ports: Vec<Value> = self
+            .ports
+            .iter()
+            .map(|(name, record)| {
+                let t = self.dataplane.port_totals(record.id).since(&record.base);
+                let drops: serde_json::Map<String, Value> = DropReason::ALL
+                    .iter()
+                    .map(|r| (r.as_str().to_string(), json!(t.drops[r.index()])))
+                    .collect();
+                let mut kernel = KernelSocketStats::default();
+                for fd in &record.socket_fds {
+                    if let Some(k) = afxdp::kernel_stats(*fd) {
+                        kernel.add(&k);
+                    }
+                }
+                json!({
+                    "name": name,
+                    "rx_frames": t.rx_frames,
+                    "rx_bytes": t.rx_bytes,
+                    "tx_frames": t.tx_frames,
+                    "tx_bytes": t.tx_bytes,
+                    "drops": drops,
+                    "kernel": kernel,
+                })
+            })
+            .collect();
+        json!({ "ports": ports, "workers": self.dataplane.worker_summaries() })
+    }
+
+    pub(super) fn status(&self) -> Outcome {
+        let fdb_entries = self.dataplane.fdb_dump().map_err(system)?.len();
+        Ok(json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "uptime_secs": self.started.elapsed().as_secs(),
+            "workers": self.dataplane.worker_count(),
+            "dead_workers": self.dataplane.dead_workers(),
+            "mode": self.mode,
+            "ports": self.ports.len(),
+            "tenants": self.tenants.len(),
+            "fdb_entries": fdb_entries,
+        }))
+    }
+}
