@@ -397,8 +397,9 @@ fn antispoof_ipv6_forged_neighbour_advertisements_are_dropped() -> Result<()> {
         "NA from h1 for h2's address reached h2",
     )?;
 
-    // DAD: a neighbour solicitation from :: passes.
-    let target = ip6(&lab.ip6(0x33));
+    // DAD: a neighbour solicitation from :: for an address h1 may take (what
+    // a host sends before using it) passes.
+    let target = ip6(&a1);
     let mut ns = vec![135u8, 0, 0, 0, 0, 0, 0, 0];
     ns.extend_from_slice(&target.octets());
     let sn = format!(

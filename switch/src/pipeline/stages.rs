@@ -121,6 +121,13 @@ pub fn ingress<'a>(
         }
     }
     let tenant = tenant_of(domain);
+    if let (Some(tenant), L3Info::Malformed) = (tenant, &info.l3) {
+        // An IP or ARP header that cannot be read cannot be judged by a rule:
+        // where the tenant filters at all, it must not slip through.
+        if !tenant.ingress.allows_everything() || !tenant.egress.allows_everything() {
+            return Verdict::dropped(DropReason::Malformed, domain, Some(info));
+        }
+    }
     let key = acl_key(&info);
     let mut acl = [None, None];
     if let Some(tenant) = tenant {
@@ -179,4 +186,125 @@ pub fn egress(
         guard.check_to_port(info)?;
     }
     Ok(tag)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::acl::{AclAction, AclRule};
+    use crate::pipeline::tenant::TrunkMap;
+    use etherparse::PacketBuilder;
+
+    const A: [u8; 6] = [2, 0, 0, 0, 0, 1];
+    const B: [u8; 6] = [2, 0, 0, 0, 0, 2];
+
+    fn tcp(dport: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        PacketBuilder::ethernet2(A, B)
+            .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
+            .tcp(40000, dport, 1, 1000)
+            .write(&mut out, &[])
+            .expect("build tcp");
+        out
+    }
+
+    fn arp_request() -> Vec<u8> {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&A);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 0x08, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&A);
+        f.extend_from_slice(&[198, 18, 0, 1]);
+        f.extend_from_slice(&[0; 6]);
+        f.extend_from_slice(&[198, 18, 0, 2]);
+        f
+    }
+
+    fn tenant(ingress: Vec<AclRule>, ingress_default: AclAction) -> TenantPolicy {
+        TenantPolicy {
+            ingress: TenantAcl::new(ingress, ingress_default).expect("valid acl"),
+            egress: TenantAcl::empty(AclAction::Allow),
+        }
+    }
+
+    fn deny_dport(port: &str) -> AclRule {
+        AclRule {
+            src: None,
+            dst: None,
+            proto: Some(6),
+            sport: None,
+            dport: Some(port.parse().expect("port")),
+            icmp_type: None,
+            established: false,
+            action: AclAction::Deny,
+        }
+    }
+
+    fn run(policy: &PortPolicy, tenant: &TenantPolicy, frame: &[u8]) -> Verdict {
+        let mut fdb = Fdb::new(16, u64::MAX);
+        ingress(
+            &mut fdb,
+            1,
+            policy,
+            |d| (d == 0).then_some(tenant),
+            frame,
+            0,
+        )
+    }
+
+    const ACCESS: PortPolicy = PortPolicy {
+        mode: PortMode::Access(0),
+        guard: None,
+    };
+
+    #[test]
+    fn an_ingress_rule_drops_what_it_matches_and_names_itself() {
+        let t = tenant(vec![deny_dport("25")], AclAction::Allow);
+        let denied = run(&ACCESS, &t, &tcp(25));
+        assert_eq!(denied.decision, Decision::Drop(DropReason::AclDeny));
+        assert_eq!(denied.acl[0], Some(AclMatch::Rule(0)));
+        let allowed = run(&ACCESS, &t, &tcp(22));
+        assert_eq!(allowed.decision, Decision::Flood);
+        assert_eq!(
+            allowed.acl,
+            [Some(AclMatch::Default), Some(AclMatch::Default)]
+        );
+    }
+
+    #[test]
+    fn arp_passes_a_deny_everything_policy() {
+        let t = tenant(Vec::new(), AclAction::Deny);
+        assert_eq!(
+            run(&ACCESS, &t, &tcp(22)).decision,
+            Decision::Drop(DropReason::AclDeny)
+        );
+        let arp = run(&ACCESS, &t, &arp_request());
+        assert_eq!(arp.decision, Decision::Flood);
+        assert_eq!(arp.acl, [None, None], "ARP must not count as an ACL hit");
+    }
+
+    #[test]
+    fn unreadable_ip_is_dropped_only_where_the_tenant_filters() {
+        let mut broken = tcp(22);
+        broken[14] = 0x4f; // IHL 15: a 60-byte header the frame does not hold
+        broken.truncate(40);
+        let open = tenant(Vec::new(), AclAction::Allow);
+        assert_eq!(run(&ACCESS, &open, &broken).decision, Decision::Flood);
+        let filtering = tenant(vec![deny_dport("25")], AclAction::Allow);
+        assert_eq!(
+            run(&ACCESS, &filtering, &broken).decision,
+            Decision::Drop(DropReason::Malformed)
+        );
+    }
+
+    #[test]
+    fn egress_tags_and_tenant_membership_follow_the_port() {
+        let info = parse_frame(&tcp(22)).expect("frame");
+        let trunk = PortPolicy {
+            mode: PortMode::Trunk(TrunkMap::new(&[(100, 0), (200, 1)])),
+            guard: None,
+        };
+        assert_eq!(egress(&trunk, 1, &info), Ok(Some(200)));
+        assert_eq!(egress(&ACCESS, 0, &info), Ok(None));
+        assert_eq!(egress(&ACCESS, 1, &info), Err(DropReason::CrossTenant));
+    }
 }

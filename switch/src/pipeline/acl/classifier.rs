@@ -61,13 +61,22 @@ use super::rule::{AclKey, AclRule, PortRange};
 
 /// Rules sharing one bucket of a tuple before the compiler looks elsewhere for a new rule:
 /// the most full compares a hit bucket costs, in rule sets without duplicate-like rules.
-pub const BUCKET_LIMIT: usize = 8;
+pub const BUCKET_LIMIT: usize = 12;
 
-/// Tuples with this many rules or fewer are dissolved (see `dissolve_small_tuples`).
+/// How long a bucket may grow when the rules of a small tuple move into it, to save every
+/// lookup that tuple's probe (see `merge_minor_tuples`): the most full compares a hit bucket
+/// costs.
+pub const OVERFLOW_LIMIT: usize = 2 * BUCKET_LIMIT;
+
+/// Tuples probed together before their buckets are scanned.
+const PROBE_BATCH: usize = 8;
+
+/// Tuples this small may move their rules into the tail: a probe costs about as much as
+/// checking this many rules in a row.
 const SMALL_TUPLE: usize = 3;
 
-/// The most rules checked one by one outside any tuple.
-pub const TAIL_LIMIT: usize = 24;
+/// The most rules checked one by one outside any tuple, by every lookup.
+pub const TAIL_LIMIT: usize = 16;
 
 // Where the fields other than the addresses sit in `KeyFields::rest`. One integer, so masking
 // and comparing them is one AND and one compare.
@@ -445,6 +454,18 @@ impl<A: Address> TupleBuilder<A> {
         self.buckets.values().flatten().copied().collect()
     }
 
+    fn remove(&mut self, position: usize, candidate: &Candidate<A>) {
+        if let Some(bucket) = self.buckets.get_mut(&candidate.fields.masked(&self.mask)) {
+            if let Some(at) = bucket.iter().position(|&member| member == position) {
+                bucket.remove(at);
+                self.rule_count -= 1;
+            }
+            if bucket.is_empty() {
+                self.buckets.remove(&candidate.fields.masked(&self.mask));
+            }
+        }
+    }
+
     fn clear(&mut self) {
         self.buckets.clear();
         self.rule_count = 0;
@@ -601,7 +622,7 @@ impl<A: Address> FamilyTable<A> {
                 builder.insert(position, candidate);
             }
         }
-        let tail = Self::dissolve_small_tuples(&mut builders, &candidates);
+        let tail = Self::merge_minor_tuples(&mut builders, &candidates);
 
         let mut entries = Vec::with_capacity(candidates.len());
         let mut tuples: Vec<Tuple<A>> = builders
@@ -659,55 +680,77 @@ impl<A: Address> FamilyTable<A> {
         builders.len().saturating_sub(1)
     }
 
-    /// Probing a tuple costs about as much as checking [`SMALL_TUPLE`] rules in a row, so
-    /// tuples holding that few are emptied: each rule moves into a bigger tuple that has
-    /// room for it now that all tuples exist, else into the tail, which takes at most
-    /// [`TAIL_LIMIT`] rules. Returns the tail's candidate positions, in priority order.
-    fn dissolve_small_tuples(
+    /// Every tuple costs every lookup a probe, whether it holds 3 rules or 3,000, while one
+    /// more rule in a bucket costs only the keys landing in that bucket one more compare.
+    /// So, smallest first, a tuple is emptied when all its rules fit elsewhere: into a
+    /// bigger tuple whose bucket for the rule stays under [`OVERFLOW_LIMIT`], or, for the
+    /// rules of tuples of at most [`SMALL_TUPLE`] rules, into the tail, which every lookup
+    /// scans and which takes at most [`TAIL_LIMIT`] rules. Returns the tail's candidate
+    /// positions, in priority order.
+    fn merge_minor_tuples(
         builders: &mut [TupleBuilder<A>],
         candidates: &[Candidate<A>],
     ) -> Vec<usize> {
-        let is_small = |tuple: &TupleBuilder<A>| tuple.rule_count <= SMALL_TUPLE;
-        let mut small: Vec<usize> = (0..builders.len())
-            .filter(|&index| builders.get(index).is_some_and(is_small))
-            .collect();
-        // The smallest first: they free a probe for the fewest rules.
-        small.sort_by_key(|&index| builders.get(index).map_or(0, |tuple| tuple.rule_count));
+        let mut order: Vec<usize> = (0..builders.len()).collect();
+        order.sort_by_key(|&index| builders.get(index).map_or(0, |tuple| tuple.rule_count));
 
         let mut tail = Vec::new();
-        for index in small {
-            let Some(members) = builders.get(index).map(TupleBuilder::positions) else {
+        for index in order {
+            let Some(tuple) = builders.get(index) else {
                 continue;
             };
-            let mut moves = Vec::with_capacity(members.len());
-            let mut tail_additions = 0;
+            let rule_count = tuple.rule_count;
+            if rule_count == 0 {
+                continue;
+            }
+            let members = tuple.positions();
+            let tail_before = tail.len();
+            let mut moved: Vec<(usize, usize)> = Vec::with_capacity(members.len());
+            let mut all_placed = true;
             for &position in &members {
                 let Some(candidate) = candidates.get(position) else {
                     continue;
                 };
-                // Not into another small tuple: that one may be emptied later.
-                match Self::tuple_with_room(builders, candidate, |tuple| !is_small(tuple)) {
-                    Some(target) => moves.push((position, Some(target))),
+                let target = builders
+                    .iter()
+                    .enumerate()
+                    .filter(|&(other, tuple)| {
+                        other != index
+                            && tuple.rule_count > rule_count
+                            && tuple.shape.fits_within(&candidate.shape)
+                            && tuple.bucket_len(candidate) < OVERFLOW_LIMIT
+                    })
+                    .max_by_key(|(other, tuple)| (tuple.rule_count, Reverse(*other)))
+                    .map(|(other, _)| other);
+                match target {
+                    Some(target) => {
+                        if let Some(builder) = builders.get_mut(target) {
+                            builder.insert(position, candidate);
+                            moved.push((target, position));
+                        }
+                    }
+                    None if rule_count <= SMALL_TUPLE && tail.len() < TAIL_LIMIT => {
+                        tail.push(position);
+                    }
                     None => {
-                        tail_additions += 1;
-                        moves.push((position, None));
+                        all_placed = false;
+                        break;
                     }
                 }
             }
-            if tail.len() + tail_additions > TAIL_LIMIT {
-                continue;
-            }
-            for (position, target) in moves {
-                let Some(candidate) = candidates.get(position) else {
-                    continue;
-                };
-                match target.and_then(|target| builders.get_mut(target)) {
-                    Some(builder) => builder.insert(position, candidate),
-                    None => tail.push(position),
+            if all_placed {
+                if let Some(builder) = builders.get_mut(index) {
+                    builder.clear();
                 }
-            }
-            if let Some(builder) = builders.get_mut(index) {
-                builder.clear();
+            } else {
+                for (target, position) in moved {
+                    if let (Some(builder), Some(candidate)) =
+                        (builders.get_mut(target), candidates.get(position))
+                    {
+                        builder.remove(position, candidate);
+                    }
+                }
+                tail.truncate(tail_before);
             }
         }
         tail.sort_unstable();
@@ -722,22 +765,32 @@ impl<A: Address> FamilyTable<A> {
             .iter()
             .find(|rule| rule.matches(key))
             .map_or(usize::MAX, |rule| rule.priority);
-        for tuple in &self.tuples {
-            if tuple.best_priority >= best {
-                break;
-            }
-            let Some(slot) = tuple.find(key) else {
-                continue;
-            };
-            let start = slot.start as usize;
-            let bucket = start..start.saturating_add(slot.len as usize);
-            for rule in self.entries.get(bucket).unwrap_or_default() {
-                if rule.priority >= best {
+        // Probes of a few tuples first, then their buckets: the probes are independent, so
+        // their cache misses overlap instead of queueing behind each other's branches.
+        for chunk in self.tuples.chunks(PROBE_BATCH) {
+            let mut found = [Slot::default(); PROBE_BATCH];
+            for (tuple, slot) in chunk.iter().zip(found.iter_mut()) {
+                if tuple.best_priority >= best {
                     break;
                 }
-                if rule.matches(key) {
-                    best = rule.priority;
-                    break;
+                if let Some(hit) = tuple.find(key) {
+                    *slot = *hit;
+                }
+            }
+            for (tuple, slot) in chunk.iter().zip(found.iter()) {
+                if tuple.best_priority >= best {
+                    return (best != usize::MAX).then_some(best);
+                }
+                let start = slot.start as usize;
+                let bucket = start..start.saturating_add(slot.len as usize);
+                for rule in self.entries.get(bucket).unwrap_or_default() {
+                    if rule.priority >= best {
+                        break;
+                    }
+                    if rule.matches(key) {
+                        best = rule.priority;
+                        break;
+                    }
                 }
             }
         }

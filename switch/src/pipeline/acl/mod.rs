@@ -88,6 +88,11 @@ impl TenantAcl {
         self.rules.len()
     }
 
+    /// True when no frame can be denied: no rules and a default of allow.
+    pub fn allows_everything(&self) -> bool {
+        self.is_empty() && self.default_action() == AclAction::Allow
+    }
+
     pub fn is_empty(&self) -> bool {
         self.rules.is_empty()
     }
