@@ -60,9 +60,9 @@ pub enum AclError {
     },
     #[error("--icmp-type needs --proto icmp or icmpv6, but the rule has {}", describe_proto(*.proto))]
     IcmpTypeNeedsIcmp { proto: Option<u8> },
-    #[error("--proto {} is for {} but {prefix} is {}: write --proto {}", proto_name(*.proto), family_name(*.proto == PROTO_ICMP), family_name(matches!(.prefix, IpNet::V4(_))), proto_name(if *.proto == PROTO_ICMP { PROTO_ICMPV6 } else { PROTO_ICMP }))]
+    #[error("{}", icmp_family_message(*.proto, .prefix))]
     IcmpFamilyMismatch { proto: u8, prefix: IpNet },
-    #[error("--established matches TCP only, but the rule has --proto {}: write --proto tcp or leave --proto out (--established implies tcp)", proto_name(*.proto))]
+    #[error("--established matches TCP only, but the rule has --proto {}: {}", proto_name(*.proto), "write --proto tcp or leave --proto out (--established implies tcp)")]
     EstablishedNeedsTcp { proto: u8 },
     #[error("'{input}' is not a rule option: write an action (allow or deny) followed by --proto, --src, --dst, --sport, --dport, --icmp-type or --established")]
     UnknownOption { input: String },
@@ -97,6 +97,21 @@ fn family_name(is_ipv4: bool) -> &'static str {
     } else {
         "IPv6"
     }
+}
+
+/// E.g. "--proto icmp is for IPv4 but fd00::/64 is IPv6: write --proto icmpv6".
+fn icmp_family_message(proto: u8, prefix: &IpNet) -> String {
+    let (family, other_proto) = if proto == PROTO_ICMP {
+        ("IPv4", PROTO_ICMPV6)
+    } else {
+        ("IPv6", PROTO_ICMP)
+    };
+    format!(
+        "--proto {} is for {family} but {prefix} is {}: write --proto {}",
+        proto_name(proto),
+        family_name(matches!(prefix, IpNet::V4(_))),
+        proto_name(other_proto),
+    )
 }
 
 /// What happens to a frame a rule matches.
@@ -440,14 +455,14 @@ impl AclRule {
     /// Defined for every rule, valid or not: an invalid rule simply matches what its fields
     /// say (often nothing).
     pub fn matches(&self, key: &AclKey) -> bool {
-        self.src.map_or(true, |network| network.contains(&key.src))
-            && self.dst.map_or(true, |network| network.contains(&key.dst))
-            && self.proto.map_or(true, |proto| proto == key.proto)
-            && self.sport.map_or(true, |range| range.contains(key.sport))
-            && self.dport.map_or(true, |range| range.contains(key.dport))
+        self.src.is_none_or(|network| network.contains(&key.src))
+            && self.dst.is_none_or(|network| network.contains(&key.dst))
+            && self.proto.is_none_or(|proto| proto == key.proto)
+            && self.sport.is_none_or(|range| range.contains(key.sport))
+            && self.dport.is_none_or(|range| range.contains(key.dport))
             && self
                 .icmp_type
-                .map_or(true, |icmp_type| key.icmp_type == Some(icmp_type))
+                .is_none_or(|icmp_type| key.icmp_type == Some(icmp_type))
             && (!self.established || key.is_established_tcp())
     }
 
