@@ -351,8 +351,9 @@ impl Worker {
             return 0;
         }
         queue.in_fill = queue.in_fill.saturating_sub(received);
-        if queue.in_fill < queue.fill_target / 4 {
-            // One turn nearly emptied the ring: this port is busy.
+        if received == batch || queue.in_fill < queue.fill_target / 2 {
+            // A full batch, or half the ring gone in one turn: this port is
+            // busy and its ring must hold more than one turn's worth.
             queue.fill_target = queue.fill_target.saturating_mul(2);
         }
         let ingress = queue.port;

@@ -63,7 +63,7 @@
 //! only when more rules than that are identical apart from their port ranges; those are then
 //! checked one after another, as any classifier that does not expand ranges must.
 //!
-//! Compiling is about `rules × tuples` bucket probes: around 10 ms for 10,000 rules.
+//! Compiling is about `rules × tuples` bucket probes: 10-20 ms for 10,000 rules.
 
 use std::cmp::Reverse;
 use std::collections::HashMap;
@@ -283,7 +283,7 @@ impl Shape {
                 .unwrap_or(0)
         };
         let single_port_or_none = |len: u8| if len == 16 { 16 } else { 0 };
-        let addresses_only = Shape {
+        let hashes_nothing = Shape {
             src_len: 0,
             dst_len: 0,
             proto: false,
@@ -296,18 +296,18 @@ impl Shape {
         let more_specific_address = if src_level >= dst_level {
             Shape {
                 src_len: src_level,
-                ..addresses_only
+                ..hashes_nothing
             }
         } else {
             Shape {
                 dst_len: dst_level,
-                ..addresses_only
+                ..hashes_nothing
             }
         };
         let both_addresses = Shape {
             src_len: src_level,
             dst_len: dst_level,
-            ..addresses_only
+            ..hashes_nothing
         };
         let with_other_fields = Shape {
             sport_len: single_port_or_none(self.sport_len),
@@ -420,12 +420,13 @@ impl<A: Address> Candidate<A> {
                 rule.established,
             ),
         };
-        let exact_shape = Shape {
+        // Ports are checked as ranges, everything else as `key & mask == value`.
+        let without_ports = Shape {
             sport_len: 0,
             dport_len: 0,
             ..shape
         };
-        let mask = exact_shape.mask();
+        let mask = without_ports.mask();
         Some(Candidate {
             compiled: CompiledRule {
                 priority,
