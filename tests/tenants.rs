@@ -430,3 +430,64 @@ fn tenant_lifecycle_create_move_and_delete() -> Result<()> {
     lab.ping_all(&h3, &h2, 3)?;
     Ok(())
 }
+
+#[test]
+fn a_config_file_sets_up_tenants_trunks_guards_and_acls() -> Result<()> {
+    let lab = lab!("tenantcf", "tnc", 171)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    let trunk = lab.add_veth_host("tr", 3)?;
+    let config = format!(
+        r#"
+[[tenant]]
+name = "web"
+ingress_default = "allow"
+[[tenant.ingress]]
+action = "deny"
+proto = "tcp"
+dport = "25"
+
+[[port]]
+name = "{h1}"
+tenant = "web"
+[port.antispoof]
+macs = ["{h1_mac}"]
+ipv4 = ["{h1_ip}/32"]
+
+[[port]]
+name = "{h2}"
+tenant = "web"
+
+[[port]]
+name = "{trunk}"
+trunk = true
+vlans = [{{ vlan = 100, tenant = "web" }}]
+"#,
+        h1 = h1.port,
+        h2 = h2.port,
+        trunk = trunk.port,
+        h1_mac = h1.mac,
+        h1_ip = h1.ip,
+    );
+    lab.start_xswd(&config)?;
+
+    let web = lab.ctl_json(&["tenant", "show", "web"])?;
+    ensure!(
+        sorted(&[&h1.port, &h2.port]) == names(&web["ports"]),
+        "tenant web after startup: {web}"
+    );
+    ensure!(web["vlans"][0]["vlan"] == 100, "trunk VLAN missing: {web}");
+    let acl = lab.ctl_json(&["acl", "list", "web"])?;
+    ensure!(
+        acl["ingress"]["rules"][0]["dport"] == "25",
+        "ACL missing: {acl}"
+    );
+    let h1_row = lab.port(&h1.port)?.unwrap_or(Value::Null);
+    ensure!(
+        h1_row["antispoof"]["macs"][0] == h1.mac.as_str(),
+        "guard missing: {h1_row}"
+    );
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 2)?;
+    Ok(())
+}

@@ -323,6 +323,51 @@ mod tests {
     }
 
     #[test]
+    fn tenants_trunks_guards_and_acls_parse() {
+        let text = r#"
+            [[tenant]]
+            name = "web"
+            egress_default = "deny"
+            [[tenant.egress]]
+            action = "allow"
+            proto = "tcp"
+            dport = "22"
+            [[tenant.ingress]]
+            action = "deny"
+            proto = "tcp"
+            dport = "25"
+
+            [[port]]
+            name = "vnet1"
+            tenant = "web"
+            [port.antispoof]
+            macs = ["52:54:00:00:00:01"]
+            ipv4 = ["198.51.100.7/32"]
+
+            [[port]]
+            name = "eth1"
+            trunk = true
+            vlans = [{ vlan = 100, tenant = "web" }]
+        "#;
+        let config = Config::parse(text, "t.toml").expect("valid config");
+        let web = &config.tenants[0];
+        assert_eq!(web.egress_default, Some(AclAction::Deny));
+        assert_eq!(web.egress[0].to_string(), "allow --proto tcp --dport 22");
+        assert_eq!(web.ingress[0].action, AclAction::Deny);
+        let guard = config.ports[0].antispoof.as_ref().expect("guard");
+        assert_eq!(guard.macs.len(), 1);
+        assert!(config.ports[1].trunk);
+        assert_eq!(config.ports[1].vlans[0].vlan, 100);
+        let err = Config::parse(
+            "[[tenant]]\nname = \"t\"\n[[tenant.ingress]]\naction = \"deny\"\ndport = \"9-1\"\n",
+            "x.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("9-1"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_file_the_line_and_the_key() {
         let err = Config::parse("[umem]\nframe_size = 3000\n", "/etc/xsw/xsw.toml")
             .unwrap_err()
