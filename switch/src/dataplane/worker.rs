@@ -419,25 +419,24 @@ impl Worker {
 
     /// Sends `desc` out of `port` if the port's egress checks pass, with the
     /// tag that port wants for the frame's tenant.
-    fn deliver(
+    fn deliver(&mut self, snapshot: &Snapshot, port: PortId, desc: FrameDesc, verdict: &Verdict) {
+        match egress_edit(snapshot, port, verdict) {
+            Ok(edit) => self.deliver_edited(snapshot, port, desc, edit),
+            Err(reason) => {
+                self.stats.drop_frame(port, reason);
+                self.ledger.release(desc);
+            }
+        }
+    }
+
+    /// Sends `desc` out of `port` after the tag edit its checks settled on.
+    fn deliver_edited(
         &mut self,
         snapshot: &Snapshot,
         port: PortId,
         mut desc: FrameDesc,
-        verdict: &Verdict,
+        edit: TagEdit,
     ) {
-        let (Some(view), Some(info)) = (snapshot.port(port), verdict.info.as_ref()) else {
-            self.ledger.release(desc);
-            return;
-        };
-        let edit = match stages::egress(&view.policy, verdict.domain, info) {
-            Ok(tag) => TagEdit::between(info.vlan, tag),
-            Err(reason) => {
-                self.stats.drop_frame(port, reason);
-                self.ledger.release(desc);
-                return;
-            }
-        };
         if edit != TagEdit::Keep && !self.retag(&mut desc, edit) {
             self.stats.drop_frame(port, DropReason::Malformed);
             self.ledger.release(desc);
@@ -515,31 +514,27 @@ impl Worker {
     /// for all but the last, which gets the original (so a two-port flood
     /// copies nothing). Copies are taken before the original is edited.
     fn flood(&mut self, snapshot: &Snapshot, ingress: PortId, desc: FrameDesc, verdict: &Verdict) {
-        let Some(info) = verdict.info.as_ref() else {
-            self.ledger.release(desc);
-            return;
-        };
-        let mut pending: Option<PortId> = None;
+        let mut pending: Option<(PortId, TagEdit)> = None;
         for &port in snapshot.flood_members(verdict.domain) {
-            let Some(view) = snapshot.port(port) else {
+            if port == ingress || !snapshot.port(port).is_some_and(|view| view.link_up) {
                 continue;
+            }
+            let edit = match egress_edit(snapshot, port, verdict) {
+                Ok(edit) => edit,
+                Err(reason) => {
+                    self.stats.drop_frame(port, reason);
+                    continue;
+                }
             };
-            if port == ingress || !view.link_up {
-                continue;
-            }
-            if let Err(reason) = stages::egress(&view.policy, verdict.domain, info) {
-                self.stats.drop_frame(port, reason);
-                continue;
-            }
-            if let Some(previous) = pending.replace(port) {
+            if let Some((previous, previous_edit)) = pending.replace((port, edit)) {
                 match self.copy_frame(&desc) {
-                    Some(copy) => self.deliver(snapshot, previous, copy, verdict),
+                    Some(copy) => self.deliver_edited(snapshot, previous, copy, previous_edit),
                     None => self.stats.drop_frame(previous, DropReason::NoBuffer),
                 }
             }
         }
         match pending {
-            Some(last) => self.deliver(snapshot, last, desc, verdict),
+            Some((last, edit)) => self.deliver_edited(snapshot, last, desc, edit),
             None => {
                 self.stats.drop_frame(ingress, DropReason::NoEgress);
                 self.ledger.release(desc);
@@ -779,6 +774,20 @@ impl Worker {
                         .is_some_and(|r| r.has_ready())
             })
     }
+}
+
+/// The egress checks of `port` for a frame with `verdict`, as the tag edit
+/// the frame needs on its way out.
+fn egress_edit(
+    snapshot: &Snapshot,
+    port: PortId,
+    verdict: &Verdict,
+) -> Result<TagEdit, DropReason> {
+    let (Some(view), Some(info)) = (snapshot.port(port), verdict.info.as_ref()) else {
+        return Err(DropReason::NoEgress);
+    };
+    let tag = stages::egress(&view.policy, verdict.domain, info)?;
+    Ok(TagEdit::between(info.vlan, tag))
 }
 
 fn wake_fill(fd: RawFd) {
