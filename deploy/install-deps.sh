@@ -8,6 +8,8 @@ packages=(
   clang llvm m4 libelf-dev zlib1g-dev pkg-config make gcc libc6-dev libbpf-dev
   # run and test: namespaces, veths, taps, traffic, inspection
   iproute2 iputils-ping ethtool iperf3 netcat-openbsd bpftool tcpdump procps
+  # service tests: run xswd with only the unit's capabilities, check its sandbox
+  util-linux strace systemd
   # benchmark baselines and profiles
   bridge-utils linux-perf
 )

@@ -42,6 +42,11 @@ pub struct TenantSpec {
     pub ingress: Vec<AclRule>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub egress: Vec<AclRule>,
+    /// Unprivileged users (uids) and groups (gids) this tenant is delegated to.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grant_uids: Vec<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grant_gids: Vec<u32>,
 }
 
 /// A trunk VLAN: frames of `tenant` travel on `port` tagged `vlan`.

@@ -8,6 +8,7 @@
 //! - `dataplane`: workers that move frames between sockets in batches.
 //! - `control`: the daemon's state, the control socket and its protocol.
 //! - `config`: the configuration file.
+//! - `service`: systemd integration (readiness, watchdog).
 
 pub mod config;
 pub mod control;
@@ -15,4 +16,5 @@ pub mod dataplane;
 pub mod packet;
 pub mod pipeline;
 pub mod port;
+pub mod service;
 pub mod xdp;

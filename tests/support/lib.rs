@@ -14,7 +14,9 @@
 
 pub mod cmd;
 pub mod frames;
+pub mod service;
 pub mod tenancy;
+pub mod users;
 
 pub use cmd::{Output, Proc};
 
@@ -459,6 +461,28 @@ impl Lab {
     pub fn start_xswd(&self, config: &str) -> Result<()> {
         ensure!(self.xswd.borrow().is_none(), "xswd already started");
         std::fs::write(self.config_path(), config)?;
+        self.launch_xswd()
+    }
+
+    /// Starts xswd again after it died (killed or crashed), on the config
+    /// file as the previous xswd left it: a restart.
+    pub fn relaunch_xswd(&self) -> Result<()> {
+        let previous = self.xswd.borrow_mut().take();
+        if let Some(mut p) = previous {
+            ensure!(
+                !p.running(),
+                "relaunch_xswd: the previous xswd is still running"
+            );
+        }
+        self.launch_xswd()
+    }
+
+    /// The xswd process id, for signals such as SIGHUP.
+    pub fn xswd_pid(&self) -> Option<u32> {
+        self.xswd.borrow().as_ref().map(|p| p.child.id())
+    }
+
+    fn launch_xswd(&self) -> Result<()> {
         let sock = self.socket().display().to_string();
         let cfg = self.config_path().display().to_string();
         let xswd = self.bins.xswd()?.display().to_string();

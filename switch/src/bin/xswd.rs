@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use xsw::config::{self, Config};
+use xsw::control::persist::Persistence;
 use xsw::control::server::ControlServer;
 use xsw::control::switch::Switch;
 use xsw::dataplane::worker::WorkerTuning;
@@ -29,17 +30,28 @@ struct Args {
     log_level: String,
 }
 
+/// The config file: `--config`, or the default path (which may not exist
+/// yet: xswd then starts empty and creates it on the first change).
+fn config_path(args: &Args) -> PathBuf {
+    args.config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_PATH))
+}
+
 fn load_config(args: &Args) -> Result<Config, String> {
-    match &args.config {
-        Some(path) => Config::load(path).map_err(|e| e.to_string()),
-        None => {
-            let default = PathBuf::from(config::DEFAULT_PATH);
-            if default.exists() {
-                Config::load(&default).map_err(|e| e.to_string())
-            } else {
-                Ok(Config::default())
-            }
-        }
+    let path = config_path(args);
+    if args.config.is_none() && !path.exists() {
+        return Ok(Config::default());
+    }
+    Config::load(&path).map_err(|e| e.to_string())
+}
+
+/// Changes are saved only to a regular file (or a new one): never through a
+/// device such as /dev/null, which a rename would replace.
+fn can_save_to(path: &std::path::Path) -> bool {
+    match std::fs::metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(_) => true,
     }
 }
 
@@ -113,7 +125,17 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let switch = Arc::new(Mutex::new(Switch::new(dataplane, config.dataplane.mode)));
+    let mut initial = Switch::new(dataplane, config.dataplane.mode);
+    let path = config_path(&args);
+    if can_save_to(&path) {
+        initial.set_persistence(Persistence {
+            path,
+            startup: config.clone(),
+        });
+    } else {
+        tracing::warn!(config = %path.display(), "not a regular file: changes made with xswctl will not be saved");
+    }
+    let switch = Arc::new(Mutex::new(initial));
     if let Err(e) = switch
         .lock()
         .map_err(|_| "lock".to_string())
@@ -130,6 +152,7 @@ fn main() -> ExitCode {
     let socket_path = server.path().to_path_buf();
     {
         let stop = stop.clone();
+        let reload_switch = switch.clone();
         std::thread::Builder::new()
             .name("xsw-signals".into())
             .spawn(move || loop {
@@ -140,7 +163,12 @@ fn main() -> ExitCode {
                     continue;
                 }
                 if signal == libc::SIGHUP {
-                    tracing::warn!("SIGHUP: reloading the config file is not supported yet; restart xswd to apply it");
+                    let mut guard = reload_switch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                    match guard.reload() {
+                        Ok(report) if report.failed.is_empty() => tracing::info!("configuration reloaded"),
+                        Ok(report) => tracing::error!(failed = ?report.failed, "configuration reloaded with failures"),
+                        Err(e) => tracing::error!("reload refused, running configuration unchanged: {e}"),
+                    }
                     continue;
                 }
                 tracing::info!(signal, "stopping");

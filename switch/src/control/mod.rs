@@ -3,8 +3,10 @@
 //! the control socket (`protocol`), the daemon's listener (`server`) and the
 //! client xswctl uses (`client`).
 
+pub mod access;
 pub mod client;
 mod fdb;
+pub mod persist;
 mod ports;
 pub mod protocol;
 mod report;

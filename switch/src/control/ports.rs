@@ -142,7 +142,13 @@ impl Switch {
         let id = self.free_port_id().ok_or_else(|| {
             ControlError::invalid(format!("this switch holds at most {MAX_PORTS} ports"))
         })?;
-        if spec.create_tap {
+        // After a restart, the persistent tap xsw made earlier is still there
+        // (a VM may hold it): take it back rather than refuse.
+        let adopting = spec.create_tap
+            && self.restoring
+            && iface::exists(&name)
+            && iface::kind(&name) == IfaceKind::Tap;
+        if spec.create_tap && !adopting {
             if iface::exists(&name) {
                 return Err(ControlError::new(
                     ErrorCode::AlreadyExists,
@@ -162,7 +168,7 @@ impl Switch {
                     .unwrap_or(Value::Null))
             }
             Err(e) => {
-                if spec.create_tap {
+                if spec.create_tap && !adopting {
                     if let Err(undo) = tap::remove(&name) {
                         tracing::warn!(port = %name, error = %undo, "could not remove the tap created for a failed port add");
                     }
@@ -322,6 +328,13 @@ impl Switch {
             self.static_macs.retain(|_, port| port != name);
         }
         Ok(self.port_row(name).map(|r| json!(r)).unwrap_or(Value::Null))
+    }
+
+    /// Swaps a port's tenant, VLANs and guard for those of `spec` (a reload).
+    pub(super) fn replace_port_policy(&mut self, name: &str, spec: PortSpec) -> Outcome {
+        let old = &self.port(name)?.spec;
+        let tenants_changed = old.tenant != spec.tenant || old.vlans != spec.vlans;
+        self.update_port(name, spec, tenants_changed)
     }
 
     pub(super) fn port_set_tenant(&mut self, name: &str, tenant: &str) -> Outcome {

@@ -50,6 +50,22 @@ pub enum Request {
     TenantShow {
         name: String,
     },
+    /// Delegates tenant `name` to an unprivileged user or group (root only).
+    TenantGrant {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
+    },
+    /// Withdraws a grant made with `TenantGrant` (root only).
+    TenantRevoke {
+        name: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uid: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        gid: Option<u32>,
+    },
     AclAdd(AclAddArgs),
     AclDel {
         tenant: String,
@@ -87,6 +103,28 @@ pub enum Request {
     },
     Stats {},
     Status {},
+    /// The running configuration as a config file.
+    ConfigShow {},
+    /// Re-read the config file and apply the difference (as SIGHUP does).
+    ConfigReload {},
+}
+
+impl Request {
+    /// Whether a successful request changes what the config file holds.
+    pub fn changes_config(&self) -> bool {
+        !matches!(
+            self,
+            Request::PortList {}
+                | Request::TenantList {}
+                | Request::TenantShow { .. }
+                | Request::AclList { .. }
+                | Request::FdbShow { .. }
+                | Request::Stats {}
+                | Request::Status {}
+                | Request::ConfigShow {}
+                | Request::ConfigReload {}
+        )
+    }
 }
 
 /// An ACL rule as typed: every field a string the daemon parses, so a
@@ -128,6 +166,8 @@ pub enum ErrorCode {
     AlreadyExists,
     /// The kernel refused (XDP attach, socket bind, tap creation).
     System,
+    /// The client may not do this (see `xswctl tenant grant`).
+    PermissionDenied,
     Internal,
 }
 

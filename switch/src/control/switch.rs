@@ -90,6 +90,13 @@ pub struct Switch {
     pub(super) static_macs: BTreeMap<(DomainId, MacAddr), String>,
     pub(super) mode: PollMode,
     pub(super) started: Instant,
+    /// Tenants delegated to unprivileged users and groups.
+    pub(super) grants: super::access::Grants,
+    /// Where changes are saved; None when xswd runs without a config file.
+    pub(super) persistence: Option<super::persist::Persistence>,
+    /// True while the config file is applied at startup or on reload:
+    /// taps created by an earlier xswd are adopted instead of refused.
+    pub(super) restoring: bool,
 }
 
 impl Switch {
@@ -101,6 +108,9 @@ impl Switch {
             static_macs: BTreeMap::new(),
             mode,
             started: Instant::now(),
+            grants: Default::default(),
+            persistence: None,
+            restoring: false,
         };
         let default = TenantRecord::new(0, switch.dataplane.worker_count());
         switch.tenants.insert(DEFAULT_TENANT.to_string(), default);
@@ -110,6 +120,13 @@ impl Switch {
 
     /// Applies the tenants, ports and static MACs of a config file at startup.
     pub fn apply_config(&mut self, config: &Config) -> Result<(), String> {
+        self.restoring = true;
+        let result = self.apply_config_inner(config);
+        self.restoring = false;
+        result
+    }
+
+    fn apply_config_inner(&mut self, config: &Config) -> Result<(), String> {
         for spec in &config.tenants {
             self.apply_tenant_spec(spec)
                 .map_err(|e| format!("tenant {:?}: {e}", spec.name))?;
@@ -126,6 +143,7 @@ impl Switch {
     }
 
     pub fn handle(&mut self, request: Request) -> Reply {
+        let changes_config = request.changes_config();
         let outcome = match request {
             Request::PortAdd(spec) => self.port_add(spec),
             Request::PortDel { name } => self.port_del(&name),
@@ -144,6 +162,8 @@ impl Switch {
             Request::TenantDelete { name } => self.tenant_delete(&name),
             Request::TenantList {} => Ok(self.tenant_list()),
             Request::TenantShow { name } => self.tenant_show(&name),
+            Request::TenantGrant { name, uid, gid } => self.tenant_grant(&name, uid, gid),
+            Request::TenantRevoke { name, uid, gid } => self.tenant_revoke(&name, uid, gid),
             Request::AclAdd(args) => self.acl_add(&args),
             Request::AclDel {
                 tenant,
@@ -167,9 +187,23 @@ impl Switch {
             Request::FdbDel { mac, tenant } => self.fdb_del(&mac, tenant.as_deref()),
             Request::Stats {} => Ok(self.stats()),
             Request::Status {} => self.status(),
+            Request::ConfigShow {} => Ok(serde_json::json!({ "toml": self.running_config_toml() })),
+            Request::ConfigReload {} => self
+                .reload()
+                .map(|report| serde_json::json!(report))
+                .map_err(|e| ControlError::invalid(e)),
         };
         match outcome {
-            Ok(data) => Reply::success(data),
+            Ok(mut data) => {
+                if changes_config {
+                    if let Err(warning) = self.save() {
+                        if let Some(object) = data.as_object_mut() {
+                            object.insert("warning".into(), warning.into());
+                        }
+                    }
+                }
+                Reply::success(data)
+            }
             Err(e) => Reply::failure(e.code, e.message),
         }
     }

@@ -257,6 +257,7 @@ impl Switch {
             )));
         }
         self.tenants.remove(name);
+        self.grants.remove_tenant(name);
         self.static_macs.retain(|(domain, _), _| *domain != id);
         self.publish();
         tracing::info!(tenant = name, "tenant deleted");
@@ -420,6 +421,23 @@ impl Switch {
         Ok(json!({ "tenant": tenant, "ingress": list(0), "egress": list(1) }))
     }
 
+    /// A tenant as the config file describes it.
+    pub(super) fn tenant_spec(&self, name: &str) -> Option<TenantSpec> {
+        let record = self.tenants.get(name)?;
+        let non_default =
+            |acl: &DirectionAcl| (acl.default != AclAction::Allow).then_some(acl.default);
+        let mut spec = TenantSpec {
+            name: name.to_string(),
+            ingress_default: non_default(&record.acl[0]),
+            egress_default: non_default(&record.acl[1]),
+            ingress: record.acl[0].rules.clone(),
+            egress: record.acl[1].rules.clone(),
+            ..TenantSpec::default()
+        };
+        self.grants.fill_spec(&mut spec);
+        Some(spec)
+    }
+
     /// Creates (or, for `default`, fills) a tenant from the config file.
     pub(super) fn apply_tenant_spec(&mut self, spec: &TenantSpec) -> Outcome<()> {
         if !self.tenants.contains_key(&spec.name) {
@@ -433,10 +451,22 @@ impl Switch {
             (0, &spec.ingress, spec.ingress_default),
             (1, &spec.egress, spec.egress_default),
         ] {
+            let default = default.unwrap_or(AclAction::Allow);
+            if record.acl[dir].rules == *rules && record.acl[dir].default == default {
+                // Unchanged: keep its hit counters.
+                continue;
+            }
             let mut next = DirectionAcl::new();
             next.rules = rules.clone();
-            next.default = default.unwrap_or(AclAction::Allow);
+            next.default = default;
             record.replace(dir, next, |_| None, workers)?;
+        }
+        // The file's grants replace the tenant's: a reload can also revoke.
+        let previous = self.grants.clone();
+        self.grants.remove_tenant(&spec.name);
+        if let Err(e) = self.grants.apply_spec(spec) {
+            self.grants = previous;
+            return Err(ControlError::invalid(e));
         }
         self.publish();
         Ok(())

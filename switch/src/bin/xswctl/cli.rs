@@ -42,6 +42,9 @@ pub enum Command {
     /// The MAC table.
     #[command(subcommand)]
     Fdb(FdbCommand),
+    /// The configuration: the running one, a file to check, a reload.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
     /// Version, uptime, workers, ports.
@@ -103,6 +106,31 @@ pub enum TenantCommand {
     Show {
         name: String,
     },
+    /// Delegate the tenant to an unprivileged user or group: they may then
+    /// manage its taps, ACLs and MAC entries, and nothing else (root only).
+    Grant {
+        name: String,
+        #[command(flatten)]
+        whom: Grantee,
+    },
+    /// Withdraw a grant (root only).
+    Revoke {
+        name: String,
+        #[command(flatten)]
+        whom: Grantee,
+    },
+}
+
+/// Whom a tenant is granted to: a user, a group, or both.
+#[derive(clap::Args)]
+#[group(required = true, multiple = true)]
+pub struct Grantee {
+    /// A user id.
+    #[arg(long)]
+    uid: Option<u32>,
+    /// A group id: every member (primary or supplementary group) gets the grant.
+    #[arg(long)]
+    gid: Option<u32>,
 }
 
 #[derive(Subcommand)]
@@ -191,6 +219,16 @@ pub enum AclCommand {
 }
 
 #[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Print the running configuration (what xswd saves after every change).
+    Show,
+    /// Validate a config file without applying it (needs no running xswd).
+    Check { file: PathBuf },
+    /// Re-read xswd's config file and apply only the difference (like SIGHUP).
+    Reload,
+}
+
+#[derive(Subcommand)]
 pub enum FdbCommand {
     /// Show learned and static MAC entries.
     Show {
@@ -215,8 +253,13 @@ pub enum FdbCommand {
     },
 }
 
+/// The request a command sends; `config check` sends none (it runs here).
 pub fn request(command: Command) -> Request {
     match command {
+        Command::Config(ConfigCommand::Show) => Request::ConfigShow {},
+        Command::Config(ConfigCommand::Reload) => Request::ConfigReload {},
+        // Handled before any request is built (see main).
+        Command::Config(ConfigCommand::Check { .. }) => Request::Status {},
         Command::Port(PortCommand::Add {
             name,
             xdp_mode,
@@ -246,6 +289,16 @@ pub fn request(command: Command) -> Request {
         Command::Tenant(TenantCommand::Delete { name }) => Request::TenantDelete { name },
         Command::Tenant(TenantCommand::List) => Request::TenantList {},
         Command::Tenant(TenantCommand::Show { name }) => Request::TenantShow { name },
+        Command::Tenant(TenantCommand::Grant { name, whom }) => Request::TenantGrant {
+            name,
+            uid: whom.uid,
+            gid: whom.gid,
+        },
+        Command::Tenant(TenantCommand::Revoke { name, whom }) => Request::TenantRevoke {
+            name,
+            uid: whom.uid,
+            gid: whom.gid,
+        },
         Command::Vlan(VlanCommand::Add { port, vid, tenant }) => Request::VlanAdd {
             port,
             vlan: vid,

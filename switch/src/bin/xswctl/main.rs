@@ -12,6 +12,18 @@ use xsw::control::client;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
+    if let cli::Command::Config(cli::ConfigCommand::Check { file }) = &args.command {
+        return match xsw::config::Config::load(file) {
+            Ok(_) => {
+                println!("{}: ok", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let request = cli::request(args.command);
     let reply = match client::call(&args.socket, &request, Duration::from_secs(30)) {
         Ok(reply) => reply,

@@ -211,6 +211,10 @@ fn acl(data: &Value) -> String {
     out.join("\n\n")
 }
 
+fn ids(v: &Value) -> String {
+    items(v).iter().map(text).collect::<Vec<_>>().join(", ")
+}
+
 fn key_values(data: &Value) -> String {
     data.as_object()
         .map(|o| {
@@ -244,6 +248,11 @@ pub fn render(request: &Request, data: &Value) -> String {
         Request::PortSet { name, tenant } => format!("port {name} moved to tenant {tenant}"),
         Request::TenantCreate { name } => format!("tenant {name} created"),
         Request::TenantDelete { name } => format!("tenant {name} deleted"),
+        Request::TenantGrant { name, .. } | Request::TenantRevoke { name, .. } => format!(
+            "tenant {name} is delegated to uids [{}], gids [{}]",
+            ids(&data["uids"]),
+            ids(&data["gids"])
+        ),
         Request::VlanAdd { port, vlan, tenant } => {
             format!("{port} carries tenant {tenant} as VLAN {vlan}")
         }
@@ -256,5 +265,25 @@ pub fn render(request: &Request, data: &Value) -> String {
         | Request::AclPolicy { .. } => acl(data),
         Request::FdbAdd { mac, port, .. } => format!("static MAC {mac} -> {port}"),
         Request::FdbDel { mac, .. } => format!("MAC {mac} removed"),
+        Request::ConfigShow {} => data["toml"]
+            .as_str()
+            .unwrap_or_default()
+            .trim_end()
+            .to_string(),
+        Request::ConfigReload {} => {
+            let mut lines = vec!["configuration reloaded".to_string()];
+            for (key, label) in [
+                ("applied", "applied"),
+                ("failed", "FAILED"),
+                ("needs_restart", "at restart"),
+            ] {
+                lines.extend(
+                    items(&data[key])
+                        .iter()
+                        .map(|v| format!("  {label}: {}", text(v))),
+                );
+            }
+            lines.join("\n")
+        }
     }
 }

@@ -1,0 +1,320 @@
+//! The running configuration as a config file: rebuilt from the switch's
+//! state, written back after every change (atomically: a temporary file,
+//! fsync, rename, fsync of the directory, so a crash at any moment leaves
+//! the old file or the new one, never a torn one), and re-read on reload,
+//! where only the difference is applied.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::switch::Switch;
+use super::tenants::DEFAULT_TENANT;
+use crate::config::{Config, PortSpec, StaticFdbSpec, TenantSpec};
+
+/// Where the running config is saved, and the parts of it that only take
+/// effect at startup (data plane and UMEM settings).
+#[derive(Clone, Debug)]
+pub struct Persistence {
+    pub path: PathBuf,
+    pub startup: Config,
+}
+
+/// Writes `text` to `path` so that readers see the old or the new content
+/// whatever happens, a crash or power loss included.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "xsw.toml".into());
+    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temp, path)?;
+        // The rename itself is durable only once the directory is synced.
+        File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&temp);
+    }
+    result
+}
+
+/// What a reload did, for the log and the reply.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct ReloadReport {
+    pub applied: Vec<String>,
+    pub failed: Vec<String>,
+    pub needs_restart: Vec<String>,
+}
+
+impl Switch {
+    pub fn set_persistence(&mut self, persistence: Persistence) {
+        self.persistence = Some(persistence);
+    }
+
+    /// The whole switch as a config file.
+    pub fn running_config(&self) -> Config {
+        let startup = self
+            .persistence
+            .as_ref()
+            .map(|p| p.startup.clone())
+            .unwrap_or_default();
+        let mut tenants = Vec::new();
+        for name in self.tenants.keys() {
+            if let Some(spec) = self.tenant_spec(name) {
+                let is_plain_default = name == DEFAULT_TENANT
+                    && spec
+                        == TenantSpec {
+                            name: name.clone(),
+                            ..Default::default()
+                        };
+                if !is_plain_default {
+                    tenants.push(spec);
+                }
+            }
+        }
+        let fdb = self
+            .static_macs
+            .iter()
+            .map(|((domain, mac), port)| StaticFdbSpec {
+                mac: *mac,
+                port: port.clone(),
+                tenant: self
+                    .tenant_name(*domain)
+                    .filter(|t| *t != DEFAULT_TENANT)
+                    .map(str::to_string),
+            })
+            .collect();
+        Config {
+            dataplane: startup.dataplane,
+            umem: startup.umem,
+            ports: self.ports.values().map(|r| r.spec.clone()).collect(),
+            fdb,
+            tenants,
+        }
+    }
+
+    pub fn running_config_toml(&self) -> String {
+        let header = "# xsw configuration, written by xswd after every change made with xswctl.\n\
+                      # Edit it and run `systemctl reload xsw` (SIGHUP) to apply the difference.\n\n";
+        match toml::to_string_pretty(&self.running_config()) {
+            Ok(body) => format!("{header}{body}"),
+            Err(e) => format!("# cannot render the running config: {e}\n"),
+        }
+    }
+
+    /// Saves the running config where it came from; a failure is logged and
+    /// returned (the change itself stays applied).
+    pub(super) fn save(&self) -> Result<(), String> {
+        let Some(persistence) = &self.persistence else {
+            return Ok(());
+        };
+        write_atomically(&persistence.path, &self.running_config_toml()).map_err(|e| {
+            let message = format!(
+                "could not save the configuration to {}: {e}",
+                persistence.path.display()
+            );
+            tracing::error!("{message}");
+            message
+        })
+    }
+
+    /// Re-reads the config file and applies only what changed. An invalid
+    /// file changes nothing; an operation the kernel refuses is reported and
+    /// the rest still applied.
+    pub fn reload(&mut self) -> Result<ReloadReport, String> {
+        let Some(path) = self.persistence.as_ref().map(|p| p.path.clone()) else {
+            return Err("xswd was started without a config file to reload".into());
+        };
+        let wanted = Config::load(&path).map_err(|e| e.to_string())?;
+        self.restoring = true;
+        let report = self.apply_difference(&wanted);
+        self.restoring = false;
+        Ok(report)
+    }
+
+    fn apply_difference(&mut self, wanted: &Config) -> ReloadReport {
+        let running = self.running_config();
+        let mut report = ReloadReport::default();
+        let mut step = |what: String, outcome: Result<(), String>| match outcome {
+            Ok(()) => report.applied.push(what),
+            Err(e) => report.failed.push(format!("{what}: {e}")),
+        };
+
+        let old_tenants: BTreeMap<&str, &TenantSpec> = running
+            .tenants
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        let new_tenants: BTreeMap<&str, &TenantSpec> = wanted
+            .tenants
+            .iter()
+            .map(|t| (t.name.as_str(), t))
+            .collect();
+        let old_ports: BTreeMap<&str, &PortSpec> =
+            running.ports.iter().map(|p| (p.name.as_str(), p)).collect();
+        let new_ports: BTreeMap<&str, &PortSpec> =
+            wanted.ports.iter().map(|p| (p.name.as_str(), p)).collect();
+
+        // Tenants first (ports may join them), emptied tenants last.
+        for (name, spec) in &new_tenants {
+            if old_tenants.get(name) != Some(spec) {
+                step(
+                    format!("tenant {name}"),
+                    self.apply_tenant_spec(spec).map_err(|e| e.to_string()),
+                );
+            }
+        }
+        for name in old_ports.keys().filter(|n| !new_ports.contains_key(*n)) {
+            step(
+                format!("remove port {name}"),
+                self.port_del(name).map(drop).map_err(|e| e.to_string()),
+            );
+        }
+        for (name, spec) in &new_ports {
+            match old_ports.get(name) {
+                None => step(
+                    format!("add port {name}"),
+                    self.port_add((*spec).clone())
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                ),
+                Some(old) if old == spec => {}
+                Some(old) if only_policy_changed(old, spec) => step(
+                    format!("update port {name}"),
+                    self.replace_port_policy(name, (*spec).clone())
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                ),
+                Some(_) => {
+                    // The interface-level settings changed: re-attach.
+                    let outcome = self
+                        .port_del(name)
+                        .and_then(|_| self.port_add((*spec).clone()))
+                        .map(drop)
+                        .map_err(|e| e.to_string());
+                    step(format!("re-add port {name}"), outcome);
+                }
+            }
+        }
+        let old_fdb: BTreeSet<String> = running.fdb.iter().map(fdb_key).collect();
+        let new_fdb: BTreeSet<String> = wanted.fdb.iter().map(fdb_key).collect();
+        for entry in running
+            .fdb
+            .iter()
+            .filter(|e| !new_fdb.contains(&fdb_key(e)))
+        {
+            let outcome = self
+                .fdb_del(&entry.mac.to_string(), entry.tenant.as_deref())
+                .map(drop)
+                .map_err(|e| e.to_string());
+            step(format!("remove static MAC {}", entry.mac), outcome);
+        }
+        for entry in wanted.fdb.iter().filter(|e| !old_fdb.contains(&fdb_key(e))) {
+            let outcome = self
+                .fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
+                .map(drop)
+                .map_err(|e| e.to_string());
+            step(format!("add static MAC {}", entry.mac), outcome);
+        }
+        for name in old_tenants
+            .keys()
+            .filter(|n| !new_tenants.contains_key(*n) && **n != DEFAULT_TENANT)
+        {
+            step(
+                format!("delete tenant {name}"),
+                self.tenant_delete(name)
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            );
+        }
+        if wanted.dataplane != running.dataplane || wanted.umem != running.umem {
+            report
+                .needs_restart
+                .push("[dataplane] and [umem] settings take effect when xswd restarts".into());
+        }
+        tracing::info!(applied = ?report.applied, failed = ?report.failed, "configuration reloaded");
+        report
+    }
+}
+
+fn fdb_key(entry: &StaticFdbSpec) -> String {
+    format!(
+        "{}|{}|{}",
+        entry.mac,
+        entry.port,
+        entry.tenant.as_deref().unwrap_or(DEFAULT_TENANT)
+    )
+}
+
+/// True when only what workers apply changed (tenant, VLANs, guard), which
+/// can be swapped without touching the interface.
+fn only_policy_changed(old: &PortSpec, new: &PortSpec) -> bool {
+    let strip = |s: &PortSpec| PortSpec {
+        tenant: None,
+        vlans: Vec::new(),
+        antispoof: None,
+        ..s.clone()
+    };
+    strip(old) == strip(new) && old.trunk == new.trunk
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_atomic_write_replaces_the_whole_file_and_leaves_no_temporary() {
+        let dir = std::env::temp_dir().join(format!("xsw-persist-{}", std::process::id()));
+        let path = dir.join("xsw.toml");
+        write_atomically(&path, "first = 1\n").expect("first write");
+        write_atomically(&path, "second = 2\n").expect("second write");
+        assert_eq!(
+            fs::read_to_string(&path).expect("read back"),
+            "second = 2\n"
+        );
+        let leftovers: Vec<_> = fs::read_dir(&dir)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(leftovers, vec![std::ffi::OsString::from("xsw.toml")]);
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn policy_only_changes_are_told_apart_from_interface_changes() {
+        let base = PortSpec {
+            name: "p".into(),
+            ..Default::default()
+        };
+        let moved = PortSpec {
+            tenant: Some("web".into()),
+            ..base.clone()
+        };
+        assert!(only_policy_changed(&base, &moved));
+        let forced = PortSpec {
+            force: true,
+            ..base.clone()
+        };
+        assert!(!only_policy_changed(&base, &forced));
+        let trunk = PortSpec {
+            trunk: true,
+            ..base.clone()
+        };
+        assert!(!only_policy_changed(&base, &trunk));
+    }
+}

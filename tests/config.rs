@@ -1,0 +1,218 @@
+//! The configuration lifecycle: every change made with xswctl is saved to
+//! the config file, a restart (even after SIGKILL) brings everything back
+//! and traffic flows again, a reload applies only the difference without
+//! disturbing unchanged ports, and a bad file changes nothing.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use xsw_integration::{cmd, lab, normalize, Lab};
+
+fn state(lab: &Lab) -> Result<Vec<Value>> {
+    Ok(vec![
+        normalize(&lab.ctl_json(&["port", "list"])?),
+        normalize(&lab.ctl_json(&["tenant", "list"])?),
+        normalize(&lab.ctl_json(&["acl", "list", "web"])?["ingress"]["rules"].clone()),
+        normalize(
+            &lab.ctl_json(&["fdb", "show"])?
+                .as_array()
+                .map(|rows| {
+                    rows.iter()
+                        .filter(|r| r["static"] == true)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default()
+                .into(),
+        ),
+    ])
+}
+
+fn config_show(lab: &Lab) -> Result<String> {
+    Ok(lab.ctl_json(&["config", "show"])?["toml"]
+        .as_str()
+        .context("config show toml")?
+        .to_string())
+}
+
+#[test]
+fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
+    let lab = lab!("cfgrt", "cfr", 181)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd("")?;
+    lab.ctl_ok(&["tenant", "create", "web"])?;
+    lab.ctl_ok(&["port", "add", &h1.port, "--tenant", "web"])?;
+    lab.ctl_ok(&["port", "add", &h2.port, "--tenant", "web"])?;
+    lab.ctl_ok(&[
+        "acl", "add", "web", "ingress", "deny", "--proto", "tcp", "--dport", "25",
+    ])?;
+    lab.ctl_ok(&[
+        "antispoof",
+        "set",
+        &h1.port,
+        "--mac",
+        &h1.mac,
+        "--ip",
+        &h1.ip,
+    ])?;
+    lab.ctl_ok(&["fdb", "add", &h2.mac, &h2.port, "--tenant", "web"])?;
+    // A tap xsw created outlives xswd (a VM may hold it): a restart adopts it.
+    let tap = format!("{}-vm", lab.tag);
+    lab.ctl_ok(&["port", "add", &tap, "--create-tap", "--tenant", "web"])?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+
+    // What xswctl changed is in the file, exactly as `config show` prints it.
+    let saved = std::fs::read_to_string(lab.config_path())?;
+    ensure!(
+        saved == config_show(&lab)?,
+        "saved file differs from config show:\n{saved}"
+    );
+    let checked = lab.ctl_ok(&["config", "check", &lab.config_path().display().to_string()])?;
+    ensure!(
+        checked.contains(": ok"),
+        "config check of the saved file: {checked}"
+    );
+    let before = state(&lab)?;
+
+    lab.kill_xswd()?;
+    let restarted = Instant::now();
+    lab.relaunch_xswd()?;
+    let after = state(&lab)?;
+    ensure!(
+        before[..3] == after[..3],
+        "state differs after restart:\nbefore {before:?}\nafter  {after:?}"
+    );
+    ensure!(
+        before[3] == after[3],
+        "static MACs differ after restart:\nbefore {:?}\nafter  {:?}",
+        before[3],
+        after[3]
+    );
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    ensure!(
+        restarted.elapsed() < Duration::from_secs(10),
+        "traffic took {:?} to flow again",
+        restarted.elapsed()
+    );
+    lab.ping_all(&h1, &h2, 3)?;
+    Ok(())
+}
+
+#[test]
+fn a_reload_applies_the_difference_without_disturbing_other_ports() -> Result<()> {
+    let lab = lab!("cfgrl", "cfl", 182)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    let h3 = lab.add_veth_host("h3", 3)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+
+    // Steady UDP between h1 and h2 while the file changes under them.
+    let (_echo, port) = lab.start_udp_echo(&h2, 20)?;
+    let mut probe = lab.spawn_udp_probe(&h1, &h2.ip, port, 300, 10)?;
+    std::thread::sleep(Duration::from_millis(500));
+
+    let mut config = std::fs::read_to_string(lab.config_path())?;
+    config.push_str(&format!(
+        "\n[[tenant]]\nname = \"web\"\n[[tenant.ingress]]\naction = \"deny\"\nproto = \"udp\"\n\n[[port]]\nname = \"{}\"\ntenant = \"web\"\n",
+        h3.port
+    ));
+    std::fs::write(lab.config_path(), &config)?;
+    let pid = lab.xswd_pid().context("xswd pid")?;
+    cmd::sh_ok(&["kill", "-HUP", &pid.to_string()])?;
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while lab.port(&h3.port)?.is_none() {
+        ensure!(
+            Instant::now() < deadline,
+            "the reload did not add {}:\n{}",
+            h3.port,
+            lab.xswd_log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let row = lab.port(&h3.port)?.unwrap_or(Value::Null);
+    ensure!(
+        row["tenant"] == "web",
+        "{} not in tenant web: {row}",
+        h3.port
+    );
+    let acl = lab.ctl_json(&["acl", "list", "web"])?;
+    ensure!(
+        acl["ingress"]["rules"][0]["proto"] == "udp",
+        "reload did not set web's ACL: {acl}"
+    );
+
+    let udp = lab.probe_result(&mut probe, Duration::from_secs(15))?;
+    ensure!(
+        udp.sent == 300 && udp.lost == 0,
+        "traffic between unchanged ports was disturbed by the reload: {udp:?}"
+    );
+    // A reload does not rewrite the operator's file.
+    ensure!(
+        std::fs::read_to_string(lab.config_path())? == config,
+        "reload rewrote the config file"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_bad_file_is_refused_with_its_line_and_changes_nothing() -> Result<()> {
+    let lab = lab!("cfgbad", "cfb", 183)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    let running = config_show(&lab)?;
+    let good = std::fs::read_to_string(lab.config_path())?;
+
+    // A torn file: cut in the middle of a line.
+    let torn = &good[..good.len() / 2];
+    let broken = format!("{torn}\n[umem]\nframe_size = 3000\n");
+    let path = lab.config_path().display().to_string();
+    std::fs::write(lab.config_path(), &broken)?;
+    let check = lab.ctl_err(&["config", "check", &path])?;
+    ensure!(
+        check.stderr.contains("line"),
+        "config check names no line: {}",
+        check.stderr
+    );
+    let reload = lab.ctl_err(&["config", "reload"])?;
+    ensure!(
+        reload.stderr.contains("line"),
+        "reload error names no line: {}",
+        reload.stderr
+    );
+    ensure!(
+        config_show(&lab)? == running,
+        "a refused reload changed the running config"
+    );
+
+    // Bad control requests change nothing either.
+    lab.ctl_err(&["port", "add", "xsw-nope0"])?;
+    lab.ctl_err(&["acl", "add", "nosuch", "ingress", "deny"])?;
+    lab.ctl_err(&["fdb", "add", "zz:zz", &h1.port])?;
+    ensure!(
+        config_show(&lab)? == running,
+        "a refused request changed the running config"
+    );
+    lab.ping_all(&h1, &h2, 2)?;
+
+    // At startup the same file stops xswd with the file and the line.
+    lab.kill_xswd()?;
+    let xswd = lab.bins.xswd()?.display().to_string();
+    let socket = lab.dir.join("second.sock").display().to_string();
+    let out = lab.run_in(
+        &lab.sw,
+        &[&xswd, "--socket", &socket, "--config", &path],
+        Duration::from_secs(10),
+    )?;
+    ensure!(!out.success(), "xswd started on a broken config");
+    ensure!(
+        out.stderr.contains(&path) && out.stderr.contains("line"),
+        "startup error lacks file/line: {}",
+        out.stderr
+    );
+    Ok(())
+}
