@@ -216,3 +216,87 @@ fn a_bad_file_is_refused_with_its_line_and_changes_nothing() -> Result<()> {
     );
     Ok(())
 }
+
+fn worker_sleeps(lab: &Lab) -> Result<u64> {
+    lab.stats()?["workers"][0]["sleeps"]
+        .as_u64()
+        .context("worker sleeps")
+}
+
+#[test]
+fn live_tuning_takes_effect_and_is_saved() -> Result<()> {
+    let lab = lab!("cfgtune", "cft", 184)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+
+    // Idle and adaptive: the worker sleeps in poll().
+    let first = worker_sleeps(&lab)?;
+    std::thread::sleep(Duration::from_millis(800));
+    ensure!(
+        worker_sleeps(&lab)? > first,
+        "an idle adaptive worker did not sleep"
+    );
+
+    let tuned = lab.ctl_json(&[
+        "tune",
+        "--batch-size",
+        "32",
+        "--mode",
+        "busy-poll",
+        "--mac-aging-secs",
+        "1",
+    ])?;
+    ensure!(
+        tuned["batch_size"] == 32 && tuned["mode"] == "busy-poll",
+        "tune reply: {tuned}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let busy = worker_sleeps(&lab)?;
+    std::thread::sleep(Duration::from_millis(800));
+    ensure!(
+        worker_sleeps(&lab)? == busy,
+        "a busy-polling worker still sleeps"
+    );
+    lab.ping_all(&h1, &h2, 2)?;
+
+    // One-second aging: with the hosts silent, their MACs leave the table.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let learned = lab.fdb()?.iter().filter(|e| e["static"] == false).count();
+        if learned == 0 {
+            break;
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "learned MACs did not age out with mac_aging_secs = 1"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let saved = std::fs::read_to_string(lab.config_path())?;
+    ensure!(
+        saved.contains("batch_size = 32")
+            && saved.contains("mode = \"busy-poll\"")
+            && saved.contains("mac_aging_secs = 1"),
+        "tuning not saved:\n{saved}"
+    );
+    let before = config_show(&lab)?;
+    lab.ctl_err(&["tune", "--batch-size", "0"])?;
+    lab.ctl_err(&["tune", "--mode", "sideways"])?;
+    ensure!(
+        config_show(&lab)? == before,
+        "a refused tune changed the config"
+    );
+    // Back to adaptive: sleeping resumes.
+    lab.ctl_ok(&["tune", "--mode", "adaptive"])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let resumed = worker_sleeps(&lab)?;
+    std::thread::sleep(Duration::from_millis(800));
+    ensure!(
+        worker_sleeps(&lab)? > resumed,
+        "the worker did not go back to sleeping"
+    );
+    Ok(())
+}

@@ -125,7 +125,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut initial = Switch::new(dataplane, config.dataplane.mode);
+    let mut initial = Switch::new(dataplane, config.dataplane.clone());
     let path = config_path(&args);
     if can_save_to(&path) {
         initial.set_persistence(Persistence {

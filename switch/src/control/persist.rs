@@ -99,7 +99,7 @@ impl Switch {
             })
             .collect();
         Config {
-            dataplane: startup.dataplane,
+            dataplane: self.settings.clone(),
             umem: startup.umem,
             ports: self.ports.values().map(|r| r.spec.clone()).collect(),
             fdb,

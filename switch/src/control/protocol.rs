@@ -103,6 +103,15 @@ pub enum Request {
     },
     Stats {},
     Status {},
+    /// Changes data-plane settings live; absent fields stay as they are.
+    Tune {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        batch_size: Option<usize>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mode: Option<crate::dataplane::worker::PollMode>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac_aging_secs: Option<u64>,
+    },
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).

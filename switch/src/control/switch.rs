@@ -13,10 +13,9 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::protocol::{ErrorCode, Reply, Request};
-use crate::config::Config;
+use crate::config::{Config, DataplaneSection};
 use crate::dataplane::snapshot::{PortView, Snapshot, TenantView};
 use crate::dataplane::stats::{PortTotals, MAX_PORTS};
-use crate::dataplane::worker::PollMode;
 use crate::dataplane::Dataplane;
 use crate::packet::MacAddr;
 use crate::pipeline::stages::PortPolicy;
@@ -88,7 +87,8 @@ pub struct Switch {
     pub(super) tenants: BTreeMap<String, TenantRecord>,
     /// (tenant id, MAC) → port name.
     pub(super) static_macs: BTreeMap<(DomainId, MacAddr), String>,
-    pub(super) mode: PollMode,
+    /// The [dataplane] settings in force (live tuning changes some).
+    pub(super) settings: DataplaneSection,
     pub(super) started: Instant,
     /// Tenants delegated to unprivileged users and groups.
     pub(super) grants: super::access::Grants,
@@ -100,13 +100,13 @@ pub struct Switch {
 }
 
 impl Switch {
-    pub fn new(dataplane: Dataplane, mode: PollMode) -> Self {
+    pub fn new(dataplane: Dataplane, settings: DataplaneSection) -> Self {
         let mut switch = Switch {
             dataplane,
             ports: BTreeMap::new(),
             tenants: BTreeMap::new(),
             static_macs: BTreeMap::new(),
-            mode,
+            settings,
             started: Instant::now(),
             grants: Default::default(),
             persistence: None,
@@ -187,6 +187,11 @@ impl Switch {
             Request::FdbDel { mac, tenant } => self.fdb_del(&mac, tenant.as_deref()),
             Request::Stats {} => Ok(self.stats()),
             Request::Status {} => self.status(),
+            Request::Tune {
+                batch_size,
+                mode,
+                mac_aging_secs,
+            } => self.tune(batch_size, mode, mac_aging_secs),
             Request::ConfigShow {} => Ok(serde_json::json!({ "toml": self.running_config_toml() })),
             Request::ConfigReload {} => self
                 .reload()

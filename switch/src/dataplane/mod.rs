@@ -316,6 +316,17 @@ impl Dataplane {
         Ok(merged.into_values().collect())
     }
 
+    pub fn set_polling(
+        &self,
+        batch_size: usize,
+        mode: worker::PollMode,
+    ) -> Result<(), DataplaneError> {
+        for worker in 0..self.workers.len() {
+            self.command(worker, WorkerCommand::SetPolling { batch_size, mode })?;
+        }
+        Ok(())
+    }
+
     pub fn set_aging(&self, aging_ns: u64) -> Result<(), DataplaneError> {
         for worker in 0..self.workers.len() {
             self.command(worker, WorkerCommand::SetAging { aging_ns })?;

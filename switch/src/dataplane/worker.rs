@@ -36,6 +36,17 @@ pub enum PollMode {
     BusyPoll,
 }
 
+impl std::str::FromStr for PollMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "adaptive" => Ok(PollMode::Adaptive),
+            "busy-poll" => Ok(PollMode::BusyPoll),
+            other => Err(format!("unknown mode {other:?}: use adaptive or busy-poll")),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct WorkerTuning {
     pub batch_size: usize,
@@ -77,6 +88,11 @@ pub enum WorkerCommand {
     FdbDump {
         reply: Sender<Vec<FdbEntry>>,
     },
+    /// Live tuning: batch size and poll mode, taken between two turns.
+    SetPolling {
+        batch_size: usize,
+        mode: PollMode,
+    },
     SetAging {
         aging_ns: u64,
     },
@@ -96,6 +112,8 @@ struct LocalQueue {
     fill_target: usize,
 }
 
+/// The largest batch size a worker accepts (config and live tuning).
+pub const MAX_BATCH: usize = 1024;
 /// Turns without traffic before an adaptive worker sleeps.
 const IDLE_SPINS: u32 = 200;
 /// Longest sleep: bounds how late aging runs.
@@ -135,7 +153,8 @@ pub struct WorkerParts {
 
 impl Worker {
     pub fn new(p: WorkerParts) -> Self {
-        let batch = p.tuning.batch_size.max(1);
+        // Sized for the largest batch allowed, so a live change never allocates.
+        let batch = MAX_BATCH;
         let scratch_len = (p.tuning.fill_ring.max(p.tuning.tx_ring) as usize).max(batch);
         Worker {
             id: p.id,
@@ -250,6 +269,10 @@ impl Worker {
                     let _ = reply.send(self.fdb.iter().collect());
                 }
                 WorkerCommand::SetAging { aging_ns } => self.fdb.set_aging_ns(aging_ns),
+                WorkerCommand::SetPolling { batch_size, mode } => {
+                    self.tuning.batch_size = batch_size.clamp(1, self.rx_batch.len());
+                    self.tuning.mode = mode;
+                }
                 WorkerCommand::Stop => return false,
             }
         }

@@ -45,6 +45,18 @@ pub enum Command {
     /// The configuration: the running one, a file to check, a reload.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Change data-plane settings live (saved to the config file).
+    Tune {
+        /// Frames per receive batch (1-1024).
+        #[arg(long)]
+        batch_size: Option<usize>,
+        /// adaptive (sleep when idle) or busy-poll (never sleep).
+        #[arg(long)]
+        mode: Option<xsw::dataplane::worker::PollMode>,
+        /// Seconds before an unused MAC entry is forgotten.
+        #[arg(long)]
+        mac_aging_secs: Option<u64>,
+    },
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
     /// Version, uptime, workers, ports.
@@ -377,6 +389,15 @@ pub fn request(command: Command) -> Request {
             Request::FdbAdd { mac, port, tenant }
         }
         Command::Fdb(FdbCommand::Del { mac, tenant }) => Request::FdbDel { mac, tenant },
+        Command::Tune {
+            batch_size,
+            mode,
+            mac_aging_secs,
+        } => Request::Tune {
+            batch_size,
+            mode,
+            mac_aging_secs,
+        },
         Command::Stats => Request::Stats {},
         Command::Status => Request::Status {},
     }

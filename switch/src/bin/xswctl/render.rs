@@ -265,6 +265,7 @@ pub fn render(request: &Request, data: &Value) -> String {
         | Request::AclPolicy { .. } => acl(data),
         Request::FdbAdd { mac, port, .. } => format!("static MAC {mac} -> {port}"),
         Request::FdbDel { mac, .. } => format!("MAC {mac} removed"),
+        Request::Tune { .. } => key_values(data),
         Request::ConfigShow {} => data["toml"]
             .as_str()
             .unwrap_or_default()
