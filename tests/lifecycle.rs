@@ -197,3 +197,15 @@ fn create_tap_port_carries_guest_traffic_and_port_del_removes_it() -> Result<()>
     ensure!(lab.port(&tap)?.is_none(), "{tap} still in port list");
     Ok(())
 }
+
+#[test]
+fn sigterm_stops_xswd_even_after_its_socket_file_is_gone() -> Result<()> {
+    let lab = lab!("lcsock", "lcs", 185)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port]))?;
+    // Someone cleaned /run (or a test's temp dir) under a running xswd.
+    std::fs::remove_file(lab.socket())?;
+    let status = lab.stop_xswd(Duration::from_secs(5))?;
+    ensure!(status.success(), "xswd exited with {status} after SIGTERM");
+    Ok(())
+}

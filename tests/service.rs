@@ -339,17 +339,14 @@ fn ready_after_config_ports_are_up_then_watchdog_and_stopping() -> Result<()> {
     // As systemd starts it: the unit's capabilities, NOTIFY_SOCKET, and a
     // 2 s watchdog addressed to xswd's pid (the shell's, kept by exec).
     let mut wrapper = with_caps(&caps, MEMLOCK);
-    wrapper.extend(
-        [
-            "env".to_string(),
-            format!("NOTIFY_SOCKET={}", notify.path.display()),
-            "WATCHDOG_USEC=2000000".into(),
-            "sh".into(),
-            "-c".into(),
-            r#"export WATCHDOG_PID=$$; exec "$0" "$@""#.into(),
-        ]
-        .into_iter(),
-    );
+    wrapper.extend([
+        "env".to_string(),
+        format!("NOTIFY_SOCKET={}", notify.path.display()),
+        "WATCHDOG_USEC=2000000".into(),
+        "sh".into(),
+        "-c".into(),
+        r#"export WATCHDOG_PID=$$; exec "$0" "$@""#.into(),
+    ]);
     let started = Instant::now();
     lab.spawn_xswd_wrapped(&config, &wrapper)?;
     let before = notify.wait_for("READY=1", Duration::from_secs(10), &lab)?;

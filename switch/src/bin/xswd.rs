@@ -10,11 +10,12 @@ use std::time::Duration;
 use clap::Parser;
 use xsw::config::{self, Config};
 use xsw::control::persist::Persistence;
-use xsw::control::server::ControlServer;
+use xsw::control::server::{ControlServer, ServerWaker};
 use xsw::control::switch::Switch;
 use xsw::dataplane::worker::WorkerTuning;
 use xsw::dataplane::{Dataplane, DataplaneSettings};
 use xsw::port::afxdp::RingSizes;
+use xsw::service;
 
 #[derive(Parser)]
 #[command(name = "xswd", version, about = "The xsw switch daemon")]
@@ -111,19 +112,25 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // What the UMEMs pin, to say which capability is missing when the kernel
+    // refuses (CAP_IPC_LOCK matters only above RLIMIT_MEMLOCK).
+    let pinned = config.dataplane.workers.len() as u64
+        * u64::from(config.umem.frame_count)
+        * u64::from(config.umem.frame_size);
+    let fail = |what: String| {
+        eprintln!("xswd: {what}");
+        if let Some(why) = service::missing_capabilities(pinned) {
+            eprintln!("xswd: {why}");
+        }
+        ExitCode::FAILURE
+    };
     let dataplane = match Dataplane::start(&settings(&config)) {
         Ok(dataplane) => dataplane,
-        Err(e) => {
-            eprintln!("xswd: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e.to_string()),
     };
     let server = match ControlServer::bind(&args.socket) {
         Ok(server) => server,
-        Err(e) => {
-            eprintln!("xswd: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(e) => return fail(e.to_string()),
     };
     let mut initial = Switch::new(dataplane, config.dataplane.clone());
     let path = config_path(&args);
@@ -135,66 +142,24 @@ fn main() -> ExitCode {
     } else {
         tracing::warn!(config = %path.display(), "not a regular file: changes made with xswctl will not be saved");
     }
+    if let Err(e) = initial.apply_config(&config) {
+        initial.shutdown();
+        return fail(format!("cannot apply the configuration: {e}"));
+    }
     let switch = Arc::new(Mutex::new(initial));
-    if let Err(e) = switch
-        .lock()
-        .map_err(|_| "lock".to_string())
-        .and_then(|mut s| s.apply_config(&config))
-    {
-        eprintln!("xswd: cannot apply the configuration: {e}");
-        if let Ok(mut s) = switch.lock() {
-            s.shutdown();
-        }
-        return ExitCode::FAILURE;
-    }
-
     let stop = Arc::new(AtomicBool::new(false));
-    let socket_path = server.path().to_path_buf();
-    {
-        let stop = stop.clone();
-        let reload_switch = switch.clone();
-        std::thread::Builder::new()
-            .name("xsw-signals".into())
-            .spawn(move || loop {
-                let mut signal: libc::c_int = 0;
-                // SAFETY: `signals` is an initialised set and `signal` a valid
-                // place for sigwait to store the signal number.
-                if unsafe { libc::sigwait(&signals, &mut signal) } != 0 {
-                    continue;
-                }
-                if signal == libc::SIGHUP {
-                    let mut guard = reload_switch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                    match guard.reload() {
-                        Ok(report) if report.failed.is_empty() => tracing::info!("configuration reloaded"),
-                        Ok(report) => tracing::error!(failed = ?report.failed, "configuration reloaded with failures"),
-                        Err(e) => tracing::error!("reload refused, running configuration unchanged: {e}"),
-                    }
-                    continue;
-                }
-                tracing::info!(signal, "stopping");
-                stop.store(true, Ordering::SeqCst);
-                // Wake the accept loop so it sees the flag.
-                let _ = std::os::unix::net::UnixStream::connect(&socket_path);
-                return;
-            })
-            .ok();
-    }
-    {
-        let stop = stop.clone();
-        let switch = switch.clone();
-        std::thread::Builder::new()
-            .name("xsw-links".into())
-            .spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(300));
-                    if let Ok(mut s) = switch.lock() {
-                        s.refresh_links();
-                    }
-                }
-            })
-            .ok();
-    }
+    spawn_signal_thread(signals, switch.clone(), stop.clone(), server.waker());
+    spawn_link_monitor(switch.clone(), stop.clone());
 
+    let watched = switch.clone();
+    let last_turns = Mutex::new(Vec::new());
+    service::spawn_watchdog(move || {
+        let (Ok(switch), Ok(mut last)) = (watched.lock(), last_turns.lock()) else {
+            return false;
+        };
+        switch.workers_progressing(&mut last)
+    });
+    service::notify_ready(&format!("{} ports from the config", config.ports.len()));
     tracing::info!(socket = %args.socket.display(), workers = ?config.dataplane.workers, "xswd ready");
     server.serve(switch.clone(), stop);
     let mut guard = switch
@@ -203,4 +168,57 @@ fn main() -> ExitCode {
     guard.shutdown();
     tracing::info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// SIGHUP reloads the config file; SIGTERM and SIGINT stop xswd.
+fn spawn_signal_thread(
+    signals: libc::sigset_t,
+    switch: Arc<Mutex<Switch>>,
+    stop: Arc<AtomicBool>,
+    waker: ServerWaker,
+) {
+    let spawned = std::thread::Builder::new().name("xsw-signals".into()).spawn(move || loop {
+        let mut signal: libc::c_int = 0;
+        // SAFETY: `signals` is an initialised set and `signal` a valid place
+        // for sigwait to store the signal number.
+        if unsafe { libc::sigwait(&signals, &mut signal) } != 0 {
+            continue;
+        }
+        if signal == libc::SIGHUP {
+            service::notify_reloading();
+            let mut guard = switch.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            match guard.reload() {
+                Ok(report) if report.failed.is_empty() => tracing::info!("configuration reloaded"),
+                Ok(report) => tracing::error!(failed = ?report.failed, "configuration reloaded with failures"),
+                Err(e) => tracing::error!("reload refused, running configuration unchanged: {e}"),
+            }
+            service::notify_ready("configuration reloaded");
+            continue;
+        }
+        tracing::info!(signal, "stopping");
+        service::notify_stopping();
+        stop.store(true, Ordering::SeqCst);
+        waker.wake();
+        return;
+    });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the signal thread: SIGTERM and SIGHUP will not be handled");
+    }
+}
+
+/// Polls link state, so a port whose link comes up starts forwarding.
+fn spawn_link_monitor(switch: Arc<Mutex<Switch>>, stop: Arc<AtomicBool>) {
+    let spawned = std::thread::Builder::new()
+        .name("xsw-links".into())
+        .spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(300));
+                if let Ok(mut s) = switch.lock() {
+                    s.refresh_links();
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the link monitor: link changes will not be seen");
+    }
 }

@@ -90,6 +90,12 @@ impl ControlServer {
         })
     }
 
+    /// Something another thread can use to wake `serve` for a stop, even
+    /// when the socket file has been removed from under xswd.
+    pub fn waker(&self) -> ServerWaker {
+        ServerWaker(std::os::fd::AsRawFd::as_raw_fd(&self.listener))
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -341,4 +347,17 @@ fn refuse_stranger(switch: &Mutex<Switch>, peer: &Peer) -> Option<Reply> {
             peer.uid
         ),
     ))
+}
+
+/// Wakes a blocked `accept` by shutting the listening socket down.
+#[derive(Copy, Clone, Debug)]
+pub struct ServerWaker(std::os::fd::RawFd);
+
+impl ServerWaker {
+    pub fn wake(&self) {
+        // SAFETY: the descriptor is the listener's, which lives as long as the
+        // ControlServer that `serve` runs on; shutdown only changes its state,
+        // and a later accept then fails at once instead of blocking.
+        unsafe { libc::shutdown(self.0, libc::SHUT_RDWR) };
+    }
 }

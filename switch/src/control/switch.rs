@@ -277,6 +277,16 @@ impl Switch {
             .map(|(n, _)| n.as_str())
     }
 
+    /// True when every worker is alive and has turned its loop since the
+    /// previous call (`last` keeps the counts between calls): what the
+    /// systemd watchdog is fed on.
+    pub fn workers_progressing(&self, last: &mut Vec<u64>) -> bool {
+        let now = self.dataplane.heartbeats();
+        let moving = last.len() != now.len() || now.iter().zip(last.iter()).all(|(n, l)| n > l);
+        *last = now;
+        moving && self.dataplane.dead_workers().is_empty()
+    }
+
     /// Closes every port (sockets, then XDP programs) before exit.
     pub fn shutdown(&mut self) {
         let names: Vec<String> = self.ports.keys().cloned().collect();

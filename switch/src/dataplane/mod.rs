@@ -361,6 +361,16 @@ impl Dataplane {
             .collect()
     }
 
+    /// Each worker's loop turns so far; a worker whose count stops moving
+    /// is stuck (an idle worker still turns at least every poll timeout).
+    pub fn heartbeats(&self) -> Vec<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.workers
+            .iter()
+            .map(|w| w.stats.turns.load(Relaxed))
+            .collect()
+    }
+
     /// A worker whose thread ended (it should not): the control plane
     /// reports it, and a watchdog can act on it.
     pub fn dead_workers(&self) -> Vec<usize> {

@@ -65,6 +65,8 @@ pub struct WorkerStats {
     pub batches: AtomicU64,
     pub frames: AtomicU64,
     pub sleeps: AtomicU64,
+    /// Turns of the worker's loop: the watchdog's proof of progress.
+    pub turns: AtomicU64,
     pub frames_free: AtomicU64,
     pub frame_violations: AtomicU64,
 }
@@ -76,6 +78,7 @@ impl Default for WorkerStats {
             batches: AtomicU64::new(0),
             frames: AtomicU64::new(0),
             sleeps: AtomicU64::new(0),
+            turns: AtomicU64::new(0),
             frames_free: AtomicU64::new(0),
             frame_violations: AtomicU64::new(0),
         }

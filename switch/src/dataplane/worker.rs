@@ -186,6 +186,7 @@ impl Worker {
             if !self.take_commands() {
                 break;
             }
+            bump(&self.stats.turns, 1);
             let now = self.now_ns();
             if now >= next_expiry {
                 self.fdb.expire(now);
