@@ -300,3 +300,79 @@ fn live_tuning_takes_effect_and_is_saved() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn workers_and_rings_change_live_and_every_port_comes_back() -> Result<()> {
+    let lab = lab!("cfgrb", "cfw", 186)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.ctl_ok(&[
+        "acl", "add", "default", "ingress", "allow", "--proto", "icmp",
+    ])?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 2)?;
+    let hits_before = lab.ctl_json(&["acl", "list", "default"])?["ingress"]["rules"][0]["hits"]
+        .as_u64()
+        .unwrap_or(0);
+    ensure!(
+        hits_before > 0,
+        "the ICMP rule saw no hits before the change"
+    );
+
+    let reply = lab.ctl_json(&["tune", "--workers", "0,1"])?;
+    ensure!(
+        reply["recreated_queues"] == 2,
+        "tune --workers reply: {reply}"
+    );
+    let workers: Vec<u64> = lab
+        .ports()?
+        .iter()
+        .flat_map(|p| p["queues"].as_array().cloned().unwrap_or_default())
+        .filter_map(|q| q["worker"].as_u64())
+        .collect();
+    ensure!(
+        workers.contains(&0) && workers.contains(&1),
+        "queues not spread over both workers: {workers:?}"
+    );
+    ensure!(
+        lab.stats()?["workers"].as_array().map_or(0, |w| w.len()) == 2,
+        "stats do not show two workers"
+    );
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 3)?;
+    let hits_after = lab.ctl_json(&["acl", "list", "default"])?["ingress"]["rules"][0]["hits"]
+        .as_u64()
+        .unwrap_or(0);
+    ensure!(
+        hits_after > hits_before,
+        "ACL hits were lost or not counted after the rebuild: {hits_before} -> {hits_after}"
+    );
+
+    let reply = lab.ctl_json(&["tune", "--rx-ring", "512", "--tx-ring", "512"])?;
+    ensure!(
+        reply["recreated_queues"] == 2 && reply["umem"]["rx_ring"] == 512,
+        "tune rings reply: {reply}"
+    );
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 2)?;
+    let saved = std::fs::read_to_string(lab.config_path())?;
+    ensure!(
+        saved.contains("workers = [\n    0,\n    1,\n]") || saved.contains("workers = [0, 1]"),
+        "workers not saved:\n{saved}"
+    );
+    ensure!(
+        saved.contains("rx_ring = 512"),
+        "rx_ring not saved:\n{saved}"
+    );
+
+    let before = config_show(&lab)?;
+    lab.ctl_err(&["tune", "--workers", "0,57"])?;
+    lab.ctl_err(&["tune", "--rx-ring", "1000"])?;
+    ensure!(
+        config_show(&lab)? == before,
+        "a refused tune changed the config"
+    );
+    lab.ping_all(&h1, &h2, 2)?;
+    Ok(())
+}

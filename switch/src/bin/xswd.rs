@@ -12,9 +12,7 @@ use xsw::config::{self, Config};
 use xsw::control::persist::Persistence;
 use xsw::control::server::{ControlServer, ServerWaker};
 use xsw::control::switch::Switch;
-use xsw::dataplane::worker::WorkerTuning;
 use xsw::dataplane::{Dataplane, DataplaneSettings};
-use xsw::port::afxdp::RingSizes;
 use xsw::service;
 
 #[derive(Parser)]
@@ -53,29 +51,6 @@ fn can_save_to(path: &std::path::Path) -> bool {
     match std::fs::metadata(path) {
         Ok(meta) => meta.is_file(),
         Err(_) => true,
-    }
-}
-
-fn settings(config: &Config) -> DataplaneSettings {
-    let d = &config.dataplane;
-    let u = &config.umem;
-    DataplaneSettings {
-        cores: d.workers.clone(),
-        tuning: WorkerTuning {
-            batch_size: d.batch_size,
-            mode: d.mode,
-            fdb_capacity: d.fdb_capacity,
-            aging_ns: d.mac_aging_secs.saturating_mul(1_000_000_000),
-            frame_size: u.frame_size,
-            fill_ring: u.fill_ring,
-            tx_ring: u.tx_ring,
-        },
-        frame_count: u.frame_count,
-        comp_ring: u.comp_ring,
-        rings: RingSizes {
-            rx: u.rx_ring,
-            tx: u.tx_ring,
-        },
     }
 }
 
@@ -124,7 +99,10 @@ fn main() -> ExitCode {
         }
         ExitCode::FAILURE
     };
-    let dataplane = match Dataplane::start(&settings(&config)) {
+    let dataplane = match Dataplane::start(&DataplaneSettings::from_config(
+        &config.dataplane,
+        &config.umem,
+    )) {
         Ok(dataplane) => dataplane,
         Err(e) => return fail(e.to_string()),
     };
@@ -132,13 +110,10 @@ fn main() -> ExitCode {
         Ok(server) => server,
         Err(e) => return fail(e.to_string()),
     };
-    let mut initial = Switch::new(dataplane, config.dataplane.clone());
+    let mut initial = Switch::new(dataplane, config.dataplane.clone(), config.umem.clone());
     let path = config_path(&args);
     if can_save_to(&path) {
-        initial.set_persistence(Persistence {
-            path,
-            startup: config.clone(),
-        });
+        initial.set_persistence(Persistence { path });
     } else {
         tracing::warn!(config = %path.display(), "not a regular file: changes made with xswctl will not be saved");
     }

@@ -13,3 +13,4 @@ mod report;
 pub mod server;
 pub mod switch;
 mod tenants;
+mod tuning;

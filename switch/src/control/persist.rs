@@ -13,12 +13,10 @@ use super::switch::Switch;
 use super::tenants::DEFAULT_TENANT;
 use crate::config::{Config, PortSpec, StaticFdbSpec, TenantSpec};
 
-/// Where the running config is saved, and the parts of it that only take
-/// effect at startup (data plane and UMEM settings).
+/// Where the running config is saved.
 #[derive(Clone, Debug)]
 pub struct Persistence {
     pub path: PathBuf,
-    pub startup: Config,
 }
 
 /// Writes `text` to `path` so that readers see the old or the new content
@@ -67,11 +65,6 @@ impl Switch {
 
     /// The whole switch as a config file.
     pub fn running_config(&self) -> Config {
-        let startup = self
-            .persistence
-            .as_ref()
-            .map(|p| p.startup.clone())
-            .unwrap_or_default();
         let mut tenants = Vec::new();
         for name in self.tenants.keys() {
             if let Some(spec) = self.tenant_spec(name) {
@@ -100,7 +93,7 @@ impl Switch {
             .collect();
         Config {
             dataplane: self.settings.clone(),
-            umem: startup.umem,
+            umem: self.umem.clone(),
             ports: self.ports.values().map(|r| r.spec.clone()).collect(),
             fdb,
             tenants,

@@ -111,6 +111,20 @@ pub enum Request {
         mode: Option<crate::dataplane::worker::PollMode>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac_aging_secs: Option<u64>,
+        /// The cores to run one worker each on (re-creates the data plane).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        workers: Option<Vec<usize>>,
+        /// [umem] settings (re-create the data plane).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        rx_ring: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        tx_ring: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fill_ring: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        comp_ring: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        frame_count: Option<u32>,
     },
     /// The running configuration as a config file.
     ConfigShow {},

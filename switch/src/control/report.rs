@@ -2,54 +2,11 @@
 
 use serde_json::{json, Value};
 
-use super::switch::{system, ControlError, Outcome, Switch};
-use crate::dataplane::worker::{PollMode, MAX_BATCH};
+use super::switch::{system, Outcome, Switch};
 use crate::pipeline::DropReason;
 use crate::port::afxdp::{self, KernelSocketStats};
 
 impl Switch {
-    /// Applies data-plane settings that workers can take between two
-    /// batches. The config's [dataplane] section follows, so they are saved.
-    pub(super) fn tune(
-        &mut self,
-        batch_size: Option<usize>,
-        mode: Option<PollMode>,
-        aging: Option<u64>,
-    ) -> Outcome {
-        let mut next = self.settings.clone();
-        if let Some(batch) = batch_size {
-            if !(1..=MAX_BATCH).contains(&batch) {
-                return Err(ControlError::invalid(format!(
-                    "batch size {batch} is outside 1..={MAX_BATCH}"
-                )));
-            }
-            next.batch_size = batch;
-        }
-        if let Some(secs) = aging {
-            if secs == 0 {
-                return Err(ControlError::invalid("MAC aging must be at least 1 second"));
-            }
-            next.mac_aging_secs = secs;
-        }
-        next.mode = mode.unwrap_or(next.mode);
-        if batch_size.is_some() || mode.is_some() {
-            self.dataplane
-                .set_polling(next.batch_size, next.mode)
-                .map_err(system)?;
-        }
-        if aging.is_some() {
-            self.dataplane
-                .set_aging(next.mac_aging_secs.saturating_mul(1_000_000_000))
-                .map_err(system)?;
-        }
-        self.settings = next;
-        Ok(json!({
-            "batch_size": self.settings.batch_size,
-            "mode": self.settings.mode,
-            "mac_aging_secs": self.settings.mac_aging_secs,
-        }))
-    }
-
     pub(super) fn stats(&self) -> Value {
         let ports: Vec<Value> = self
             .ports

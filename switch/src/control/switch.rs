@@ -13,7 +13,7 @@ use std::time::Instant;
 use serde_json::Value;
 
 use super::protocol::{ErrorCode, Reply, Request};
-use crate::config::{Config, DataplaneSection};
+use crate::config::{Config, DataplaneSection, UmemSection};
 use crate::dataplane::snapshot::{PortView, Snapshot, TenantView};
 use crate::dataplane::stats::{PortTotals, MAX_PORTS};
 use crate::dataplane::Dataplane;
@@ -25,6 +25,7 @@ use crate::xdp::SteeringProgram;
 
 use super::tenants::TenantRecord;
 pub use super::tenants::DEFAULT_TENANT;
+use super::tuning::Tuning;
 
 #[derive(Debug)]
 pub struct ControlError {
@@ -89,6 +90,7 @@ pub struct Switch {
     pub(super) static_macs: BTreeMap<(DomainId, MacAddr), String>,
     /// The [dataplane] settings in force (live tuning changes some).
     pub(super) settings: DataplaneSection,
+    pub(super) umem: UmemSection,
     pub(super) started: Instant,
     /// Tenants delegated to unprivileged users and groups.
     pub(super) grants: super::access::Grants,
@@ -100,13 +102,14 @@ pub struct Switch {
 }
 
 impl Switch {
-    pub fn new(dataplane: Dataplane, settings: DataplaneSection) -> Self {
+    pub fn new(dataplane: Dataplane, settings: DataplaneSection, umem: UmemSection) -> Self {
         let mut switch = Switch {
             dataplane,
             ports: BTreeMap::new(),
             tenants: BTreeMap::new(),
             static_macs: BTreeMap::new(),
             settings,
+            umem,
             started: Instant::now(),
             grants: Default::default(),
             persistence: None,
@@ -191,7 +194,27 @@ impl Switch {
                 batch_size,
                 mode,
                 mac_aging_secs,
-            } => self.tune(batch_size, mode, mac_aging_secs),
+                workers,
+                rx_ring,
+                tx_ring,
+                fill_ring,
+                comp_ring,
+                frame_count,
+            } => {
+                let mut umem = self.umem.clone();
+                umem.rx_ring = rx_ring.unwrap_or(umem.rx_ring);
+                umem.tx_ring = tx_ring.unwrap_or(umem.tx_ring);
+                umem.fill_ring = fill_ring.unwrap_or(umem.fill_ring);
+                umem.comp_ring = comp_ring.unwrap_or(umem.comp_ring);
+                umem.frame_count = frame_count.unwrap_or(umem.frame_count);
+                self.tune(Tuning {
+                    batch_size,
+                    mode,
+                    mac_aging_secs,
+                    workers,
+                    umem,
+                })
+            }
             Request::ConfigShow {} => Ok(serde_json::json!({ "toml": self.running_config_toml() })),
             Request::ConfigReload {} => self
                 .reload()

@@ -116,6 +116,26 @@ impl TenantRecord {
     }
 }
 
+impl TenantRecord {
+    /// Gives the hit counters a row per worker of a new data plane; the hits
+    /// so far move into the per-rule bases.
+    pub(super) fn rehome(&mut self, workers: usize) {
+        for direction in 0..2 {
+            let (hits, default_hits) = self.hits.totals(direction);
+            let acl = &mut self.acl[direction];
+            for (base, hits) in acl.base_hits.iter_mut().zip(hits) {
+                *base += hits;
+            }
+            acl.base_default_hits += default_hits;
+        }
+        self.hits = Arc::new(AclHits::new(
+            workers,
+            self.acl[0].rules.len(),
+            self.acl[1].rules.len(),
+        ));
+    }
+}
+
 fn validate_tenant_name(name: &str) -> Outcome<()> {
     let ok = !name.is_empty()
         && name.len() <= 32

@@ -40,6 +40,32 @@ pub struct DataplaneSettings {
     pub rings: RingSizes,
 }
 
+impl DataplaneSettings {
+    pub fn from_config(
+        d: &crate::config::DataplaneSection,
+        u: &crate::config::UmemSection,
+    ) -> Self {
+        DataplaneSettings {
+            cores: d.workers.clone(),
+            tuning: WorkerTuning {
+                batch_size: d.batch_size,
+                mode: d.mode,
+                fdb_capacity: d.fdb_capacity,
+                aging_ns: d.mac_aging_secs.saturating_mul(1_000_000_000),
+                frame_size: u.frame_size,
+                fill_ring: u.fill_ring,
+                tx_ring: u.tx_ring,
+            },
+            frame_count: u.frame_count,
+            comp_ring: u.comp_ring,
+            rings: RingSizes {
+                rx: u.rx_ring,
+                tx: u.tx_ring,
+            },
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("core {core} does not exist or cannot be used (this machine offers cores {available:?}); fix [dataplane] workers")]

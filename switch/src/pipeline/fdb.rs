@@ -8,7 +8,13 @@ use std::collections::HashMap;
 use rustc_hash::FxBuildHasher;
 
 use super::decision::{DomainId, PortId};
+use crate::dataplane::stats::MAX_PORTS;
 use crate::packet::MacAddr;
+
+/// Domains with a counter of their own (the control plane allocates tenant ids below this).
+/// Ids at or above it share one extra counter, as do port ids at or above `MAX_PORTS`: an
+/// out-of-range id can never panic nor escape the limits, it only shares them.
+pub const FDB_MAX_DOMAINS: usize = 4096;
 
 /// What learning a source address did to the table.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -26,6 +32,9 @@ pub enum Learned {
     TableFull,
     /// A static entry exists for the address; learning never changes it.
     StaticKept,
+    /// Learning would take the ingress port or the domain past its limit (see
+    /// [`Fdb::set_limits`]): not learned. A refused move leaves the entry on its old port.
+    LimitReached,
 }
 
 /// One row of the table, as shown to the control plane.
@@ -65,11 +74,43 @@ impl Slot {
 /// on the data path cannot allocate: an unknown address arriving at capacity is refused.
 /// Dynamic entries are live for `aging_ns` after they were last learned (`u64::MAX`: never
 /// age); an expired entry is invisible to [`Fdb::lookup`] and is reclaimed by [`Fdb::expire`].
+///
+/// Besides `capacity`, optional limits bound the entries of each port and of each domain
+/// ([`Fdb::set_limits`]), so one guest spraying source addresses cannot fill the table. The
+/// counts behind them include every stored entry: static ones and expired ones not yet
+/// reclaimed.
 #[derive(Debug, Clone)]
 pub struct Fdb {
     slots: HashMap<u64, Slot, FxBuildHasher>,
     capacity: usize,
     aging_ns: u64,
+    /// Entries per port; index `MAX_PORTS` is shared by every larger id.
+    port_counts: Box<[u32]>,
+    /// Entries per domain; index `FDB_MAX_DOMAINS` is shared by every larger id.
+    domain_counts: Box<[u32]>,
+    per_port_limit: Option<u32>,
+    per_domain_limit: Option<u32>,
+}
+
+fn port_index(port: PortId) -> usize {
+    usize::from(port).min(MAX_PORTS)
+}
+
+fn domain_index(domain: DomainId) -> usize {
+    usize::from(domain).min(FDB_MAX_DOMAINS)
+}
+
+/// True if one more entry would take `count` past `limit`.
+fn at_limit(limit: Option<u32>, count: u32) -> bool {
+    limit.is_some_and(|limit| count >= limit)
+}
+
+fn increment(count: &mut u32) {
+    *count = count.saturating_add(1);
+}
+
+fn decrement(count: &mut u32) {
+    *count = count.saturating_sub(1);
 }
 
 /// Domain in the top 16 bits, MAC in the low 48: one integer compare and cheap to hash.
@@ -95,6 +136,10 @@ impl Fdb {
             slots: HashMap::with_capacity_and_hasher(reserved, FxBuildHasher),
             capacity,
             aging_ns,
+            port_counts: vec![0; MAX_PORTS + 1].into_boxed_slice(),
+            domain_counts: vec![0; FDB_MAX_DOMAINS + 1].into_boxed_slice(),
+            per_port_limit: None,
+            per_domain_limit: None,
         }
     }
 
@@ -120,16 +165,59 @@ impl Fdb {
         self.aging_ns = aging_ns;
     }
 
+    /// Bounds the entries learned per port and per domain; `None` is unlimited.
+    ///
+    /// Takes effect for later learning only: a limit below a current count removes nothing,
+    /// it refuses what would add to that count until entries are removed or expire. Static
+    /// entries count towards both limits but are never refused by them (only by capacity).
+    pub fn set_limits(&mut self, per_port: Option<u32>, per_domain: Option<u32>) {
+        self.per_port_limit = per_port;
+        self.per_domain_limit = per_domain;
+    }
+
+    /// The limits as `(per_port, per_domain)`, as last given to [`Fdb::set_limits`].
+    pub fn limits(&self) -> (Option<u32>, Option<u32>) {
+        (self.per_port_limit, self.per_domain_limit)
+    }
+
+    /// Entries (static, dynamic, and expired but not yet reclaimed) bound to `port`. Ports
+    /// from `MAX_PORTS` up share one count.
+    pub fn port_entries(&self, port: PortId) -> u32 {
+        self.port_counts[port_index(port)]
+    }
+
+    /// Entries (static, dynamic, and expired but not yet reclaimed) in `domain`. Domains
+    /// from [`FDB_MAX_DOMAINS`] up share one count.
+    pub fn domain_entries(&self, domain: DomainId) -> u32 {
+        self.domain_counts[domain_index(domain)]
+    }
+
     /// Binds `mac` to `port` in `domain` as seen at `now_ns`.
+    ///
+    /// The limits refuse any learn that would raise a count already at its limit, with
+    /// [`Learned::LimitReached`]: a new address raises the port's and the domain's count; a
+    /// move (of a live or an expired entry) raises only the new port's. A refused move
+    /// leaves the entry as it was, on its old port and not refreshed, so if the host really
+    /// left it ages out, and it is learned again once the new port has room. Refreshing an
+    /// entry on its own port, or re-learning an expired one there, raises no count and is
+    /// never refused. Limits are checked before capacity.
     pub fn learn(&mut self, domain: DomainId, mac: MacAddr, port: PortId, now_ns: u64) -> Learned {
         let aging_ns = self.aging_ns;
         let key = pack_key(domain, mac);
+        let port_at_limit = at_limit(self.per_port_limit, self.port_counts[port_index(port)]);
         if let Some(slot) = self.slots.get_mut(&key) {
             if slot.is_static {
                 return Learned::StaticKept;
             }
             let was_live = slot.is_live(aging_ns, now_ns);
             let from = slot.port;
+            if from != port {
+                if port_at_limit {
+                    return Learned::LimitReached;
+                }
+                decrement(&mut self.port_counts[port_index(from)]);
+                increment(&mut self.port_counts[port_index(port)]);
+            }
             slot.port = port;
             slot.last_seen_ns = now_ns;
             return if !was_live {
@@ -140,9 +228,19 @@ impl Fdb {
                 Learned::Moved { from }
             };
         }
+        if port_at_limit
+            || at_limit(
+                self.per_domain_limit,
+                self.domain_counts[domain_index(domain)],
+            )
+        {
+            return Learned::LimitReached;
+        }
         if self.slots.len() >= self.capacity {
             return Learned::TableFull;
         }
+        increment(&mut self.port_counts[port_index(port)]);
+        increment(&mut self.domain_counts[domain_index(domain)]);
         self.slots.insert(
             key,
             Slot {
@@ -176,39 +274,68 @@ impl Fdb {
         port: PortId,
     ) -> Result<(), FdbError> {
         let key = pack_key(domain, mac);
-        if !self.slots.contains_key(&key) && self.slots.len() >= self.capacity {
-            return Err(FdbError::TableFull);
+        let slot = Slot {
+            port,
+            is_static: true,
+            last_seen_ns: 0,
+        };
+        // Not subject to the per-port and per-domain limits: the operator asked for it.
+        let full = self.slots.len() >= self.capacity;
+        match self.slots.get_mut(&key) {
+            Some(old) => {
+                decrement(&mut self.port_counts[port_index(old.port)]);
+                *old = slot;
+            }
+            None if full => return Err(FdbError::TableFull),
+            None => {
+                increment(&mut self.domain_counts[domain_index(domain)]);
+                self.slots.insert(key, slot);
+            }
         }
-        self.slots.insert(
-            key,
-            Slot {
-                port,
-                is_static: true,
-                last_seen_ns: 0,
-            },
-        );
+        increment(&mut self.port_counts[port_index(port)]);
         Ok(())
     }
 
     /// Removes the entry for `mac` in `domain`, static or not; false if there was none.
     pub fn remove(&mut self, domain: DomainId, mac: MacAddr) -> bool {
-        self.slots.remove(&pack_key(domain, mac)).is_some()
+        let Some(slot) = self.slots.remove(&pack_key(domain, mac)) else {
+            return false;
+        };
+        decrement(&mut self.port_counts[port_index(slot.port)]);
+        decrement(&mut self.domain_counts[domain_index(domain)]);
+        true
     }
 
     /// Removes every entry, static or dynamic, bound to `port`; returns how many.
     pub fn flush_port(&mut self, port: PortId) -> usize {
-        let before = self.slots.len();
-        self.slots.retain(|_, slot| slot.port != port);
-        before - self.slots.len()
+        self.remove_where(|slot| slot.port == port)
     }
 
     /// Reclaims dynamic entries expired at `now_ns`; returns how many. A full scan: call it
     /// periodically (about once a second), not per frame.
     pub fn expire(&mut self, now_ns: u64) -> usize {
         let aging_ns = self.aging_ns;
-        let before = self.slots.len();
-        self.slots.retain(|_, slot| slot.is_live(aging_ns, now_ns));
-        before - self.slots.len()
+        self.remove_where(|slot| !slot.is_live(aging_ns, now_ns))
+    }
+
+    /// Removes the entries `doomed` picks, keeping the counts in step; returns how many.
+    fn remove_where(&mut self, mut doomed: impl FnMut(&Slot) -> bool) -> usize {
+        let Fdb {
+            slots,
+            port_counts,
+            domain_counts,
+            ..
+        } = self;
+        let before = slots.len();
+        slots.retain(|&key, slot| {
+            if !doomed(slot) {
+                return true;
+            }
+            decrement(&mut port_counts[port_index(slot.port)]);
+            decrement(&mut domain_counts[domain_index(unpack_key(key).0)]);
+            false
+        });
+        before - slots.len()
     }
 
     /// Every stored entry, expired or not, in no particular order.
@@ -221,6 +348,43 @@ impl Fdb {
     fn allocated_capacity(&self) -> usize {
         self.slots.capacity()
     }
+
+    /// Recounts the entries per port and per domain over [`Fdb::iter`] and compares every
+    /// counter with the recount.
+    #[cfg(test)]
+    fn check_counts(&self) -> Result<(), String> {
+        let mut ports = vec![0u32; self.port_counts.len()];
+        let mut domains = vec![0u32; self.domain_counts.len()];
+        for entry in self.iter() {
+            ports[port_index(entry.port)] += 1;
+            domains[domain_index(entry.domain)] += 1;
+        }
+        if *ports != *self.port_counts {
+            return Err(format!(
+                "port counts drifted: {:?}",
+                diff(&ports, &self.port_counts)
+            ));
+        }
+        if *domains != *self.domain_counts {
+            return Err(format!(
+                "domain counts drifted: {:?}",
+                diff(&domains, &self.domain_counts)
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `(index, recounted, stored)` wherever the two disagree.
+#[cfg(test)]
+fn diff(recounted: &[u32], stored: &[u32]) -> Vec<(usize, u32, u32)> {
+    recounted
+        .iter()
+        .zip(stored)
+        .enumerate()
+        .filter(|(_, (a, b))| a != b)
+        .map(|(i, (a, b))| (i, *a, *b))
+        .collect()
 }
 
 fn entry(key: u64, slot: &Slot) -> FdbEntry {
@@ -439,11 +603,302 @@ mod tests {
         );
     }
 
+    fn assert_counts(fdb: &Fdb) {
+        if let Err(drift) = fdb.check_counts() {
+            panic!("{drift}");
+        }
+    }
+
+    #[test]
+    fn no_limits_by_default() {
+        let fdb = Fdb::new(16, AGING);
+        assert_eq!(fdb.limits(), (None, None));
+    }
+
+    #[test]
+    fn port_limit_refuses_one_more_address_on_that_port_only() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(2), None);
+        assert_eq!(fdb.limits(), (Some(2), None));
+        assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(0, mac(2), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(0, mac(3), 1, 0), Learned::LimitReached);
+        assert_eq!(fdb.get(0, mac(3)), None);
+        assert_eq!(fdb.port_entries(1), 2);
+        // Same domain, another port: room.
+        assert_eq!(fdb.learn(0, mac(3), 2, 0), Learned::New);
+        // Another domain, same port: the port is still full.
+        assert_eq!(fdb.learn(1, mac(4), 1, 0), Learned::LimitReached);
+        // Known addresses on the full port are refreshed.
+        assert_eq!(fdb.learn(0, mac(1), 1, 10), Learned::Refreshed);
+        assert_eq!(fdb.get(0, mac(1)).unwrap().last_seen_ns, 10);
+        assert_eq!(fdb.port_entries(1), 2);
+        assert_eq!(fdb.port_entries(2), 1);
+        assert_eq!(fdb.domain_entries(0), 3);
+        assert_eq!(fdb.domain_entries(1), 0);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn domain_limit_counts_across_ports_of_the_domain_only() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(None, Some(2));
+        assert_eq!(fdb.learn(7, mac(1), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(7, mac(2), 2, 0), Learned::New);
+        assert_eq!(fdb.learn(7, mac(3), 3, 0), Learned::LimitReached);
+        assert_eq!(fdb.domain_entries(7), 2);
+        // Another domain has its own count, even on the same ports.
+        assert_eq!(fdb.learn(8, mac(3), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(8, mac(4), 2, 0), Learned::New);
+        assert_eq!(fdb.domain_entries(8), 2);
+        // A move stays in its domain: not refused by the domain limit.
+        assert_eq!(fdb.learn(7, mac(1), 3, 5), Learned::Moved { from: 1 });
+        assert_eq!(fdb.domain_entries(7), 2);
+        assert_eq!(fdb.port_entries(3), 1);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn both_limits_apply_together() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(1), Some(2));
+        assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(0, mac(2), 1, 0), Learned::LimitReached);
+        assert_eq!(fdb.learn(0, mac(2), 2, 0), Learned::New);
+        assert_eq!(fdb.learn(0, mac(3), 3, 0), Learned::LimitReached);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn limit_is_checked_before_capacity() {
+        let mut fdb = Fdb::new(1, AGING);
+        fdb.set_limits(Some(1), None);
+        assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(0, mac(2), 1, 0), Learned::LimitReached);
+        assert_eq!(fdb.learn(0, mac(2), 2, 0), Learned::TableFull);
+    }
+
+    #[test]
+    fn zero_limit_learns_nothing() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(0), None);
+        assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::LimitReached);
+        fdb.set_limits(None, Some(0));
+        assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::LimitReached);
+        assert!(fdb.is_empty());
+    }
+
+    #[test]
+    fn remove_expire_and_flush_free_room() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(2), Some(3));
+        fdb.learn(0, mac(1), 1, 0);
+        fdb.learn(0, mac(2), 1, 500);
+        assert_eq!(fdb.learn(0, mac(3), 1, 500), Learned::LimitReached);
+
+        assert!(fdb.remove(0, mac(1)));
+        assert_eq!(fdb.port_entries(1), 1);
+        assert_eq!(fdb.learn(0, mac(3), 1, 600), Learned::New);
+        assert_eq!(fdb.learn(0, mac(4), 2, 600), Learned::New);
+        assert_eq!(
+            fdb.learn(0, mac(5), 2, 600),
+            Learned::LimitReached,
+            "domain full"
+        );
+
+        // mac(2) expires at 1500; until reclaimed it still counts.
+        assert_eq!(fdb.learn(0, mac(5), 1, 1_500), Learned::LimitReached);
+        assert_eq!(fdb.expire(1_500), 1);
+        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (1, 2));
+        assert_eq!(fdb.learn(0, mac(5), 1, 1_500), Learned::New);
+
+        assert_eq!(fdb.flush_port(1), 2);
+        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (0, 1));
+        assert_eq!(fdb.learn(0, mac(6), 1, 1_500), Learned::New);
+        assert_eq!(fdb.learn(0, mac(7), 1, 1_500), Learned::New);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn lowering_a_limit_keeps_entries_and_refuses_new_ones_until_below() {
+        let mut fdb = Fdb::new(16, AGING);
+        for n in 1..=4 {
+            assert_eq!(fdb.learn(0, mac(n), 1, 0), Learned::New);
+        }
+        fdb.set_limits(Some(2), None);
+        assert_eq!(fdb.port_entries(1), 4);
+        for n in 1..=4 {
+            assert_eq!(fdb.lookup(0, mac(n), 0), Some(1));
+            assert_eq!(fdb.learn(0, mac(n), 1, 1), Learned::Refreshed);
+        }
+        assert_eq!(fdb.learn(0, mac(5), 1, 1), Learned::LimitReached);
+        fdb.remove(0, mac(1));
+        fdb.remove(0, mac(2));
+        assert_eq!(
+            fdb.learn(0, mac(5), 1, 1),
+            Learned::LimitReached,
+            "2 left, limit 2"
+        );
+        fdb.remove(0, mac(3));
+        assert_eq!(fdb.learn(0, mac(5), 1, 1), Learned::New);
+        assert_eq!(fdb.learn(0, mac(6), 1, 1), Learned::LimitReached);
+        // Raising it again lets learning resume.
+        fdb.set_limits(None, None);
+        assert_eq!(fdb.learn(0, mac(6), 1, 1), Learned::New);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn expired_entry_relearned_on_its_full_port_is_not_refused() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.learn(0, mac(1), 1, 0);
+        fdb.learn(0, mac(2), 1, 0);
+        fdb.set_limits(Some(1), Some(1));
+        // Still stored and counted: re-learning it there adds nothing to either count.
+        assert_eq!(fdb.learn(0, mac(1), 1, AGING), Learned::New);
+        assert_eq!(fdb.lookup(0, mac(1), AGING), Some(1));
+        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (2, 2));
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn move_onto_a_full_port_is_refused_and_entry_stays_put() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(1), None);
+        fdb.learn(0, mac(1), 1, 0);
+        fdb.learn(0, mac(2), 2, 0);
+        assert_eq!(fdb.learn(0, mac(1), 2, 10), Learned::LimitReached);
+        // Untouched: old port, old timestamp, so it ages out if the host really left.
+        let entry = fdb.get(0, mac(1)).unwrap();
+        assert_eq!((entry.port, entry.last_seen_ns), (1, 0));
+        assert_eq!(fdb.lookup(0, mac(1), AGING), None);
+        assert_eq!((fdb.port_entries(1), fdb.port_entries(2)), (1, 1));
+        // An expired entry moving onto the full port is refused as well.
+        assert_eq!(fdb.learn(0, mac(1), 2, AGING), Learned::LimitReached);
+        assert_eq!(fdb.get(0, mac(1)).unwrap().port, 1);
+        // Once the new port has room, the host is followed.
+        fdb.remove(0, mac(2));
+        assert_eq!(fdb.learn(0, mac(1), 2, AGING), Learned::New);
+        assert_eq!((fdb.port_entries(1), fdb.port_entries(2)), (0, 1));
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn move_updates_both_port_counts() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(1), None);
+        fdb.learn(0, mac(1), 1, 0);
+        assert_eq!(fdb.learn(0, mac(1), 2, 5), Learned::Moved { from: 1 });
+        assert_eq!((fdb.port_entries(1), fdb.port_entries(2)), (0, 1));
+        assert_eq!(fdb.learn(0, mac(2), 1, 5), Learned::New);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn static_inserts_ignore_limits_but_count() {
+        let mut fdb = Fdb::new(4, AGING);
+        fdb.set_limits(Some(1), Some(1));
+        fdb.insert_static(0, mac(1), 1).unwrap();
+        fdb.insert_static(0, mac(2), 1).unwrap();
+        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (2, 2));
+        assert_eq!(fdb.learn(0, mac(3), 1, 0), Learned::LimitReached);
+        assert_eq!(
+            fdb.learn(0, mac(3), 2, 0),
+            Learned::LimitReached,
+            "domain full"
+        );
+        assert_eq!(fdb.learn(0, mac(1), 2, 0), Learned::StaticKept);
+        // Replacing moves the count between ports, without growing the domain's.
+        fdb.insert_static(0, mac(2), 3).unwrap();
+        assert_eq!((fdb.port_entries(1), fdb.port_entries(3)), (1, 1));
+        assert_eq!(fdb.domain_entries(0), 2);
+        // Replacing a learned entry keeps one count.
+        fdb.set_limits(None, None);
+        fdb.learn(1, mac(9), 5, 0);
+        fdb.set_limits(Some(1), Some(1));
+        fdb.insert_static(1, mac(9), 6).unwrap();
+        assert_eq!((fdb.port_entries(5), fdb.port_entries(6)), (0, 1));
+        assert_eq!(fdb.domain_entries(1), 1);
+        // Capacity still binds.
+        fdb.insert_static(2, mac(1), 1).unwrap();
+        assert_eq!(fdb.insert_static(2, mac(2), 1), Err(FdbError::TableFull));
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn ids_beyond_the_counters_share_one_and_never_panic() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(2), Some(3));
+        let big_port = MAX_PORTS as PortId;
+        let big_domain = FDB_MAX_DOMAINS as DomainId;
+        assert_eq!(fdb.learn(u16::MAX, mac(1), PortId::MAX, 0), Learned::New);
+        assert_eq!(fdb.learn(big_domain, mac(2), big_port, 0), Learned::New);
+        assert_eq!(
+            fdb.learn(big_domain, mac(3), big_port + 1, 0),
+            Learned::LimitReached
+        );
+        assert_eq!(fdb.learn(big_domain + 1, mac(3), 1, 0), Learned::New);
+        assert_eq!(
+            fdb.learn(big_domain + 2, mac(4), 2, 0),
+            Learned::LimitReached
+        );
+        assert_eq!(fdb.port_entries(big_port), 2);
+        assert_eq!(fdb.domain_entries(u16::MAX), 3);
+        assert_eq!(fdb.port_entries(MAX_PORTS as PortId - 1), 0);
+        assert_eq!(fdb.domain_entries(FDB_MAX_DOMAINS as DomainId - 1), 0);
+        assert_counts(&fdb);
+        assert_eq!(fdb.flush_port(PortId::MAX), 1);
+        assert_eq!(fdb.expire(AGING), 2);
+        assert_eq!(
+            (fdb.port_entries(big_port), fdb.domain_entries(big_domain)),
+            (0, 0)
+        );
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn removing_what_is_not_there_never_underflows() {
+        let mut fdb = Fdb::new(16, AGING);
+        assert!(!fdb.remove(0, mac(1)));
+        assert_eq!(fdb.flush_port(1), 0);
+        assert_eq!(fdb.expire(u64::MAX), 0);
+        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (0, 0));
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn churn_under_limits_keeps_counts_exact() {
+        let mut fdb = Fdb::new(64, AGING);
+        fdb.set_limits(Some(5), Some(20));
+        let allocated = fdb.allocated_capacity();
+        for n in 0..5_000u64 {
+            let address = MacAddr::from_u64(0x0200_0000_0000 | (n % 97));
+            let port = (n % 7) as PortId;
+            let domain = (n % 3) as DomainId;
+            fdb.learn(domain, address, port, n * 37);
+            if n % 11 == 0 {
+                fdb.remove((n % 5) as DomainId, address);
+            }
+            if n % 101 == 0 {
+                fdb.expire(n * 37);
+            }
+            if n % 499 == 0 {
+                fdb.flush_port((n % 7) as PortId);
+            }
+            assert!(fdb.port_entries(port) <= 5);
+            assert!(fdb.domain_entries(domain) <= 20);
+        }
+        assert!(fdb.allocated_capacity() <= allocated);
+        assert_counts(&fdb);
+    }
+
     /// Deliberately naive restatement of the table's contract.
     struct Model {
         entries: BTreeMap<(DomainId, MacAddr), (PortId, bool, u64)>,
         capacity: usize,
         aging_ns: u64,
+        per_port: Option<u32>,
+        per_domain: Option<u32>,
     }
 
     impl Model {
@@ -451,18 +906,41 @@ mod tests {
             is_static || now - seen < self.aging_ns
         }
 
+        fn on_port(&self, port: PortId) -> usize {
+            self.entries.values().filter(|e| e.0 == port).count()
+        }
+
+        fn in_domain(&self, domain: DomainId) -> usize {
+            self.entries.keys().filter(|k| k.0 == domain).count()
+        }
+
+        /// Whether one more entry fits under `limit` given `count`.
+        fn room(limit: Option<u32>, count: usize) -> bool {
+            limit.map_or(true, |limit| count < limit as usize)
+        }
+
         fn learn(&mut self, key: (DomainId, MacAddr), port: PortId, now: u64) -> Learned {
             match self.entries.get(&key).copied() {
                 Some((_, true, _)) => Learned::StaticKept,
+                Some(old) if old.0 == port && self.live(old, now) => {
+                    self.entries.insert(key, (port, false, now));
+                    Learned::Refreshed
+                }
                 Some(old) => {
+                    if old.0 != port && !Self::room(self.per_port, self.on_port(port)) {
+                        return Learned::LimitReached;
+                    }
                     self.entries.insert(key, (port, false, now));
                     if !self.live(old, now) {
                         Learned::New
-                    } else if old.0 == port {
-                        Learned::Refreshed
                     } else {
                         Learned::Moved { from: old.0 }
                     }
+                }
+                None if !Self::room(self.per_port, self.on_port(port))
+                    || !Self::room(self.per_domain, self.in_domain(key.0)) =>
+                {
+                    Learned::LimitReached
                 }
                 None if self.entries.len() >= self.capacity => Learned::TableFull,
                 None => {
@@ -486,6 +964,11 @@ mod tests {
         InsertStatic(DomainId, u8, PortId),
         FlushPort(PortId),
         Expire,
+        SetLimits(Option<u32>, Option<u32>),
+    }
+
+    fn limit() -> impl Strategy<Value = Option<u32>> {
+        prop_oneof![1 => Just(None), 3 => (0..5u32).prop_map(Some)]
     }
 
     fn op() -> impl Strategy<Value = Op> {
@@ -499,6 +982,7 @@ mod tests {
             1 => (domain, address, port.clone()).prop_map(|(d, m, p)| Op::InsertStatic(d, m, p)),
             1 => port.prop_map(Op::FlushPort),
             1 => Just(Op::Expire),
+            1 => (limit(), limit()).prop_map(|(p, d)| Op::SetLimits(p, d)),
         ]
     }
 
@@ -507,10 +991,18 @@ mod tests {
         fn behaves_like_reference_model(
             steps in prop::collection::vec((0..400u64, op()), 1..200),
             capacity in 0..8usize,
+            (per_port, per_domain) in (limit(), limit()),
         ) {
             let aging_ns = 1_000;
             let mut fdb = Fdb::new(capacity, aging_ns);
-            let mut model = Model { entries: BTreeMap::new(), capacity, aging_ns };
+            fdb.set_limits(per_port, per_domain);
+            let mut model = Model {
+                entries: BTreeMap::new(),
+                capacity,
+                aging_ns,
+                per_port,
+                per_domain,
+            };
             let mut now = 0u64;
             for (advance, op) in steps {
                 now += advance;
@@ -550,6 +1042,11 @@ mod tests {
                         model.entries = live;
                         prop_assert_eq!(fdb.expire(now), before - model.entries.len());
                     }
+                    Op::SetLimits(p, d) => {
+                        fdb.set_limits(p, d);
+                        (model.per_port, model.per_domain) = (p, d);
+                        prop_assert_eq!(fdb.limits(), (p, d));
+                    }
                 }
                 let mut actual: Vec<_> = fdb
                     .iter()
@@ -559,6 +1056,15 @@ mod tests {
                 let expected: Vec<_> = model.entries.iter().map(|(k, e)| (*k, *e)).collect();
                 prop_assert_eq!(actual, expected);
                 prop_assert!(fdb.len() <= capacity);
+                if let Err(drift) = fdb.check_counts() {
+                    return Err(TestCaseError::fail(drift));
+                }
+                for port in 0..3 {
+                    prop_assert_eq!(fdb.port_entries(port) as usize, model.on_port(port));
+                }
+                for domain in 0..2 {
+                    prop_assert_eq!(fdb.domain_entries(domain) as usize, model.in_domain(domain));
+                }
             }
         }
     }

@@ -18,6 +18,11 @@ pub struct IngressPort {
 ///
 /// `Flood` means every other port of the ingress domain; turning it into ports, and
 /// counting `NoEgress` when there are none, is the caller's job.
+///
+/// The decision never depends on whether learning succeeded: a source refused with
+/// [`Learned::TableFull`] or [`Learned::LimitReached`] (the port or the domain holds as many
+/// addresses as it may) is still switched, and traffic towards it floods until it is
+/// learned. Counting refusals is the caller's job too.
 pub fn decide(
     fdb: &mut Fdb,
     ingress: IngressPort,
@@ -210,6 +215,54 @@ mod tests {
     }
 
     #[test]
+    fn source_over_the_port_limit_is_not_learned_but_still_switched() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(1), None);
+        decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        decide(&mut fdb, PORT_1, &frame(HOST_A, MacAddr::BROADCAST), 0);
+        let spoofed = MacAddr([0x02, 0, 0, 0, 0, 0x5c]);
+        let result = decide(&mut fdb, PORT_1, &frame(spoofed, HOST_B), 1);
+        assert_eq!(
+            result,
+            (Decision::Forward(PORT_2.id), Learned::LimitReached)
+        );
+        let result = decide(&mut fdb, PORT_1, &frame(spoofed, MacAddr::BROADCAST), 1);
+        assert_eq!(result, (Decision::Flood, Learned::LimitReached));
+        assert_eq!(fdb.lookup(0, spoofed, 1), None);
+        // Replies to the refused source flood; the known source is still refreshed.
+        let reply = decide(&mut fdb, PORT_2, &frame(HOST_B, spoofed), 2);
+        assert_eq!(reply, (Decision::Flood, Learned::Refreshed));
+        assert_eq!(fdb.port_entries(PORT_1.id), 1);
+    }
+
+    #[test]
+    fn host_moving_onto_a_full_port_keeps_its_old_port() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(Some(1), None);
+        decide(&mut fdb, PORT_1, &frame(HOST_A, MacAddr::BROADCAST), 0);
+        decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
+        let (_, learned) = decide(&mut fdb, PORT_2, &frame(HOST_A, MacAddr::BROADCAST), 1);
+        assert_eq!(learned, Learned::LimitReached);
+        let (decision, _) = decide(&mut fdb, PORT_2, &frame(HOST_B, HOST_A), 2);
+        assert_eq!(decision, Decision::Forward(PORT_1.id));
+    }
+
+    #[test]
+    fn domain_limit_refuses_sources_across_its_ports() {
+        let mut fdb = Fdb::new(16, AGING);
+        fdb.set_limits(None, Some(1));
+        let tenant_port = IngressPort { id: 3, domain: 1 };
+        decide(&mut fdb, PORT_1, &frame(HOST_A, MacAddr::BROADCAST), 0);
+        let (decision, learned) = decide(&mut fdb, PORT_2, &frame(HOST_B, HOST_A), 1);
+        assert_eq!(
+            (decision, learned),
+            (Decision::Forward(PORT_1.id), Learned::LimitReached)
+        );
+        let (_, learned) = decide(&mut fdb, tenant_port, &frame(HOST_B, HOST_A), 1);
+        assert_eq!(learned, Learned::New);
+    }
+
+    #[test]
     fn batch_matches_one_by_one_and_stops_at_shortest_slice() {
         let frames_owned = [
             frame(HOST_A, MacAddr::BROADCAST),
@@ -242,8 +295,10 @@ mod tests {
             frames in prop::collection::vec(prop::collection::vec(any::<u8>(), 0..80), 1..16),
             ports in prop::collection::vec((any::<PortId>(), 0..3u16, any::<u64>()), 1..16),
             capacity in 0..4usize,
+            limits in (prop::option::of(0..3u32), prop::option::of(0..3u32)),
         ) {
             let mut fdb = Fdb::new(capacity, AGING);
+            fdb.set_limits(limits.0, limits.1);
             for (bytes, (id, domain, now_ns)) in frames.iter().zip(ports.iter().cycle()) {
                 let ingress = IngressPort { id: *id, domain: *domain };
                 let (decision, learned) = decide(&mut fdb, ingress, bytes, *now_ns);
@@ -255,6 +310,12 @@ mod tests {
                 }
                 prop_assert_ne!(decision, Decision::Forward(*id));
                 prop_assert!(fdb.len() <= capacity);
+                if let Some(limit) = limits.0 {
+                    prop_assert!(fdb.port_entries(*id) <= limit);
+                }
+                if let Some(limit) = limits.1 {
+                    prop_assert!(fdb.domain_entries(*domain) <= limit);
+                }
             }
         }
     }

@@ -153,7 +153,11 @@ pub struct AnchorTap {
 
 impl AnchorTap {
     pub fn create(queues: usize) -> Result<AnchorTap, TapError> {
-        let name = format!("xswanc{}", std::process::id());
+        // Unique per data plane, so a new one can start before the old one
+        // (a live rebuild) has let go of its anchor.
+        static GENERATION: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000;
+        let name = format!("xswa{}g{generation}", std::process::id() % 10_000_000);
         let fds = (0..queues.max(1))
             .map(|_| attach_with(&name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE))
             .collect::<Result<Vec<_>, _>>()?;

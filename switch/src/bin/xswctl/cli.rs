@@ -56,6 +56,20 @@ pub enum Command {
         /// Seconds before an unused MAC entry is forgotten.
         #[arg(long)]
         mac_aging_secs: Option<u64>,
+        /// Cores to run one worker each on, e.g. 0,1 (re-creates every queue).
+        #[arg(long, value_delimiter = ',')]
+        workers: Option<Vec<usize>>,
+        /// Ring sizes and UMEM frames per worker (re-create every queue).
+        #[arg(long)]
+        rx_ring: Option<u32>,
+        #[arg(long)]
+        tx_ring: Option<u32>,
+        #[arg(long)]
+        fill_ring: Option<u32>,
+        #[arg(long)]
+        comp_ring: Option<u32>,
+        #[arg(long)]
+        frame_count: Option<u32>,
     },
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
@@ -393,10 +407,22 @@ pub fn request(command: Command) -> Request {
             batch_size,
             mode,
             mac_aging_secs,
+            workers,
+            rx_ring,
+            tx_ring,
+            fill_ring,
+            comp_ring,
+            frame_count,
         } => Request::Tune {
             batch_size,
             mode,
             mac_aging_secs,
+            workers,
+            rx_ring,
+            tx_ring,
+            fill_ring,
+            comp_ring,
+            frame_count,
         },
         Command::Stats => Request::Stats {},
         Command::Status => Request::Status {},

@@ -265,7 +265,16 @@ pub fn render(request: &Request, data: &Value) -> String {
         | Request::AclPolicy { .. } => acl(data),
         Request::FdbAdd { mac, port, .. } => format!("static MAC {mac} -> {port}"),
         Request::FdbDel { mac, .. } => format!("MAC {mac} removed"),
-        Request::Tune { .. } => key_values(data),
+        Request::Tune { .. } => {
+            let mut out = key_values(data);
+            if let Some(queues) = data["recreated_queues"].as_u64() {
+                out.push_str(&format!(
+                    "\nre-created {queues} queues; traffic paused for {} ms",
+                    data["interruption_ms"]
+                ));
+            }
+            out
+        }
         Request::ConfigShow {} => data["toml"]
             .as_str()
             .unwrap_or_default()

@@ -1,0 +1,139 @@
+//! Live tuning. Batch size, poll mode and MAC aging are taken by the workers
+//! between two turns. Worker count, cores and UMEM/ring sizes need new
+//! sockets and UMEMs: the data plane is rebuilt in place (the new one starts
+//! before the old one stops) and every port re-attached from the running
+//! config, a brief interruption that the reply reports.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use super::switch::{system, ControlError, Outcome, Switch};
+use crate::config::{Config, DataplaneSection, UmemSection};
+use crate::dataplane::worker::{PollMode, MAX_BATCH};
+use crate::dataplane::{Dataplane, DataplaneSettings};
+
+pub(super) struct Tuning {
+    pub batch_size: Option<usize>,
+    pub mode: Option<PollMode>,
+    pub mac_aging_secs: Option<u64>,
+    pub workers: Option<Vec<usize>>,
+    /// The UMEM section with every requested change applied.
+    pub umem: UmemSection,
+}
+
+impl Switch {
+    pub(super) fn tune(&mut self, tuning: Tuning) -> Outcome {
+        let mut next = self.settings.clone();
+        if let Some(batch) = tuning.batch_size {
+            if !(1..=MAX_BATCH).contains(&batch) {
+                return Err(ControlError::invalid(format!(
+                    "batch size {batch} is outside 1..={MAX_BATCH}"
+                )));
+            }
+            next.batch_size = batch;
+        }
+        if let Some(secs) = tuning.mac_aging_secs {
+            next.mac_aging_secs = secs;
+        }
+        next.mode = tuning.mode.unwrap_or(next.mode);
+        if let Some(workers) = &tuning.workers {
+            next.workers = workers.clone();
+        }
+        // The same checks as a config file gets, with the same messages.
+        let candidate = Config {
+            dataplane: next.clone(),
+            umem: tuning.umem.clone(),
+            ..Config::default()
+        };
+        candidate
+            .validate()
+            .map_err(|(key, reason)| ControlError::invalid(format!("{key}: {reason}")))?;
+
+        let rebuild = next.workers != self.settings.workers || tuning.umem != self.umem;
+        let mut reply = json!({});
+        if rebuild {
+            reply = self.rebuild_dataplane(&next, &tuning.umem)?;
+        } else {
+            if tuning.batch_size.is_some() || tuning.mode.is_some() {
+                self.dataplane
+                    .set_polling(next.batch_size, next.mode)
+                    .map_err(system)?;
+            }
+            if tuning.mac_aging_secs.is_some() {
+                self.dataplane
+                    .set_aging(next.mac_aging_secs.saturating_mul(1_000_000_000))
+                    .map_err(system)?;
+            }
+        }
+        self.settings = next;
+        if let Some(object) = reply.as_object_mut() {
+            object.insert("batch_size".into(), json!(self.settings.batch_size));
+            object.insert("mode".into(), json!(self.settings.mode));
+            object.insert("mac_aging_secs".into(), json!(self.settings.mac_aging_secs));
+            object.insert("workers".into(), json!(self.settings.workers));
+            object.insert("umem".into(), json!(self.umem));
+        }
+        Ok(reply)
+    }
+
+    /// Starts a data plane with `dataplane`/`umem`, moves every port onto it
+    /// and stops the old one. If the new one cannot start, nothing changes.
+    fn rebuild_dataplane(&mut self, dataplane: &DataplaneSection, umem: &UmemSection) -> Outcome {
+        let started = Instant::now();
+        let fresh =
+            Dataplane::start(&DataplaneSettings::from_config(dataplane, umem)).map_err(system)?;
+        let running = self.running_config();
+        let queues: usize = self.ports.values().map(|p| p.queues.len()).sum();
+        // Detach every port from the old data plane (sockets, then XDP), but
+        // keep taps xsw created: the ports come straight back.
+        let names: Vec<String> = self.ports.keys().cloned().collect();
+        for name in names {
+            if let Some(record) = self.ports.remove(&name) {
+                self.publish();
+                if let Err(e) = self.dataplane.remove_port(record.id) {
+                    tracing::error!(port = %name, error = %e, "old workers did not release the port");
+                }
+            }
+        }
+        let mut old = std::mem::replace(&mut self.dataplane, fresh);
+        old.stop();
+        drop(old);
+        let workers = self.dataplane.worker_count();
+        for tenant in self.tenants.values_mut() {
+            tenant.rehome(workers);
+        }
+        self.static_macs.clear();
+        self.settings = dataplane.clone();
+        self.umem = umem.clone();
+        self.publish();
+        let mut failed: Vec<Value> = Vec::new();
+        self.restoring = true;
+        for spec in &running.ports {
+            if let Err(e) = self.port_add(spec.clone()) {
+                failed.push(json!({ "port": spec.name, "error": e.message }));
+            }
+        }
+        for entry in &running.fdb {
+            if let Err(e) =
+                self.fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
+            {
+                failed.push(json!({ "static_mac": entry.mac, "error": e.message }));
+            }
+        }
+        self.restoring = false;
+        let took = started.elapsed().as_millis();
+        tracing::info!(
+            queues,
+            took_ms = took,
+            failed = failed.len(),
+            "data plane rebuilt"
+        );
+        Ok(json!({
+            "recreated_queues": queues,
+            "interruption_ms": took,
+            "note": "worker or UMEM settings changed: every queue was re-created; counters restart",
+            "failed": failed,
+        }))
+    }
+}
