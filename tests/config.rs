@@ -376,3 +376,61 @@ fn workers_and_rings_change_live_and_every_port_comes_back() -> Result<()> {
     lab.ping_all(&h1, &h2, 2)?;
     Ok(())
 }
+
+#[test]
+fn mac_limits_stop_one_port_from_filling_the_table() -> Result<()> {
+    let lab = lab!("cfgml", "cfm", 187)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ctl_ok(&["tune", "--mac-limit-per-port", "2"])?;
+
+    // h1 sprays frames from eight made-up source MACs.
+    let nettool = lab.bins.nettool.display().to_string();
+    for i in 0..8u8 {
+        let frame = format!("ffffffffffff02aa000000{i:02x}88b5{}", "00".repeat(46));
+        let out = lab.run_in(
+            &h1.ns,
+            &[
+                &nettool, "raw-send", "--iface", &h1.ifname, "--frame", &frame, "--count", "1",
+            ],
+            Duration::from_secs(5),
+        )?;
+        ensure!(out.success(), "raw-send: {}", out.describe());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let on_h1 = lab
+        .fdb()?
+        .iter()
+        .filter(|e| e["port"] == h1.port.as_str())
+        .count();
+    ensure!(
+        on_h1 == 2,
+        "{} holds {on_h1} MACs with a limit of 2",
+        h1.port
+    );
+    let stats = lab.stats()?;
+    let refused = stats["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["name"] == h1.port.as_str()))
+        .and_then(|p| p["learning_refused"].as_u64())
+        .context("learning_refused")?;
+    ensure!(
+        refused >= 7,
+        "only {refused} refusals counted on {}",
+        h1.port
+    );
+    // Another port still learns, and traffic still flows.
+    lab.ping_all(&h2, &h1, 2)?;
+    ensure!(
+        !lab.fdb_entries(&h2.mac)?.is_empty(),
+        "h2 not learned while h1's port was full"
+    );
+    let saved = std::fs::read_to_string(lab.config_path())?;
+    ensure!(
+        saved.contains("mac_limit_per_port = 2"),
+        "limit not saved:\n{saved}"
+    );
+    Ok(())
+}

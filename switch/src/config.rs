@@ -66,6 +66,12 @@ pub struct DataplaneSection {
     pub mode: PollMode,
     pub mac_aging_secs: u64,
     pub fdb_capacity: usize,
+    /// Most MACs one port may have in the table (absent: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_limit_per_port: Option<u32>,
+    /// Most MACs one tenant may have in the table (absent: no limit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mac_limit_per_tenant: Option<u32>,
 }
 
 impl Default for DataplaneSection {
@@ -76,6 +82,8 @@ impl Default for DataplaneSection {
             mode: PollMode::Adaptive,
             mac_aging_secs: 300,
             fdb_capacity: 65536,
+            mac_limit_per_port: None,
+            mac_limit_per_tenant: None,
         }
     }
 }

@@ -111,6 +111,11 @@ pub enum Request {
         mode: Option<crate::dataplane::worker::PollMode>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac_aging_secs: Option<u64>,
+        /// MAC table limits; 0 removes the limit.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac_limit_per_port: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        mac_limit_per_tenant: Option<u32>,
         /// The cores to run one worker each on (re-creates the data plane).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         workers: Option<Vec<usize>>,

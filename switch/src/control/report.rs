@@ -30,6 +30,7 @@ impl Switch {
                     "tx_frames": t.tx_frames,
                     "tx_bytes": t.tx_bytes,
                     "drops": drops,
+                    "learning_refused": t.learning_refused,
                     "kernel": kernel,
                 })
             })

@@ -194,6 +194,8 @@ impl Switch {
                 batch_size,
                 mode,
                 mac_aging_secs,
+                mac_limit_per_port,
+                mac_limit_per_tenant,
                 workers,
                 rx_ring,
                 tx_ring,
@@ -211,6 +213,7 @@ impl Switch {
                     batch_size,
                     mode,
                     mac_aging_secs,
+                    mac_limits: (mac_limit_per_port, mac_limit_per_tenant),
                     workers,
                     umem,
                 })

@@ -17,6 +17,8 @@ pub(super) struct Tuning {
     pub batch_size: Option<usize>,
     pub mode: Option<PollMode>,
     pub mac_aging_secs: Option<u64>,
+    /// (per port, per tenant): Some(0) removes a limit, None leaves it.
+    pub mac_limits: (Option<u32>, Option<u32>),
     pub workers: Option<Vec<usize>>,
     /// The UMEM section with every requested change applied.
     pub umem: UmemSection,
@@ -37,6 +39,13 @@ impl Switch {
             next.mac_aging_secs = secs;
         }
         next.mode = tuning.mode.unwrap_or(next.mode);
+        let limit = |requested: Option<u32>, current: Option<u32>| match requested {
+            Some(0) => None,
+            Some(n) => Some(n),
+            None => current,
+        };
+        next.mac_limit_per_port = limit(tuning.mac_limits.0, next.mac_limit_per_port);
+        next.mac_limit_per_tenant = limit(tuning.mac_limits.1, next.mac_limit_per_tenant);
         if let Some(workers) = &tuning.workers {
             next.workers = workers.clone();
         }
@@ -60,6 +69,11 @@ impl Switch {
                     .set_polling(next.batch_size, next.mode)
                     .map_err(system)?;
             }
+            if tuning.mac_limits != (None, None) {
+                self.dataplane
+                    .set_mac_limits(next.mac_limit_per_port, next.mac_limit_per_tenant)
+                    .map_err(system)?;
+            }
             if tuning.mac_aging_secs.is_some() {
                 self.dataplane
                     .set_aging(next.mac_aging_secs.saturating_mul(1_000_000_000))
@@ -72,6 +86,14 @@ impl Switch {
             object.insert("mode".into(), json!(self.settings.mode));
             object.insert("mac_aging_secs".into(), json!(self.settings.mac_aging_secs));
             object.insert("workers".into(), json!(self.settings.workers));
+            object.insert(
+                "mac_limit_per_port".into(),
+                json!(self.settings.mac_limit_per_port),
+            );
+            object.insert(
+                "mac_limit_per_tenant".into(),
+                json!(self.settings.mac_limit_per_tenant),
+            );
             object.insert("umem".into(), json!(self.umem));
         }
         Ok(reply)

@@ -52,6 +52,7 @@ impl DataplaneSettings {
                 mode: d.mode,
                 fdb_capacity: d.fdb_capacity,
                 aging_ns: d.mac_aging_secs.saturating_mul(1_000_000_000),
+                mac_limits: (d.mac_limit_per_port, d.mac_limit_per_tenant),
                 frame_size: u.frame_size,
                 fill_ring: u.fill_ring,
                 tx_ring: u.tx_ring,
@@ -340,6 +341,23 @@ impl Dataplane {
             }
         }
         Ok(merged.into_values().collect())
+    }
+
+    pub fn set_mac_limits(
+        &self,
+        per_port: Option<u32>,
+        per_tenant: Option<u32>,
+    ) -> Result<(), DataplaneError> {
+        for worker in 0..self.workers.len() {
+            self.command(
+                worker,
+                WorkerCommand::SetMacLimits {
+                    per_port,
+                    per_tenant,
+                },
+            )?;
+        }
+        Ok(())
     }
 
     pub fn set_polling(

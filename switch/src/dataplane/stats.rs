@@ -21,6 +21,9 @@ pub struct PortCounters {
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
     pub drops: [AtomicU64; DropReason::COUNT],
+    /// Source MACs not learned because a MAC limit was reached (the frames
+    /// themselves were switched).
+    pub learning_refused: AtomicU64,
 }
 
 /// A plain copy of a port's counters, for sums and differences.
@@ -31,6 +34,7 @@ pub struct PortTotals {
     pub tx_frames: u64,
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
+    pub learning_refused: u64,
 }
 
 impl PortTotals {
@@ -39,6 +43,7 @@ impl PortTotals {
         self.rx_bytes += c.rx_bytes.load(Relaxed);
         self.tx_frames += c.tx_frames.load(Relaxed);
         self.tx_bytes += c.tx_bytes.load(Relaxed);
+        self.learning_refused += c.learning_refused.load(Relaxed);
         for (sum, d) in self.drops.iter_mut().zip(&c.drops) {
             *sum += d.load(Relaxed);
         }
@@ -52,6 +57,7 @@ impl PortTotals {
             tx_frames: self.tx_frames.wrapping_sub(base.tx_frames),
             tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
             drops: [0; DropReason::COUNT],
+            learning_refused: self.learning_refused.wrapping_sub(base.learning_refused),
         };
         for ((o, a), b) in out.drops.iter_mut().zip(&self.drops).zip(&base.drops) {
             *o = a.wrapping_sub(*b);

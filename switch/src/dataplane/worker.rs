@@ -53,6 +53,8 @@ pub struct WorkerTuning {
     pub mode: PollMode,
     pub fdb_capacity: usize,
     pub aging_ns: u64,
+    /// MAC table limits: (per port, per tenant); None is no limit.
+    pub mac_limits: (Option<u32>, Option<u32>),
     pub frame_size: u32,
     pub fill_ring: u32,
     pub tx_ring: u32,
@@ -92,6 +94,10 @@ pub enum WorkerCommand {
     SetPolling {
         batch_size: usize,
         mode: PollMode,
+    },
+    SetMacLimits {
+        per_port: Option<u32>,
+        per_tenant: Option<u32>,
     },
     SetAging {
         aging_ns: u64,
@@ -162,7 +168,11 @@ impl Worker {
             umem: p.umem,
             queues: Vec::new(),
             egress: vec![None; MAX_PORTS].into_boxed_slice(),
-            fdb: Fdb::new(p.tuning.fdb_capacity, p.tuning.aging_ns),
+            fdb: {
+                let mut fdb = Fdb::new(p.tuning.fdb_capacity, p.tuning.aging_ns);
+                fdb.set_limits(p.tuning.mac_limits.0, p.tuning.mac_limits.1);
+                fdb
+            },
             rx_batch: vec![FrameDesc::default(); batch],
             scratch: vec![FrameDesc::default(); scratch_len],
             tuning: p.tuning,
@@ -270,6 +280,10 @@ impl Worker {
                     let _ = reply.send(self.fdb.iter().collect());
                 }
                 WorkerCommand::SetAging { aging_ns } => self.fdb.set_aging_ns(aging_ns),
+                WorkerCommand::SetMacLimits {
+                    per_port,
+                    per_tenant,
+                } => self.fdb.set_limits(per_port, per_tenant),
                 WorkerCommand::SetPolling { batch_size, mode } => {
                     self.tuning.batch_size = batch_size.clamp(1, self.rx_batch.len());
                     self.tuning.mode = mode;
@@ -403,6 +417,11 @@ impl Worker {
                 now,
             );
             self.count_acl_hits(snapshot, &verdict);
+            if verdict.learned == Learned::LimitReached {
+                if let Some(c) = self.stats.port(ingress) {
+                    bump(&c.learning_refused, 1);
+                }
+            }
             if let Learned::New | Learned::Moved { .. } = verdict.learned {
                 if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
                     self.publish_learning(LearnEvent {

@@ -916,7 +916,7 @@ mod tests {
 
         /// Whether one more entry fits under `limit` given `count`.
         fn room(limit: Option<u32>, count: usize) -> bool {
-            limit.map_or(true, |limit| count < limit as usize)
+            limit.is_none_or(|limit| count < limit as usize)
         }
 
         fn learn(&mut self, key: (DomainId, MacAddr), port: PortId, now: u64) -> Learned {

@@ -56,6 +56,12 @@ pub enum Command {
         /// Seconds before an unused MAC entry is forgotten.
         #[arg(long)]
         mac_aging_secs: Option<u64>,
+        /// Most MACs one port may have in the table (0: no limit).
+        #[arg(long)]
+        mac_limit_per_port: Option<u32>,
+        /// Most MACs one tenant may have in the table (0: no limit).
+        #[arg(long)]
+        mac_limit_per_tenant: Option<u32>,
         /// Cores to run one worker each on, e.g. 0,1 (re-creates every queue).
         #[arg(long, value_delimiter = ',')]
         workers: Option<Vec<usize>>,
@@ -407,6 +413,8 @@ pub fn request(command: Command) -> Request {
             batch_size,
             mode,
             mac_aging_secs,
+            mac_limit_per_port,
+            mac_limit_per_tenant,
             workers,
             rx_ring,
             tx_ring,
@@ -417,6 +425,8 @@ pub fn request(command: Command) -> Request {
             batch_size,
             mode,
             mac_aging_secs,
+            mac_limit_per_port,
+            mac_limit_per_tenant,
             workers,
             rx_ring,
             tx_ring,
