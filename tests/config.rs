@@ -434,3 +434,62 @@ fn mac_limits_stop_one_port_from_filling_the_table() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn queue_placement_and_poll_budget_are_tunable() -> Result<()> {
+    let lab = lab!("cfgqp", "cfq", 188)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&format!(
+        "{}\n[dataplane]\nworkers = [0, 1]\n",
+        Lab::config_with_ports(&[&h1.port, &h2.port])
+    ))?;
+    let worker_of = |port: &str| -> Result<u64> {
+        lab.port(port)?
+            .and_then(|p| p["queues"][0]["worker"].as_u64())
+            .context("queue worker")
+    };
+    ensure!(
+        worker_of(&h1.port)? != worker_of(&h2.port)?,
+        "two single-queue ports should start on different workers"
+    );
+
+    // Put both ports on worker 1: frames between them then never cross workers.
+    let target = worker_of(&h2.port)?.to_string();
+    lab.ctl_ok(&["port", "queues", &h1.port, "--workers", &target])?;
+    ensure!(
+        worker_of(&h1.port)? == worker_of(&h2.port)?,
+        "port queues did not move h1's queue"
+    );
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 3)?;
+    let saved = std::fs::read_to_string(lab.config_path())?;
+    ensure!(
+        saved.contains("queue_workers"),
+        "queue placement not saved:\n{saved}"
+    );
+    lab.ctl_err(&["port", "queues", &h1.port, "--workers", "5"])?;
+
+    // A huge poll budget keeps an idle adaptive worker spinning instead of sleeping.
+    lab.ctl_ok(&["tune", "--poll-budget", "1000000"])?;
+    std::thread::sleep(Duration::from_millis(300));
+    let sleeps = |lab: &Lab| -> Result<u64> {
+        Ok(lab.stats()?["workers"]
+            .as_array()
+            .context("workers")?
+            .iter()
+            .filter_map(|w| w["sleeps"].as_u64())
+            .sum())
+    };
+    let before = sleeps(&lab)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let after = sleeps(&lab)?;
+    ensure!(
+        after - before <= 2,
+        "workers slept {} times with a poll budget of 1000000",
+        after - before
+    );
+    lab.ctl_ok(&["tune", "--poll-budget", "200"])?;
+    lab.ctl_err(&["tune", "--poll-budget", "0"])?;
+    Ok(())
+}

@@ -64,6 +64,8 @@ pub struct DataplaneSection {
     pub workers: Vec<usize>,
     pub batch_size: usize,
     pub mode: PollMode,
+    /// Adaptive mode: empty turns of the loop before a worker sleeps.
+    pub poll_budget: u32,
     pub mac_aging_secs: u64,
     pub fdb_capacity: usize,
     /// Most MACs one port may have in the table (absent: no limit).
@@ -80,6 +82,7 @@ impl Default for DataplaneSection {
             workers: vec![0],
             batch_size: 64,
             mode: PollMode::Adaptive,
+            poll_budget: 200,
             mac_aging_secs: 300,
             fdb_capacity: 65536,
             mac_limit_per_port: None,
@@ -144,6 +147,11 @@ pub struct PortSpec {
     pub trunk: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub vlans: Vec<VlanSpec>,
+    /// Which worker serves each rx queue: queue q goes to worker
+    /// `queue_workers[q % len]` (worker indices, 0-based). Empty: spread
+    /// automatically.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub queue_workers: Vec<usize>,
     /// The addresses the port may send from (anti-spoofing), set by root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub antispoof: Option<PortGuard>,
@@ -232,6 +240,12 @@ impl Config {
             return Err((
                 "batch_size",
                 format!("{} is outside 1..=1024", d.batch_size),
+            ));
+        }
+        if !(1..=1_000_000).contains(&d.poll_budget) {
+            return Err((
+                "poll_budget",
+                format!("{} is outside 1..=1000000", d.poll_budget),
             ));
         }
         if d.mac_aging_secs == 0 {

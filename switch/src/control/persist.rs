@@ -195,8 +195,7 @@ impl Switch {
                 Some(_) => {
                     // The interface-level settings changed: re-attach.
                     let outcome = self
-                        .port_del(name)
-                        .and_then(|_| self.port_add((*spec).clone()))
+                        .reattach_port(name, (*spec).clone())
                         .map(drop)
                         .map_err(|e| e.to_string());
                     step(format!("re-add port {name}"), outcome);

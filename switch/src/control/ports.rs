@@ -198,8 +198,20 @@ impl Switch {
             program.add_host_ipv4(*ip).map_err(system)?;
         }
         let workers = self.dataplane.worker_count();
+        if let Some(bad) = spec.queue_workers.iter().find(|w| **w >= workers) {
+            return Err(ControlError::invalid(format!(
+                "--queue-workers names worker {bad}, but there are {workers} (0-{})",
+                workers - 1
+            )));
+        }
         let queues: Vec<(u32, usize)> = (0..queue_count)
-            .map(|q| (q, (usize::from(id) + q as usize) % workers))
+            .map(|q| {
+                let worker = match spec.queue_workers.as_slice() {
+                    [] => (usize::from(id) + q as usize) % workers,
+                    chosen => chosen[q as usize % chosen.len()],
+                };
+                (q, worker)
+            })
             .collect();
         let mut record = PortRecord {
             id,
@@ -335,6 +347,40 @@ impl Switch {
         let old = &self.port(name)?.spec;
         let tenants_changed = old.tenant != spec.tenant || old.vlans != spec.vlans;
         self.update_port(name, spec, tenants_changed)
+    }
+
+    /// Closes a port's sockets and XDP program and attaches it again with
+    /// `spec` (a tap xsw created is kept and adopted).
+    pub(super) fn reattach_port(&mut self, name: &str, spec: PortSpec) -> Outcome {
+        let Some(record) = self.ports.remove(name) else {
+            return Err(ControlError::not_found(format!("no port named {name}")));
+        };
+        self.publish();
+        if let Err(e) = self.dataplane.remove_port(record.id) {
+            tracing::error!(port = name, error = %e, "workers did not release the port");
+        }
+        drop(record);
+        let restoring = std::mem::replace(&mut self.restoring, true);
+        let result = self.port_add(spec);
+        self.restoring = restoring;
+        result
+    }
+
+    pub(super) fn port_set_queue_workers(
+        &mut self,
+        name: &str,
+        queue_workers: Vec<usize>,
+    ) -> Outcome {
+        let mut spec = self.port(name)?.spec.clone();
+        let workers = self.dataplane.worker_count();
+        if let Some(bad) = queue_workers.iter().find(|w| **w >= workers) {
+            return Err(ControlError::invalid(format!(
+                "--queue-workers names worker {bad}, but there are {workers} (0-{})",
+                workers - 1
+            )));
+        }
+        spec.queue_workers = queue_workers;
+        self.reattach_port(name, spec)
     }
 
     pub(super) fn port_set_tenant(&mut self, name: &str, tenant: &str) -> Outcome {

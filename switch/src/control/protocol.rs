@@ -20,6 +20,11 @@ pub enum Request {
         name: String,
         tenant: String,
     },
+    /// Chooses which worker serves each of a port's queues (re-attaches it).
+    PortQueues {
+        name: String,
+        queue_workers: Vec<usize>,
+    },
     VlanAdd {
         port: String,
         vlan: u16,
@@ -111,6 +116,9 @@ pub enum Request {
         mode: Option<crate::dataplane::worker::PollMode>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac_aging_secs: Option<u64>,
+        /// Adaptive mode: empty turns before a worker sleeps.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        poll_budget: Option<u32>,
         /// MAC table limits; 0 removes the limit.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         mac_limit_per_port: Option<u32>,

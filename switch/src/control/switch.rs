@@ -152,6 +152,10 @@ impl Switch {
             Request::PortDel { name } => self.port_del(&name),
             Request::PortList {} => Ok(self.port_list()),
             Request::PortSet { name, tenant } => self.port_set_tenant(&name, &tenant),
+            Request::PortQueues {
+                name,
+                queue_workers,
+            } => self.port_set_queue_workers(&name, queue_workers),
             Request::VlanAdd { port, vlan, tenant } => self.vlan_add(&port, vlan, &tenant),
             Request::VlanDel { port, vlan } => self.vlan_del(&port, vlan),
             Request::AntispoofSet {
@@ -194,6 +198,7 @@ impl Switch {
                 batch_size,
                 mode,
                 mac_aging_secs,
+                poll_budget,
                 mac_limit_per_port,
                 mac_limit_per_tenant,
                 workers,
@@ -213,6 +218,7 @@ impl Switch {
                     batch_size,
                     mode,
                     mac_aging_secs,
+                    poll_budget,
                     mac_limits: (mac_limit_per_port, mac_limit_per_tenant),
                     workers,
                     umem,

@@ -17,6 +17,7 @@ pub(super) struct Tuning {
     pub batch_size: Option<usize>,
     pub mode: Option<PollMode>,
     pub mac_aging_secs: Option<u64>,
+    pub poll_budget: Option<u32>,
     /// (per port, per tenant): Some(0) removes a limit, None leaves it.
     pub mac_limits: (Option<u32>, Option<u32>),
     pub workers: Option<Vec<usize>>,
@@ -39,6 +40,7 @@ impl Switch {
             next.mac_aging_secs = secs;
         }
         next.mode = tuning.mode.unwrap_or(next.mode);
+        next.poll_budget = tuning.poll_budget.unwrap_or(next.poll_budget);
         let limit = |requested: Option<u32>, current: Option<u32>| match requested {
             Some(0) => None,
             Some(n) => Some(n),
@@ -64,9 +66,10 @@ impl Switch {
         if rebuild {
             reply = self.rebuild_dataplane(&next, &tuning.umem)?;
         } else {
-            if tuning.batch_size.is_some() || tuning.mode.is_some() {
+            if tuning.batch_size.is_some() || tuning.mode.is_some() || tuning.poll_budget.is_some()
+            {
                 self.dataplane
-                    .set_polling(next.batch_size, next.mode)
+                    .set_polling(next.batch_size, next.mode, next.poll_budget)
                     .map_err(system)?;
             }
             if tuning.mac_limits != (None, None) {
@@ -84,6 +87,7 @@ impl Switch {
         if let Some(object) = reply.as_object_mut() {
             object.insert("batch_size".into(), json!(self.settings.batch_size));
             object.insert("mode".into(), json!(self.settings.mode));
+            object.insert("poll_budget".into(), json!(self.settings.poll_budget));
             object.insert("mac_aging_secs".into(), json!(self.settings.mac_aging_secs));
             object.insert("workers".into(), json!(self.settings.workers));
             object.insert(

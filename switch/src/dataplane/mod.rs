@@ -50,6 +50,7 @@ impl DataplaneSettings {
             tuning: WorkerTuning {
                 batch_size: d.batch_size,
                 mode: d.mode,
+                poll_budget: d.poll_budget,
                 fdb_capacity: d.fdb_capacity,
                 aging_ns: d.mac_aging_secs.saturating_mul(1_000_000_000),
                 mac_limits: (d.mac_limit_per_port, d.mac_limit_per_tenant),
@@ -364,9 +365,17 @@ impl Dataplane {
         &self,
         batch_size: usize,
         mode: worker::PollMode,
+        poll_budget: u32,
     ) -> Result<(), DataplaneError> {
         for worker in 0..self.workers.len() {
-            self.command(worker, WorkerCommand::SetPolling { batch_size, mode })?;
+            self.command(
+                worker,
+                WorkerCommand::SetPolling {
+                    batch_size,
+                    mode,
+                    poll_budget,
+                },
+            )?;
         }
         Ok(())
     }

@@ -51,6 +51,8 @@ impl std::str::FromStr for PollMode {
 pub struct WorkerTuning {
     pub batch_size: usize,
     pub mode: PollMode,
+    /// Adaptive mode: turns without traffic before the worker sleeps.
+    pub poll_budget: u32,
     pub fdb_capacity: usize,
     pub aging_ns: u64,
     /// MAC table limits: (per port, per tenant); None is no limit.
@@ -94,6 +96,7 @@ pub enum WorkerCommand {
     SetPolling {
         batch_size: usize,
         mode: PollMode,
+        poll_budget: u32,
     },
     SetMacLimits {
         per_port: Option<u32>,
@@ -120,8 +123,6 @@ struct LocalQueue {
 
 /// The largest batch size a worker accepts (config and live tuning).
 pub const MAX_BATCH: usize = 1024;
-/// Turns without traffic before an adaptive worker sleeps.
-const IDLE_SPINS: u32 = 200;
 /// Longest sleep: bounds how late aging runs.
 const POLL_TIMEOUT_MS: i32 = 200;
 
@@ -229,7 +230,7 @@ impl Worker {
                 bump(&self.stats.frames, work as u64);
             } else if self.tuning.mode == PollMode::Adaptive {
                 idle_turns += 1;
-                if idle_turns >= IDLE_SPINS {
+                if idle_turns >= self.tuning.poll_budget {
                     self.sleep();
                     idle_turns = 0;
                 }
@@ -284,9 +285,14 @@ impl Worker {
                     per_port,
                     per_tenant,
                 } => self.fdb.set_limits(per_port, per_tenant),
-                WorkerCommand::SetPolling { batch_size, mode } => {
+                WorkerCommand::SetPolling {
+                    batch_size,
+                    mode,
+                    poll_budget,
+                } => {
                     self.tuning.batch_size = batch_size.clamp(1, self.rx_batch.len());
                     self.tuning.mode = mode;
+                    self.tuning.poll_budget = poll_budget.max(1);
                 }
                 WorkerCommand::Stop => return false,
             }

@@ -56,6 +56,10 @@ pub enum Command {
         /// Seconds before an unused MAC entry is forgotten.
         #[arg(long)]
         mac_aging_secs: Option<u64>,
+        /// Adaptive mode: empty turns before a worker sleeps (a longer spin
+        /// wakes faster after a pause and costs more idle CPU).
+        #[arg(long)]
+        poll_budget: Option<u32>,
         /// Most MACs one port may have in the table (0: no limit).
         #[arg(long)]
         mac_limit_per_port: Option<u32>,
@@ -112,11 +116,21 @@ pub enum PortCommand {
         /// A trunk: carries tenants as 802.1Q VLANs (see `xswctl vlan add`).
         #[arg(long)]
         trunk: bool,
+        /// Workers for the port's queues, e.g. 0,1 (default: spread).
+        #[arg(long, value_delimiter = ',')]
+        queue_workers: Vec<usize>,
     },
     /// Detach a port; a tap created with --create-tap is removed.
     Del { name: String },
     /// List ports with their link state, XDP mode, queues, tenant and guard.
     List,
+    /// Choose which worker serves each of the port's rx queues: queue q goes
+    /// to the (q mod n)-th listed worker (the port is re-attached).
+    Queues {
+        name: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        workers: Vec<usize>,
+    },
     /// Move an access port to another tenant (its learned MACs are forgotten).
     Set {
         name: String,
@@ -302,6 +316,7 @@ pub fn request(command: Command) -> Request {
             tap_owner,
             tenant,
             trunk,
+            queue_workers,
         }) => Request::PortAdd(PortSpec {
             name,
             xdp_mode,
@@ -312,11 +327,16 @@ pub fn request(command: Command) -> Request {
             tap_owner,
             tenant,
             trunk,
+            queue_workers,
             ..PortSpec::default()
         }),
         Command::Port(PortCommand::Del { name }) => Request::PortDel { name },
         Command::Port(PortCommand::List) => Request::PortList {},
         Command::Port(PortCommand::Set { name, tenant }) => Request::PortSet { name, tenant },
+        Command::Port(PortCommand::Queues { name, workers }) => Request::PortQueues {
+            name,
+            queue_workers: workers,
+        },
         Command::Tenant(TenantCommand::Create { name }) => Request::TenantCreate { name },
         Command::Tenant(TenantCommand::Delete { name }) => Request::TenantDelete { name },
         Command::Tenant(TenantCommand::List) => Request::TenantList {},
@@ -413,6 +433,7 @@ pub fn request(command: Command) -> Request {
             batch_size,
             mode,
             mac_aging_secs,
+            poll_budget,
             mac_limit_per_port,
             mac_limit_per_tenant,
             workers,
@@ -425,6 +446,7 @@ pub fn request(command: Command) -> Request {
             batch_size,
             mode,
             mac_aging_secs,
+            poll_budget,
             mac_limit_per_port,
             mac_limit_per_tenant,
             workers,

@@ -246,6 +246,9 @@ pub fn render(request: &Request, data: &Value) -> String {
         ),
         Request::PortDel { name } => format!("port {name} removed"),
         Request::PortSet { name, tenant } => format!("port {name} moved to tenant {tenant}"),
+        Request::PortQueues { name, .. } => {
+            format!("port {name} re-attached with its new queue placement")
+        }
         Request::TenantCreate { name } => format!("tenant {name} created"),
         Request::TenantDelete { name } => format!("tenant {name} deleted"),
         Request::TenantGrant { name, .. } | Request::TenantRevoke { name, .. } => format!(
