@@ -493,3 +493,32 @@ fn queue_placement_and_poll_budget_are_tunable() -> Result<()> {
     lab.ctl_err(&["tune", "--poll-budget", "0"])?;
     Ok(())
 }
+
+#[test]
+fn a_reload_applies_dataplane_changes_too() -> Result<()> {
+    let lab = lab!("cfgrd", "cfd", 189)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    let mut config = std::fs::read_to_string(lab.config_path())?;
+    config.push_str("\n[dataplane]\nworkers = [0, 1]\nbatch_size = 16\n\n[umem]\nrx_ring = 512\n");
+    std::fs::write(lab.config_path(), &config)?;
+    let report = lab.ctl_json(&["config", "reload"])?;
+    ensure!(
+        report["failed"].as_array().is_some_and(|f| f.is_empty()),
+        "reload failures: {report}"
+    );
+    let shown = config_show(&lab)?;
+    ensure!(
+        shown.contains("batch_size = 16") && shown.contains("rx_ring = 512"),
+        "reload not applied:\n{shown}"
+    );
+    ensure!(
+        lab.stats()?["workers"].as_array().map_or(0, |w| w.len()) == 2,
+        "the reload did not start two workers"
+    );
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 2)?;
+    Ok(())
+}

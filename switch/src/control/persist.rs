@@ -55,7 +55,6 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
 pub struct ReloadReport {
     pub applied: Vec<String>,
     pub failed: Vec<String>,
-    pub needs_restart: Vec<String>,
 }
 
 impl Switch {
@@ -140,8 +139,36 @@ impl Switch {
     }
 
     fn apply_difference(&mut self, wanted: &Config) -> ReloadReport {
-        let running = self.running_config();
         let mut report = ReloadReport::default();
+        if wanted.dataplane != self.settings || wanted.umem != self.umem {
+            // Live where the workers can take it, by a rebuild where not.
+            let d = &wanted.dataplane;
+            let zero_is_none = |limit: Option<u32>| Some(limit.unwrap_or(0));
+            let tuning = super::tuning::Tuning {
+                batch_size: Some(d.batch_size),
+                mode: Some(d.mode),
+                mac_aging_secs: Some(d.mac_aging_secs),
+                poll_budget: Some(d.poll_budget),
+                mac_limits: (
+                    zero_is_none(d.mac_limit_per_port),
+                    zero_is_none(d.mac_limit_per_tenant),
+                ),
+                workers: Some(d.workers.clone()),
+                fdb_capacity: Some(d.fdb_capacity),
+                umem: wanted.umem.clone(),
+            };
+            match self.tune(tuning) {
+                Ok(reply) if reply.get("recreated_queues").is_some() => {
+                    report.applied.push(format!(
+                        "[dataplane]/[umem]: data plane rebuilt, {} queues re-created",
+                        reply["recreated_queues"]
+                    ))
+                }
+                Ok(_) => report.applied.push("[dataplane]: tuned live".into()),
+                Err(e) => report.failed.push(format!("[dataplane]/[umem]: {e}")),
+            }
+        }
+        let running = self.running_config();
         let mut step = |what: String, outcome: Result<(), String>| match outcome {
             Ok(()) => report.applied.push(what),
             Err(e) => report.failed.push(format!("{what}: {e}")),
@@ -233,11 +260,7 @@ impl Switch {
                     .map_err(|e| e.to_string()),
             );
         }
-        if wanted.dataplane != running.dataplane || wanted.umem != running.umem {
-            report
-                .needs_restart
-                .push("[dataplane] and [umem] settings take effect when xswd restarts".into());
-        }
+
         tracing::info!(applied = ?report.applied, failed = ?report.failed, "configuration reloaded");
         report
     }

@@ -221,6 +221,7 @@ impl Switch {
                     poll_budget,
                     mac_limits: (mac_limit_per_port, mac_limit_per_tenant),
                     workers,
+                    fdb_capacity: None,
                     umem,
                 })
             }

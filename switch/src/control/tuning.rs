@@ -21,6 +21,8 @@ pub(super) struct Tuning {
     /// (per port, per tenant): Some(0) removes a limit, None leaves it.
     pub mac_limits: (Option<u32>, Option<u32>),
     pub workers: Option<Vec<usize>>,
+    /// MAC table size per worker (rebuilds the data plane); config reload only.
+    pub fdb_capacity: Option<usize>,
     /// The UMEM section with every requested change applied.
     pub umem: UmemSection,
 }
@@ -51,6 +53,7 @@ impl Switch {
         if let Some(workers) = &tuning.workers {
             next.workers = workers.clone();
         }
+        next.fdb_capacity = tuning.fdb_capacity.unwrap_or(next.fdb_capacity);
         // The same checks as a config file gets, with the same messages.
         let candidate = Config {
             dataplane: next.clone(),
@@ -61,7 +64,9 @@ impl Switch {
             .validate()
             .map_err(|(key, reason)| ControlError::invalid(format!("{key}: {reason}")))?;
 
-        let rebuild = next.workers != self.settings.workers || tuning.umem != self.umem;
+        let rebuild = next.workers != self.settings.workers
+            || next.fdb_capacity != self.settings.fdb_capacity
+            || tuning.umem != self.umem;
         let mut reply = json!({});
         if rebuild {
             reply = self.rebuild_dataplane(&next, &tuning.umem)?;

@@ -285,11 +285,7 @@ pub fn render(request: &Request, data: &Value) -> String {
             .to_string(),
         Request::ConfigReload {} => {
             let mut lines = vec!["configuration reloaded".to_string()];
-            for (key, label) in [
-                ("applied", "applied"),
-                ("failed", "FAILED"),
-                ("needs_restart", "at restart"),
-            ] {
+            for (key, label) in [("applied", "applied"), ("failed", "FAILED")] {
                 lines.extend(
                     items(&data[key])
                         .iter()
