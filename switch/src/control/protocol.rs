@@ -109,36 +109,7 @@ pub enum Request {
     Stats {},
     Status {},
     /// Changes data-plane settings live; absent fields stay as they are.
-    Tune {
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        batch_size: Option<usize>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mode: Option<crate::dataplane::worker::PollMode>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mac_aging_secs: Option<u64>,
-        /// Adaptive mode: empty turns before a worker sleeps.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        poll_budget: Option<u32>,
-        /// MAC table limits; 0 removes the limit.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mac_limit_per_port: Option<u32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        mac_limit_per_tenant: Option<u32>,
-        /// The cores to run one worker each on (re-creates the data plane).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        workers: Option<Vec<usize>>,
-        /// [umem] settings (re-create the data plane).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        rx_ring: Option<u32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        tx_ring: Option<u32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        fill_ring: Option<u32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        comp_ring: Option<u32>,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        frame_count: Option<u32>,
-    },
+    Tune(TuneArgs),
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).
@@ -161,6 +132,58 @@ impl Request {
                 | Request::ConfigReload {}
         )
     }
+}
+
+/// Data-plane settings to change; absent ones stay as they are. The same
+/// struct is xswctl's `tune` arguments and the request's fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct TuneArgs {
+    /// Frames per receive batch (1-1024).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch_size: Option<usize>,
+    /// adaptive (sleep when idle) or busy-poll (never sleep).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<crate::dataplane::worker::PollMode>,
+    /// Adaptive mode: empty turns before a worker sleeps (a longer spin wakes
+    /// faster after a pause and costs more idle CPU).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub poll_budget: Option<u32>,
+    /// Seconds before an unused MAC entry is forgotten.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_aging_secs: Option<u64>,
+    /// Most MACs one port may have in the table (0: no limit).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit_per_port: Option<u32>,
+    /// Most MACs one tenant may have in the table (0: no limit).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac_limit_per_tenant: Option<u32>,
+    /// Cores to run one worker each on, e.g. 0,1 (rebuilds the data plane).
+    #[arg(long, value_delimiter = ',')]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workers: Option<Vec<usize>>,
+    /// Ring sizes and UMEM frames per worker (rebuild the data plane).
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_ring: Option<u32>,
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tx_ring: Option<u32>,
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_ring: Option<u32>,
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comp_ring: Option<u32>,
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frame_count: Option<u32>,
 }
 
 /// An ACL rule as typed: every field a string the daemon parses, so a

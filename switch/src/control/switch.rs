@@ -194,37 +194,7 @@ impl Switch {
             Request::FdbDel { mac, tenant } => self.fdb_del(&mac, tenant.as_deref()),
             Request::Stats {} => Ok(self.stats()),
             Request::Status {} => self.status(),
-            Request::Tune {
-                batch_size,
-                mode,
-                mac_aging_secs,
-                poll_budget,
-                mac_limit_per_port,
-                mac_limit_per_tenant,
-                workers,
-                rx_ring,
-                tx_ring,
-                fill_ring,
-                comp_ring,
-                frame_count,
-            } => {
-                let mut umem = self.umem.clone();
-                umem.rx_ring = rx_ring.unwrap_or(umem.rx_ring);
-                umem.tx_ring = tx_ring.unwrap_or(umem.tx_ring);
-                umem.fill_ring = fill_ring.unwrap_or(umem.fill_ring);
-                umem.comp_ring = comp_ring.unwrap_or(umem.comp_ring);
-                umem.frame_count = frame_count.unwrap_or(umem.frame_count);
-                self.tune(Tuning {
-                    batch_size,
-                    mode,
-                    mac_aging_secs,
-                    poll_budget,
-                    mac_limits: (mac_limit_per_port, mac_limit_per_tenant),
-                    workers,
-                    fdb_capacity: None,
-                    umem,
-                })
-            }
+            Request::Tune(args) => self.tune(Tuning::from_args(args, &self.umem)),
             Request::ConfigShow {} => Ok(serde_json::json!({ "toml": self.running_config_toml() })),
             Request::ConfigReload {} => self
                 .reload()

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
+use super::protocol::TuneArgs;
 use super::switch::{system, ControlError, Outcome, Switch};
 use crate::config::{Config, DataplaneSection, UmemSection};
 use crate::dataplane::worker::{PollMode, MAX_BATCH};
@@ -25,6 +26,28 @@ pub(super) struct Tuning {
     pub fdb_capacity: Option<usize>,
     /// The UMEM section with every requested change applied.
     pub umem: UmemSection,
+}
+
+impl Tuning {
+    /// What a `tune` request asks for, on top of the UMEM settings in force.
+    pub(super) fn from_args(args: TuneArgs, current: &UmemSection) -> Tuning {
+        let mut umem = current.clone();
+        umem.rx_ring = args.rx_ring.unwrap_or(umem.rx_ring);
+        umem.tx_ring = args.tx_ring.unwrap_or(umem.tx_ring);
+        umem.fill_ring = args.fill_ring.unwrap_or(umem.fill_ring);
+        umem.comp_ring = args.comp_ring.unwrap_or(umem.comp_ring);
+        umem.frame_count = args.frame_count.unwrap_or(umem.frame_count);
+        Tuning {
+            batch_size: args.batch_size,
+            mode: args.mode,
+            mac_aging_secs: args.mac_aging_secs,
+            poll_budget: args.poll_budget,
+            mac_limits: (args.mac_limit_per_port, args.mac_limit_per_tenant),
+            workers: args.workers,
+            fdb_capacity: None,
+            umem,
+        }
+    }
 }
 
 impl Switch {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 use xsw::config::PortSpec;
-use xsw::control::protocol::{AclAddArgs, Request};
+use xsw::control::protocol::{AclAddArgs, Request, TuneArgs};
 use xsw::packet::MacAddr;
 use xsw::xdp::XdpModeRequest;
 
@@ -46,41 +46,7 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
     /// Change data-plane settings live (saved to the config file).
-    Tune {
-        /// Frames per receive batch (1-1024).
-        #[arg(long)]
-        batch_size: Option<usize>,
-        /// adaptive (sleep when idle) or busy-poll (never sleep).
-        #[arg(long)]
-        mode: Option<xsw::dataplane::worker::PollMode>,
-        /// Seconds before an unused MAC entry is forgotten.
-        #[arg(long)]
-        mac_aging_secs: Option<u64>,
-        /// Adaptive mode: empty turns before a worker sleeps (a longer spin
-        /// wakes faster after a pause and costs more idle CPU).
-        #[arg(long)]
-        poll_budget: Option<u32>,
-        /// Most MACs one port may have in the table (0: no limit).
-        #[arg(long)]
-        mac_limit_per_port: Option<u32>,
-        /// Most MACs one tenant may have in the table (0: no limit).
-        #[arg(long)]
-        mac_limit_per_tenant: Option<u32>,
-        /// Cores to run one worker each on, e.g. 0,1 (re-creates every queue).
-        #[arg(long, value_delimiter = ',')]
-        workers: Option<Vec<usize>>,
-        /// Ring sizes and UMEM frames per worker (re-create every queue).
-        #[arg(long)]
-        rx_ring: Option<u32>,
-        #[arg(long)]
-        tx_ring: Option<u32>,
-        #[arg(long)]
-        fill_ring: Option<u32>,
-        #[arg(long)]
-        comp_ring: Option<u32>,
-        #[arg(long)]
-        frame_count: Option<u32>,
-    },
+    Tune(TuneArgs),
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
     /// Version, uptime, workers, ports.
@@ -429,33 +395,7 @@ pub fn request(command: Command) -> Request {
             Request::FdbAdd { mac, port, tenant }
         }
         Command::Fdb(FdbCommand::Del { mac, tenant }) => Request::FdbDel { mac, tenant },
-        Command::Tune {
-            batch_size,
-            mode,
-            mac_aging_secs,
-            poll_budget,
-            mac_limit_per_port,
-            mac_limit_per_tenant,
-            workers,
-            rx_ring,
-            tx_ring,
-            fill_ring,
-            comp_ring,
-            frame_count,
-        } => Request::Tune {
-            batch_size,
-            mode,
-            mac_aging_secs,
-            poll_budget,
-            mac_limit_per_port,
-            mac_limit_per_tenant,
-            workers,
-            rx_ring,
-            tx_ring,
-            fill_ring,
-            comp_ring,
-            frame_count,
-        },
+        Command::Tune(args) => Request::Tune(args),
         Command::Stats => Request::Stats {},
         Command::Status => Request::Status {},
     }

@@ -268,7 +268,7 @@ pub fn render(request: &Request, data: &Value) -> String {
         | Request::AclPolicy { .. } => acl(data),
         Request::FdbAdd { mac, port, .. } => format!("static MAC {mac} -> {port}"),
         Request::FdbDel { mac, .. } => format!("MAC {mac} removed"),
-        Request::Tune { .. } => {
+        Request::Tune(_) => {
             let mut out = key_values(data);
             if let Some(queues) = data["recreated_queues"].as_u64() {
                 out.push_str(&format!(
