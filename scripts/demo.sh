@@ -55,6 +55,7 @@ for i in 1 2; do
 done
 
 echo "== starting xswd"
+: >"/tmp/$tag/xsw.toml"   # xswd saves every change made with xswctl here
 in_ns $sw $bin/xswd --socket "$sock" --config "/tmp/$tag/xsw.toml" >"/tmp/$tag/xswd.log" 2>&1 &
 xswd_pid=$!
 for _ in $(seq 50); do ctl status >/dev/null 2>&1 && break; sleep 0.1; done
