@@ -141,7 +141,13 @@ fn stats(data: &Value) -> String {
         let name = text(&p["name"]);
         out.push_str(&nonzero(&name, "dropped", &p["drops"]));
         // Frames the kernel could not hand to xsw never reach its counters.
-        out.push_str(&nonzero(&name, "kernel", &p["kernel"]));
+        // tx_ring_empty counts wake-ups that found nothing left to send:
+        // not a loss, so only --json shows it.
+        let mut kernel = p["kernel"].clone();
+        if let Some(object) = kernel.as_object_mut() {
+            object.remove("tx_ring_empty");
+        }
+        out.push_str(&nonzero(&name, "kernel", &kernel));
     }
     let workers = items(&data["workers"])
         .iter()
