@@ -54,6 +54,39 @@ fn can_save_to(path: &std::path::Path) -> bool {
     }
 }
 
+/// Logs to the journal with structured fields (PORT=, TENANT=, ...) when
+/// systemd connected stderr to it, and as text on stderr otherwise.
+fn init_logging(level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let registry = tracing_subscriber::registry().with(filter);
+    // systemd sets JOURNAL_STREAM when stderr goes to the journal.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        match tracing_journald::layer() {
+            Ok(journald) => {
+                // Fields keep their own names (PORT=, TENANT=), and INFO is
+                // syslog's "informational", not "notice".
+                let journald = journald
+                    .with_syslog_identifier("xswd".into())
+                    .with_field_prefix(None)
+                    .with_priority_mappings(tracing_journald::PriorityMappings {
+                        info: tracing_journald::Priority::Informational,
+                        debug: tracing_journald::Priority::Debug,
+                        ..tracing_journald::PriorityMappings::new()
+                    });
+                registry.with(journald).init();
+                return;
+            }
+            Err(e) => eprintln!("xswd: journal not reachable ({e}); logging to stderr"),
+        }
+    }
+    registry
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .init();
+}
+
 /// Blocks the termination signals in this thread and every thread it starts,
 /// so that one thread can wait for them with sigwait.
 fn block_signals() -> libc::sigset_t {
@@ -72,12 +105,7 @@ fn block_signals() -> libc::sigset_t {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log_level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    init_logging(&args.log_level);
 
     let signals = block_signals();
     let config = match load_config(&args) {
