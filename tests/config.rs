@@ -189,18 +189,91 @@ fn a_bad_file_is_refused_with_its_line_and_changes_nothing() -> Result<()> {
         "a refused reload changed the running config"
     );
 
-    // Bad control requests change nothing either.
-    lab.ctl_err(&["port", "add", "xsw-nope0"])?;
-    lab.ctl_err(&["acl", "add", "nosuch", "ingress", "deny"])?;
-    lab.ctl_err(&["fdb", "add", "zz:zz", &h1.port])?;
-    ensure!(
-        config_show(&lab)? == running,
-        "a refused request changed the running config"
-    );
+    // Every kind of refused control request leaves the config as it was.
+    lab.ctl_ok(&["tenant", "create", "web"])?;
+    let running = config_show(&lab)?;
+    let refused: &[&[&str]] = &[
+        &["port", "add", "xsw-nope0"],
+        &["port", "add", &h1.port],
+        &["port", "add", "bad/name"],
+        &["port", "del", "xsw-nope0"],
+        &["port", "set", &h1.port, "--tenant", "nosuch"],
+        &["port", "queues", &h1.port, "--workers", "9"],
+        &["fdb", "add", "zz:zz", &h1.port],
+        &["fdb", "add", "01:00:5e:00:00:01", &h1.port],
+        &["fdb", "add", "02:00:00:00:00:99", "xsw-nope0"],
+        &["fdb", "del", "02:00:00:00:00:99"],
+        &["tenant", "create", "web"],
+        &["tenant", "create", "bad name"],
+        &["tenant", "delete", "default"],
+        &["tenant", "delete", "nosuch"],
+        &["vlan", "add", &h1.port, "100", "web"],
+        &[
+            "antispoof",
+            "set",
+            &h1.port,
+            "--mac",
+            "02:00:00:00:00:01",
+            "--ip",
+            "198.18.0.300",
+        ],
+        &["antispoof", "set", &h1.port, "--mac", "ff:ff:ff:ff:ff:ff"],
+        &["acl", "add", "nosuch", "ingress", "deny"],
+        &["acl", "add", "web", "sideways", "deny"],
+        &["acl", "add", "web", "ingress", "maybe"],
+        &[
+            "acl",
+            "add",
+            "web",
+            "ingress",
+            "deny",
+            "--dport",
+            "2000-1000",
+            "--proto",
+            "tcp",
+        ],
+        &[
+            "acl",
+            "add",
+            "web",
+            "ingress",
+            "deny",
+            "--src",
+            "198.18.0.5/24",
+        ],
+        &[
+            "acl",
+            "add",
+            "web",
+            "ingress",
+            "deny",
+            "--proto",
+            "tcp",
+            "--icmp-type",
+            "8",
+        ],
+        &["acl", "del", "web", "ingress", "3"],
+        &["acl", "move", "web", "ingress", "1", "2"],
+        &["acl", "policy", "web", "ingress", "perhaps"],
+        &["tenant", "grant", "default", "--uid", "1000"],
+        &["tune", "--batch-size", "5000"],
+        &["tune", "--rx-ring", "100"],
+        &["tune", "--workers", "0,0"],
+    ];
+    for args in refused {
+        lab.ctl_err(args)?;
+        ensure!(
+            config_show(&lab)? == running,
+            "refused `xswctl {}` changed the running config",
+            args.join(" ")
+        );
+    }
     lab.ping_all(&h1, &h2, 2)?;
 
-    // At startup the same file stops xswd with the file and the line.
+    // At startup the same file stops xswd with the file and the line. (The
+    // tenant created above saved the running config over it: write it again.)
     lab.kill_xswd()?;
+    std::fs::write(lab.config_path(), &broken)?;
     let xswd = lab.bins.xswd()?.display().to_string();
     let socket = lab.dir.join("second.sock").display().to_string();
     let out = lab.run_in(
