@@ -325,7 +325,7 @@ pub enum Narrow {
 pub enum Verdict {
     /// Run the request (or `rewrite`, when given) and narrow the reply.
     Allow {
-        rewrite: Option<Request>,
+        rewrite: Option<Box<Request>>,
         narrow: Narrow,
     },
     /// Refused; the reason says what and why, without the
@@ -439,7 +439,7 @@ fn delegated(
         | Request::AclList { tenant } => own(tenant).map(|()| allow(Narrow::Nothing)),
         Request::FdbShow { tenant: Some(t) } => own(t).map(|()| allow(Narrow::Fdb)),
         Request::FdbShow { tenant: None } => Ok(Verdict::Allow {
-            rewrite: only().map(|t| Request::FdbShow { tenant: Some(t) }),
+            rewrite: only().map(|t| Box::new(Request::FdbShow { tenant: Some(t) })),
             narrow: Narrow::Fdb,
         }),
         Request::FdbAdd { port, tenant, .. } => {
@@ -452,10 +452,10 @@ fn delegated(
         } => own(t).map(|()| allow(Narrow::Nothing)),
         Request::FdbDel { mac, tenant: None } => match only() {
             Some(t) => Ok(Verdict::Allow {
-                rewrite: Some(Request::FdbDel {
+                rewrite: Some(Box::new(Request::FdbDel {
                     mac: mac.clone(),
                     tenant: Some(t),
-                }),
+                })),
                 narrow: Narrow::Nothing,
             }),
             None => Err(format!(
@@ -659,7 +659,7 @@ pub fn handle_as(switch: &mut Switch, peer: &Peer, request: Request) -> Reply {
         }
         Verdict::Allow { rewrite, narrow } => (rewrite, narrow),
     };
-    let request = rewrite.unwrap_or(request);
+    let request = rewrite.map_or(request, |boxed| *boxed);
     if peer.is_root() {
         let shown = match &request {
             Request::TenantShow { name } => Some(name.clone()),
@@ -1157,9 +1157,9 @@ mod tests {
         assert_eq!(
             verdict(&alice(), &grants, Request::FdbShow { tenant: None }),
             Verdict::Allow {
-                rewrite: Some(Request::FdbShow {
+                rewrite: Some(Box::new(Request::FdbShow {
                     tenant: Some("t".into())
-                }),
+                })),
                 narrow: Narrow::Fdb
             }
         );
@@ -1174,10 +1174,10 @@ mod tests {
                 }
             ),
             Verdict::Allow {
-                rewrite: Some(Request::FdbDel {
+                rewrite: Some(Box::new(Request::FdbDel {
                     mac: mac.clone(),
                     tenant: Some("t".into())
-                }),
+                })),
                 narrow: Narrow::Nothing
             }
         );

@@ -199,7 +199,7 @@ impl Switch {
             Request::ConfigReload {} => self
                 .reload()
                 .map(|report| serde_json::json!(report))
-                .map_err(|e| ControlError::invalid(e)),
+                .map_err(ControlError::invalid),
         };
         match outcome {
             Ok(mut data) => {

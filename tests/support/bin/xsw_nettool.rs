@@ -342,7 +342,7 @@ fn tcp_send(o: &Opts) -> Result<(), String> {
 
 fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
     let digits: Vec<u8> = text.bytes().filter(|b| !b":- ".contains(b)).collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(format!("--frame {text:?}: odd number of hex digits"));
     }
     digits
