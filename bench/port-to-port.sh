@@ -12,6 +12,9 @@
 #   SWITCH_CPU=1  core given to xsw's one worker
 #   ONLY="bridge xsw xdp direct"   subset and order of the systems to run
 #   REBUILD=1     run cargo build even when the binaries exist
+#   LAT_DURATION=5  seconds of the latency run per system (0 = no latency runs)
+#   LAT_RATE=N    frames/s of the latency runs (default: half the bridge's measured
+#                 frames/s when the bridge runs first, as in the default ONLY; else 100000)
 #   XSWD, XSWCTL, XSW_BENCH   binaries to use instead of target/release/*
 #   KEEP_LOGS=1   keep the per-run logs (sink per-second rates, xswd log) and print where
 #
@@ -31,12 +34,18 @@ GEN_CPU=${GEN_CPU:-0}
 SWITCH_CPU=${SWITCH_CPU:-1}
 ONLY=${ONLY:-"bridge xsw xdp direct"}
 WARMUP=1
+LAT_DURATION=${LAT_DURATION:-5}
+LAT_RATE=${LAT_RATE:-}
 
 die() { echo "error: $*" >&2; exit 1; }
 note() { echo "== $*" >&2; }
 
 [[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 1 && DURATION <= 3600)) ||
   die "DURATION must be whole seconds, 1..3600 (got '$DURATION')"
+[[ $LAT_DURATION =~ ^[0-9]+$ ]] && ((LAT_DURATION <= 3600)) ||
+  die "LAT_DURATION must be whole seconds, 0..3600 (got '$LAT_DURATION')"
+[[ -z $LAT_RATE || ($LAT_RATE =~ ^[0-9]+$ && $LAT_RATE -ge 1) ]] ||
+  die "LAT_RATE must be a whole number of frames/s, at least 1 (got '$LAT_RATE')"
 ((EUID == 0)) || die "run as root: it creates network namespaces and attaches XDP programs (sudo $0)"
 for tool in ip bridge ethtool awk sed; do
   command -v "$tool" >/dev/null || die "$tool not found: run deploy/install-deps.sh"
@@ -136,6 +145,7 @@ for l in s-sw s-direct; do ip -n "$NS_SINK" link set "$l" up; done
 # --- one measurement ----------------------------------------------------------
 # Results, by system name.
 declare -A FPS CPUNS OFFERED SINKCPU STATUS
+declare -A LAT LSTATUS # LAT[name]="fps lost reordered p50 p90 p99 p99_9 max" (ns)
 wait_xdp() { # wait_xdp NS IFACE: until an XDP program is on IFACE (max 5 s)
   for _ in $(seq 50); do
     ip -n "$1" link show "$2" | grep -q ' xdp' && return 0
@@ -191,9 +201,60 @@ measure() {
   note "$name: ${FPS[$name]:-?} frames/s at the sink, ${OFFERED[$name]:-?} frames/s offered"
 }
 
+# latency NAME GEN_IF SINK_IF DST_MAC SRC_MAC DST_IP: stamped frames at a fixed
+# rate (LAT_RATE), measured by `sink --measure`: loss, reordering, latency.
+latency() {
+  local name=$1 gen_if=$2 sink_if=$3 dst_mac=$4 src_mac=$5 dst_ip=$6 sink_pid gen_pid f k v
+  ((LAT_DURATION > 0)) || return 0
+  if [[ -z $LAT_RATE ]]; then
+    if [[ ${STATUS[bridge]:-} == ok ]]; then
+      LAT_RATE=$(awk -v f="${FPS[bridge]}" 'BEGIN { r = int(f / 2); print (r >= 1 ? r : 1) }')
+    else
+      LAT_RATE=100000
+    fi
+  fi
+  f=$TMP/$name.lat
+  note "$name: latency at $LAT_RATE frames/s for $LAT_DURATION s (+${WARMUP} s warm-up)"
+  ip netns exec "$NS_SINK" "$BENCH" sink --measure --iface "$sink_if" --duration $((LAT_DURATION + WARMUP)) \
+    --warmup $WARMUP --json >"$f.sink.json" 2>"$f.sink.log" &
+  sink_pid=$!
+  PIDS+=("$sink_pid")
+  if ! wait_xdp "$NS_SINK" "$sink_if"; then
+    kill -TERM "$sink_pid" 2>/dev/null || true
+    reap "$sink_pid"
+    LSTATUS[$name]="failed: the measuring sink did not attach: $(tail -1 "$f.sink.log")"
+    return 0
+  fi
+  ip netns exec "$NS_GEN" "$BENCH" gen --stamp --rate "$LAT_RATE" --iface "$gen_if" --size "$SIZE" \
+    --duration $((LAT_DURATION + WARMUP + 30)) --cpu "$GEN_CPU" --src-mac "$src_mac" --dst-mac "$dst_mac" \
+    --dst-ip "$dst_ip" --json >"$f.gen.json" 2>"$f.gen.log" &
+  gen_pid=$!
+  PIDS+=("$gen_pid")
+  reap "$sink_pid"
+  kill -INT "$gen_pid" 2>/dev/null || true
+  reap "$gen_pid"
+  LAT[$name]=""
+  for k in frames_per_sec lost reordered p50 p90 p99 p99_9 max; do
+    v=$(json_num "$f.sink.json" "$k")
+    if [[ -z $v ]]; then
+      LSTATUS[$name]="failed: no result from the measuring sink: $(tail -1 "$f.sink.log")"
+      return 0
+    fi
+    LAT[$name]+="$v "
+  done
+  if [[ $(json_num "$f.sink.json" frames) == 0 ]]; then
+    LSTATUS[$name]="failed: no stamped frames reached the sink ($(tail -1 "$f.gen.log"))"
+  else
+    LSTATUS[$name]=ok
+  fi
+  v=$(json_num "$f.sink.json" ring_overflow)
+  [[ -z $v || $v == 0 ]] || note "warning: $name: the measuring sink's ring overflowed ($v frames): its loss includes them"
+}
+
 # --- the systems --------------------------------------------------------------
 run_direct() {
   measure direct g-direct s-direct $MAC_S_DIRECT $MAC_G_DIRECT 198.18.1.2
+  latency direct g-direct s-direct $MAC_S_DIRECT $MAC_G_DIRECT 198.18.1.2
 }
 
 run_bridge() {
@@ -207,6 +268,7 @@ run_bridge() {
   # NAPI: with no XDP program on sw-g, GRO switches NAPI on.
   ip netns exec "$NS_SW" ethtool -K sw-g gro on >/dev/null
   measure bridge g-sw s-sw $MAC_S_SW $MAC_G_SW 198.18.0.2
+  latency bridge g-sw s-sw $MAC_S_SW $MAC_G_SW 198.18.0.2
   ip netns exec "$NS_SW" ethtool -K sw-g gro off >/dev/null
   ip -n "$NS_SW" link del br0
 }
@@ -219,6 +281,7 @@ run_xdp() {
   PIDS+=("$pid")
   if wait_xdp "$NS_SW" sw-g && wait_xdp "$NS_SW" sw-s; then
     measure xdp g-sw s-sw $MAC_S_SW $MAC_G_SW 198.18.0.2
+    latency xdp g-sw s-sw $MAC_S_SW $MAC_G_SW 198.18.0.2
   else
     STATUS[xdp]="failed: the XDP forwarder did not attach: $(tail -1 "$TMP/xdp.fwd.log")"
   fi
@@ -255,6 +318,7 @@ run_xsw() {
   else
     measure xsw g-sw s-sw $MAC_S_SW $MAC_G_SW 198.18.0.2
     xswctl stats >"$TMP/xsw.stats" 2>&1 || true
+    latency xsw g-sw s-sw $MAC_S_SW $MAC_G_SW 198.18.0.2
     if [[ ${STATUS[xsw]} != ok ]]; then
       STATUS[xsw]+=" (xswd log: $(tail -1 "$TMP/xswd.log"))"
     fi
@@ -304,8 +368,27 @@ CPU ns/frame: busy time of ALL cores (generator, switch, kernel softirq) per fra
 offered/s: what the generator sent; more than frames/s means the switch dropped the rest.
 sink rx on CPU: where the sink's receive work ran, i.e. where the switch handed frames over.
 EOF
+if ((LAT_DURATION > 0)); then
+  echo
+  echo "latency: stamped $SIZE-byte frames at ${LAT_RATE:-?} frames/s, ${LAT_DURATION} s per system (one-way, generator XDP -> sink XDP, us)"
+  printf '%-34s %10s %8s %9s %8s %8s %8s %8s %9s\n' system frames/s lost reordered p50 p90 p99 p99.9 max
+  for sys in $ONLY; do
+    if [[ ${LSTATUS[$sys]:-} == ok ]]; then
+      # shellcheck disable=SC2086 # word splitting of the stored fields is wanted
+      set -- ${LAT[$sys]}
+      printf '%-34s %10.0f %8s %9s %8.1f %8.1f %8.1f %8.1f %9.1f\n' "${DESC[$sys]}" "$1" "$2" "$3" \
+        "$(awk -v v="$4" 'BEGIN { print v / 1000 }')" "$(awk -v v="$5" 'BEGIN { print v / 1000 }')" \
+        "$(awk -v v="$6" 'BEGIN { print v / 1000 }')" "$(awk -v v="$7" 'BEGIN { print v / 1000 }')" \
+        "$(awk -v v="$8" 'BEGIN { print v / 1000 }')"
+    else
+      printf '%-34s %s\n' "${DESC[$sys]}" "${LSTATUS[$sys]:-not run}"
+    fi
+  done
+  echo "lost: frames missing from the received sequence-number range; reordered: frames older than one already seen."
+fi
 [[ -f $TMP/xsw.stats ]] && { echo; echo "xswctl stats after the xsw run:"; cat "$TMP/xsw.stats"; }
 for sys in $ONLY; do
   [[ ${STATUS[$sys]:-} == ok ]] || exit 1 # the table above says why
+  ((LAT_DURATION == 0)) || [[ ${LSTATUS[$sys]:-} == ok ]] || exit 1
 done
 exit 0

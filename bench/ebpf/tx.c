@@ -19,6 +19,7 @@ volatile const __u32 FLOWS = 1;
 volatile const __u16 BASE_SRC_PORT = 9;
 volatile const __u64 LIMIT = 0;       /* frames to send; 0 = no limit */
 volatile const __u64 INTERVAL_PS = 0; /* picoseconds between frames; 0 = unpaced */
+volatile const __u32 STAMP = 0;       /* write seq + send time into each payload */
 
 /* After a stall (the generator preempted), at most this many frames go out
  * back to back to catch up; older debt is forgiven so a stall does not turn
@@ -28,6 +29,10 @@ volatile const __u64 INTERVAL_PS = 0; /* picoseconds between frames; 0 = unpaced
 /* Ethernet (14) + IPv4 without options (20): where the UDP source port sits
  * in the template that userspace builds. */
 #define UDP_SRC_PORT_OFF 34
+/* + UDP (8): where the payload starts. With STAMP, the payload begins with
+ * the frame's sequence number and its send time (CLOCK_MONOTONIC ns), both
+ * 64-bit big-endian; `xsw-bench sink --measure` reads them (see sink_measure.c). */
+#define PAYLOAD_OFF 42
 
 struct tx_state {
 	__u64 sent;     /* frames given XDP_TX: the generator's exact count */
@@ -94,6 +99,21 @@ int xsw_bench_tx(struct xdp_md *ctx)
 		 * the frame pointers between runs), so set the port absolutely. The
 		 * template's UDP checksum is 0 ("none") whenever FLOWS > 1. */
 		*sport = __builtin_bswap16((__u16)(BASE_SRC_PORT + f));
+	}
+
+	if (STAMP) {
+		void *data = (void *)(long)ctx->data;
+		void *data_end = (void *)(long)ctx->data_end;
+		__u64 *p = data + PAYLOAD_OFF;
+
+		if ((void *)(p + 2) > data_end)
+			return XDP_DROP;
+		/* The sequence number is the exact count of frames sent before this
+		 * one (tx_state is only touched from one CPU, see above), so the
+		 * sink sees 0, 1, 2, ... with no gaps unless frames were lost. The
+		 * template's UDP checksum is 0 ("none") whenever STAMP is set. */
+		p[0] = __builtin_bswap64(st->sent);
+		p[1] = __builtin_bswap64(bpf_ktime_get_ns());
 	}
 
 	st->sent++;

@@ -45,6 +45,7 @@ pub struct GenOpts {
     pub flows: u16,
     pub batch: u32,
     pub cpu: Option<usize>,
+    pub stamp: bool,
     pub json: bool,
 }
 
@@ -123,7 +124,7 @@ pub fn run(o: GenOpts) -> Result<()> {
         Some(c) => c,
         None => sys::current_cpu()?,
     };
-    let template = frame::build_udp(&o.flow, o.size, o.flows > 1)?;
+    let template = frame::build_udp(&o.flow, o.size, o.flows > 1, o.stamp)?;
 
     let mut ebpf = progs::load(
         progs::TX_OBJ,
@@ -133,6 +134,7 @@ pub fn run(o: GenOpts) -> Result<()> {
             ("BASE_SRC_PORT", Global::U16(o.flow.src_port)),
             ("LIMIT", Global::U64(o.count.unwrap_or(0))),
             ("INTERVAL_PS", Global::U64(interval_ps)),
+            ("STAMP", Global::U32(u32::from(o.stamp))),
         ],
     )?;
     let state: Array<MapData, TxState> = Array::try_from(

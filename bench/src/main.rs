@@ -4,6 +4,7 @@
 mod frame;
 mod fwd;
 mod gen;
+mod measure;
 mod prog_run;
 mod progs;
 mod sink;
@@ -76,6 +77,10 @@ enum Cmd {
         /// there too, unless the peer has threaded NAPI).
         #[arg(long)]
         cpu: Option<usize>,
+        /// Write a sequence number and the send time (CLOCK_MONOTONIC) into
+        /// each frame's UDP payload, for `sink --measure` (UDP checksum 0).
+        #[arg(long)]
+        stamp: bool,
         /// Print the result as one JSON object.
         #[arg(long)]
         json: bool,
@@ -94,6 +99,13 @@ enum Cmd {
         warmup: f64,
         #[arg(long, value_enum, default_value_t = XdpMode::Native)]
         xdp_mode: XdpMode,
+        /// Measure loss, reordering and one-way latency of the frames of
+        /// `gen --stamp` (same host) instead of only counting.
+        #[arg(long)]
+        measure: bool,
+        /// With --measure: the UDP destination port of the stamped frames.
+        #[arg(long, default_value_t = 9, requires = "measure")]
+        dst_port: u16,
         /// Print the summary as one JSON object on stdout (progress stays on stderr).
         #[arg(long)]
         json: bool,
@@ -148,6 +160,7 @@ fn main() -> ExitCode {
             flows,
             batch,
             cpu,
+            stamp,
             json,
         } => gen::run(gen::GenOpts {
             iface,
@@ -166,6 +179,7 @@ fn main() -> ExitCode {
             flows,
             batch,
             cpu,
+            stamp,
             json,
         }),
         Cmd::Sink {
@@ -173,6 +187,24 @@ fn main() -> ExitCode {
             duration,
             warmup,
             xdp_mode,
+            measure: true,
+            dst_port,
+            json,
+        } => measure::run(measure::MeasureOpts {
+            iface,
+            duration,
+            warmup,
+            xdp_mode,
+            dst_port,
+            json,
+        }),
+        Cmd::Sink {
+            iface,
+            duration,
+            warmup,
+            xdp_mode,
+            measure: false,
+            dst_port: _,
             json,
         } => sink::run(sink::SinkOpts {
             iface,

@@ -9,6 +9,8 @@ use aya::{Ebpf, EbpfLoader};
 // are not 8-byte aligned, which plain include_bytes! does not guarantee.
 pub static TX_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/tx.o"));
 pub static SINK_OBJ: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sink.o"));
+pub static SINK_MEASURE_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sink_measure.o"));
 pub static REDIRECT_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redirect.o"));
 

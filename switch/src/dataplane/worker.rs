@@ -119,6 +119,9 @@ struct LocalQueue {
     /// How many frames its fill ring should hold: grows while traffic
     /// drains the ring, decays when it does not (see `refill`).
     fill_target: usize,
+    /// The kernel's count of frames it had to drop because this socket's
+    /// fill ring was empty, as of the last once-a-second check.
+    fill_empty_seen: u64,
 }
 
 /// The largest batch size a worker accepts (config and live tuning).
@@ -210,7 +213,17 @@ impl Worker {
                 next_expiry = now + 1_000_000_000;
                 let floor = self.min_fill();
                 for queue in self.queues.iter_mut().flatten() {
-                    queue.fill_target = (queue.fill_target * 3 / 4).max(floor);
+                    // One syscall per socket per second: the kernel says
+                    // whether the ring ran dry. If it did, the target was too
+                    // small for this port's bursts; if not, let it shrink.
+                    let empty = crate::port::afxdp::kernel_stats(queue.xsk.fd())
+                        .map_or(0, |k| k.rx_fill_ring_empty);
+                    if empty > queue.fill_empty_seen {
+                        queue.fill_target = queue.fill_target.saturating_mul(2);
+                    } else {
+                        queue.fill_target = (queue.fill_target * 3 / 4).max(floor);
+                    }
+                    queue.fill_empty_seen = empty;
                 }
             }
             let snapshot = self.snapshot.load_full();
@@ -308,6 +321,7 @@ impl Worker {
             staged: Vec::with_capacity(self.tuning.tx_ring as usize + self.rx_batch.len()),
             in_fill: 0,
             fill_target: self.min_fill(),
+            fill_empty_seen: 0,
         };
         let slot = match self.queues.iter().position(Option::is_none) {
             Some(free) => {
