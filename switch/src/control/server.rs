@@ -150,9 +150,8 @@ fn peer_credentials(stream: &UnixStream) -> io::Result<Peer> {
         gid: u32::MAX,
     };
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the descriptor belongs to `stream`, which outlives the call;
-    // `cred` is a live, properly aligned `ucred` and `len` holds exactly its
-    // size, so the kernel writes at most that many bytes into it.
+    // SAFETY: `stream` owns the fd and outlives the call; `cred` is a live,
+    // aligned ucred and `len` its exact size, the most the kernel writes.
     let rc = unsafe {
         libc::getsockopt(
             stream.as_raw_fd(),
@@ -189,10 +188,9 @@ fn peer_groups(stream: &UnixStream) -> io::Result<Vec<u32>> {
     let mut groups: Vec<libc::gid_t> = vec![0; 32];
     loop {
         let mut len = (groups.len() * GID) as libc::socklen_t;
-        // SAFETY: the descriptor belongs to `stream`, which outlives the call;
-        // `groups` is a live, aligned buffer of exactly `len` bytes, and the
-        // kernel writes at most `len` bytes into it (it reports ERANGE and
-        // the size it needs, writing nothing, when the groups do not fit).
+        // Too small a buffer gets ERANGE and the size needed, nothing written.
+        // SAFETY: `stream` owns the fd and outlives the call; `groups` is a
+        // live, aligned buffer of `len` bytes, the most the kernel writes.
         let rc = unsafe {
             libc::getsockopt(
                 stream.as_raw_fd(),
@@ -355,9 +353,9 @@ pub struct ServerWaker(std::os::fd::RawFd);
 
 impl ServerWaker {
     pub fn wake(&self) {
-        // SAFETY: the descriptor is the listener's, which lives as long as the
-        // ControlServer that `serve` runs on; shutdown only changes its state,
-        // and a later accept then fails at once instead of blocking.
+        // A later accept then fails at once instead of blocking.
+        // SAFETY: the fd is the listener's, alive as long as the ControlServer
+        // that `serve` runs on; shutdown only changes the socket's state.
         unsafe { libc::shutdown(self.0, libc::SHUT_RDWR) };
     }
 }
