@@ -187,28 +187,42 @@ pub struct TuneArgs {
 }
 
 /// An ACL rule as typed: every field a string the daemon parses, so a
-/// malformed value is refused by xswd with a reason, whoever sent it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// malformed value is refused by xswd with a reason, whoever sent it. The
+/// same struct is xswctl's `acl add` arguments and the request's fields.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 #[serde(deny_unknown_fields)]
 pub struct AclAddArgs {
     pub tenant: String,
+    /// ingress (frames ports send) or egress (frames delivered to ports).
     pub direction: String,
+    /// allow or deny
     pub action: String,
-    /// 1-based position to insert at; appended when absent.
+    /// Insert at this 1-based position (default: append).
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub at: Option<usize>,
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub src: Option<String>,
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dst: Option<String>,
+    /// tcp, udp, icmp, icmpv6, sctp or a protocol number.
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proto: Option<String>,
+    /// A port or range, e.g. 1024-65535.
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sport: Option<String>,
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dport: Option<String>,
+    #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub icmp_type: Option<u8>,
+    /// TCP with ACK or RST set: replies to connections the other side opened.
+    #[arg(long)]
     #[serde(default)]
     pub established: bool,
 }

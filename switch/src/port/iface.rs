@@ -99,14 +99,6 @@ pub fn rx_queue_count(name: &str) -> Result<u32, IfaceError> {
     Ok(count.max(1))
 }
 
-pub fn mtu(name: &str) -> Option<u32> {
-    fs::read_to_string(sysfs(name, "mtu"))
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

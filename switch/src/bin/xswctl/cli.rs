@@ -180,33 +180,8 @@ pub enum AntispoofCommand {
 
 #[derive(Subcommand)]
 pub enum AclCommand {
-    /// Add a rule. DIRECTION: ingress (frames ports send) or egress (frames delivered to ports).
-    Add {
-        tenant: String,
-        direction: String,
-        /// allow or deny
-        action: String,
-        /// Insert at this 1-based position (default: append).
-        #[arg(long)]
-        at: Option<usize>,
-        #[arg(long)]
-        src: Option<String>,
-        #[arg(long)]
-        dst: Option<String>,
-        /// tcp, udp, icmp, icmpv6, sctp or a protocol number.
-        #[arg(long)]
-        proto: Option<String>,
-        /// A port or range, e.g. 1024-65535.
-        #[arg(long)]
-        sport: Option<String>,
-        #[arg(long)]
-        dport: Option<String>,
-        #[arg(long)]
-        icmp_type: Option<u8>,
-        /// TCP with ACK or RST set: replies to connections the other side opened.
-        #[arg(long)]
-        established: bool,
-    },
+    /// Add a rule, evaluated in order: first match wins.
+    Add(AclAddArgs),
     /// Remove the rule at POSITION (1-based).
     Del {
         tenant: String,
@@ -335,31 +310,7 @@ pub fn request(command: Command) -> Request {
             restrict_to_port,
         },
         Command::Antispoof(AntispoofCommand::Clear { port }) => Request::AntispoofClear { port },
-        Command::Acl(AclCommand::Add {
-            tenant,
-            direction,
-            action,
-            at,
-            src,
-            dst,
-            proto,
-            sport,
-            dport,
-            icmp_type,
-            established,
-        }) => Request::AclAdd(AclAddArgs {
-            tenant,
-            direction,
-            action,
-            at,
-            src,
-            dst,
-            proto,
-            sport,
-            dport,
-            icmp_type,
-            established,
-        }),
+        Command::Acl(AclCommand::Add(args)) => Request::AclAdd(args),
         Command::Acl(AclCommand::Del {
             tenant,
             direction,
