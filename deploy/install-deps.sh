@@ -11,7 +11,7 @@ packages=(
   # service tests: run xswd with only the unit's capabilities, check its sandbox
   util-linux strace systemd
   # benchmark baselines and profiles
-  bridge-utils linux-perf
+  bridge-utils nftables linux-perf
 )
 
 missing=()
