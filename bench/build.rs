@@ -5,7 +5,7 @@ use std::env;
 use std::path::PathBuf;
 use std::process::Command;
 
-const PROGRAMS: &[&str] = &["tx", "sink", "sink_measure", "redirect"];
+const PROGRAMS: &[&str] = &["tx", "sink", "sink_measure", "redirect", "xsk_redirect"];
 
 fn main() {
     let out_dir =

@@ -311,17 +311,23 @@ declare -A DESC=(
   [xsw]="xsw (adaptive)"
   [xsw-busy]="xsw (busy-poll)"
   [xsw-1w]="xsw, 1 worker"
-  [afxdp]="bare AF_XDP forwarder"
+  [afxdp]="bare AF_XDP forwarder"  # adaptive, like xsw's default
   [xdp]="bare XDP DEVMAP redirect"
   [direct]="no switch: gen -> sink"
+  [direct-tap]="no switch: gen -> tap -> guest"
 )
 
-system_direct() {
-  local save_gen=$GEN_IF save_sink=$SINK_IF save_ns=$NS_SINK
-  GEN_IF=$DIRECT_GEN_IF SINK_IF=$DIRECT_SINK_IF NS_SINK=$DIRECT_SINK_NS
-  "$@" direct
-  GEN_IF=$save_gen SINK_IF=$save_sink NS_SINK=$save_ns
+# The no-switch paths: the generator straight into a sink over a veth, and
+# (veth-tap) into a tap that a tap-sink reads.
+no_switch() { # no_switch NAME GEN_IF SINK_IF SINK_NS SINK_KIND MEASUREMENT...
+  local save=("$GEN_IF" "$SINK_IF" "$NS_SINK" "$SINK_KIND") name=$1
+  GEN_IF=$2 SINK_IF=$3 NS_SINK=$4 SINK_KIND=$5
+  shift 5
+  "$@" "$name"
+  GEN_IF=${save[0]} SINK_IF=${save[1]} NS_SINK=${save[2]} SINK_KIND=${save[3]}
 }
+system_direct() { no_switch direct "$DIRECT_GEN_IF" "$DIRECT_SINK_IF" "$DIRECT_SINK_NS" xdp "$@"; }
+system_direct-tap() { no_switch direct-tap g-tap g-tap "$NS_GEN" tap "$@"; }
 
 bridge_up() {
   ip -n "$NS_SW" link add br0 type bridge
@@ -372,7 +378,7 @@ system_xdp() {
 
 system_afxdp() {
   local pid
-  ip netns exec "$NS_SW" "$BENCH" afxdp-fwd --a "$SW_IN" --b "$SW_OUT" --cpu "$SWITCH_CPU" --duration 3600 \
+  ip netns exec "$NS_SW" "$BENCH" afxdp-fwd --a "$SW_IN" --b "$SW_OUT" --cpu "$SWITCH_CPU" --adaptive --duration 3600 \
     2>"$TMP/afxdp.fwd.log" &
   pid=$!
   PIDS+=("$pid")
@@ -427,7 +433,9 @@ EOF
     "$@" "$name"
     SW_PID=""
     "$XSWCTL" --socket "$sock" stats >"$TMP/$name.stats" 2>&1 || true
-    [[ ${STATUS[$name]:-ok} == ok ]] || STATUS[$name]+=" (xswd log: $(tail -1 "$TMP/$name.xswd.log"))"
+    if [[ ${STATUS[$name]:-ok} != ok && ${STATUS[$name]} != *"(xswd log:"* ]]; then
+      STATUS[$name]+=" (xswd log: $(tail -1 "$TMP/$name.xswd.log"))"
+    fi
   fi
   stop "$pid"
 }
@@ -450,8 +458,8 @@ setup_topology() {
   local scenario=$1
   #   [gen]  g-sw ----veth---- sw-g  [switch]  sw-s ----veth---- s-sw  [sink]
   #   [gen]  g-direct --------------veth-------------- s-direct  [sink]
-  # veth-tap: sw-s is a tap in [switch], held by tap-sink; the no-switch path is
-  # the generator sending into a tap "g-tap" in [gen] that a tap-sink reads.
+  # veth-tap: sw-s is a tap in [switch], held by tap-sink; a second no-switch
+  # path is the generator sending into a tap "g-tap" in [gen] that a tap-sink reads.
   NS_GEN=xswb-gen-$TAG NS_SW=xswb-sw-$TAG NS_SINK=xswb-sink-$TAG
   netns "$NS_GEN"
   netns "$NS_SW"
@@ -465,16 +473,15 @@ setup_topology() {
   [[ $scenario == two-workers ]] && QUEUES=2
 
   veth "$NS_GEN" g-sw $SRC_MAC "$NS_SW" sw-g 02:b5:00:00:03:01 $QUEUES
+  veth "$NS_GEN" g-direct 02:b5:00:00:01:02 "$NS_SINK" s-direct $DST_MAC $QUEUES
   if [[ $scenario == veth-tap ]]; then
     ip -n "$NS_SW" tuntap add mode tap name sw-s
     ip -n "$NS_SW" link set sw-s up
     NS_SINK=$NS_SW SINK_IF=sw-s SINK_KIND=tap
     ip -n "$NS_GEN" tuntap add mode tap name g-tap
     ip -n "$NS_GEN" link set g-tap up
-    DIRECT_GEN_IF=g-tap DIRECT_SINK_IF=g-tap DIRECT_SINK_NS=$NS_GEN
   else
     veth "$NS_SW" sw-s 02:b5:00:00:03:02 "$NS_SINK" s-sw $DST_MAC $QUEUES
-    veth "$NS_GEN" g-direct 02:b5:00:00:01:02 "$NS_SINK" s-direct $DST_MAC $QUEUES
   fi
 
   case $scenario in
@@ -510,7 +517,10 @@ setup_topology() {
       ;;
     flows)
       FLOWS=${FLOWS:-100000}
-      GEN_ARGS+=(--src-macs "$FLOWS")
+      # Source MACs and IPs count up from here, clear of the sink's MAC and
+      # IP and inside 198.18.0.0/15 for up to 100,000 flows.
+      SRC_MAC=02:b5:01:00:00:00 SRC_IP=198.18.64.0
+      GEN_ARGS=("${GEN_ARGS[@]/#198.18.0.1/$SRC_IP}" --src-macs "$FLOWS")
       # Per worker; room for all the flows' MACs with the usual headroom.
       XSW_FDB_CAPACITY=$((FLOWS * 2 > 65536 ? FLOWS * 2 : 65536))
       ;;

@@ -8,7 +8,9 @@
 #   port-to-port  veth -> veth, one worker. Systems: bridge, xsw (adaptive and
 #                 busy-poll), bare AF_XDP forwarder, bare XDP redirect, no switch.
 #   veth-tap      veth -> tap read by a "guest" process (xsw-bench tap-sink, like
-#                 QEMU). Systems: bridge, xsw, bare AF_XDP forwarder, no switch.
+#                 QEMU). Systems: bridge, xsw, bare AF_XDP forwarder, no switch
+#                 (veth, for the generator's cost), and the generator writing
+#                 straight into a tap (the guest reader's ceiling).
 #   acl           one tenant with 1,000 ACL rules and anti-spoofing on the ingress
 #                 port. Systems: bridge + nftables with the same 1,000 rules and
 #                 anti-spoofing, xsw, bare AF_XDP forwarder (no filtering), no switch.
@@ -23,8 +25,8 @@
 #   SYSTEMS="..."   subset and order of the systems (defaults above)
 #   GEN_CPU=0 SWITCH_CPU=1   cores of the generator and of xsw's worker
 #   LAT_DURATION=5  seconds of the latency run per system (0: none)
-#   LAT_RATE=N      frames/s of the latency runs (default: half the first
-#                   system's measured frames/s, the bridge in the default order)
+#   LAT_RATE=N      frames/s of the latency runs (default: half the lowest
+#                   frames/s of the systems measured, so none is overloaded)
 #   RESULTS=FILE    append one JSON line per result (for xsw-bench plot)
 #   REBUILD=1       rebuild the binaries; KEEP_LOGS=1 keep the per-run logs
 #   XSWD, XSWCTL, XSW_BENCH   binaries to use instead of target/release/*
@@ -37,7 +39,8 @@ LAT_DURATION=${LAT_DURATION:-5}
 LAT_RATE=${LAT_RATE:-}
 case $SCENARIO in
   port-to-port) DEFAULT_SYSTEMS="bridge xsw xsw-busy afxdp xdp direct" ;;
-  veth-tap | flows) DEFAULT_SYSTEMS="bridge xsw afxdp direct" ;;
+  veth-tap) DEFAULT_SYSTEMS="bridge xsw afxdp direct direct-tap" ;;
+  flows) DEFAULT_SYSTEMS="bridge xsw afxdp direct" ;;
   acl) DEFAULT_SYSTEMS="bridge-nft xsw afxdp direct" ;;
   two-workers) DEFAULT_SYSTEMS="bridge xsw-1w xsw direct" ;;
   *) die "usage: $0 port-to-port|veth-tap|acl|flows|two-workers [DURATION] (got '${SCENARIO}')" ;;
@@ -53,17 +56,21 @@ bench_init "$SCENARIO"
 setup_topology "$SCENARIO"
 
 # --- measurements -----------------------------------------------------------------
-both() { # both NAME: throughput flat out, then latency at the common rate
-  measure "$1" "$DURATION"
-  if ((LAT_DURATION > 0)); then
-    if [[ -z $LAT_RATE ]]; then
-      LAT_RATE=100000
-      [[ ${STATUS[$1]} == ok ]] && LAT_RATE=$(awk -v f="${FPS[$1]}" 'BEGIN { r = int(f / 2); print (r >= 1 ? r : 1) }')
-    fi
-    latency "$1" "$LAT_RATE" "$LAT_DURATION"
+# Throughput flat out for every system first; then latency at one rate for
+# all: half the lowest frames/s any of them managed, so every system carries
+# the same load and none is overloaded.
+throughput() { measure "$1" "$DURATION"; }
+delay() { latency "$1" "$LAT_RATE" "$LAT_DURATION"; }
+for sys in $SYSTEMS; do run_system "$sys" throughput; done
+if ((LAT_DURATION > 0)); then
+  if [[ -z $LAT_RATE ]]; then
+    LAT_RATE=$(for sys in $SYSTEMS; do
+      if [[ ${STATUS[$sys]:-} == ok && $sys != direct ]]; then echo "${FPS[$sys]}"; fi
+    done | sort -g | head -1)
+    LAT_RATE=$(awk -v f="${LAT_RATE:-200000}" 'BEGIN { r = int(f / 2); print (r >= 1 ? r : 1) }')
   fi
-}
-for sys in $SYSTEMS; do run_system "$sys" both; done
+  for sys in $SYSTEMS; do run_system "$sys" delay; done
+fi
 
 # --- report -----------------------------------------------------------------------
 size_label=$SIZE-byte
@@ -72,7 +79,7 @@ echo
 echo "scenario $SCENARIO: $size_label frames, ${DURATION} s per system, generator on CPU ${GEN_CPUS:-$GEN_CPU}, $NCPU CPUs, kernel $(uname -r)"
 printf '%-30s %11s %8s %7s %10s %10s %10s %10s\n' system frames/s Gbit/s loss% "CPU ns/fr" "net ns/fr" "user ns/fr" "sys ns/fr"
 direct_cpu=""
-[[ ${STATUS[direct]:-} == ok ]] && direct_cpu=${CPUNS[direct]}
+if [[ ${STATUS[direct]:-} == ok ]]; then direct_cpu=${CPUNS[direct]}; fi
 declare -A NET
 for sys in $SYSTEMS; do
   if [[ ${STATUS[$sys]:-} != ok ]]; then
@@ -82,7 +89,7 @@ for sys in $SYSTEMS; do
   # CPU net of the generator-to-sink path: what that path alone costs per
   # frame (the "no switch" row) times the frames the generator offered.
   NET[$sys]=-
-  [[ -n $direct_cpu && $sys != direct ]] && NET[$sys]=$(awk -v c="${CPUNS[$sys]}" -v d="$direct_cpu" \
+  [[ -n $direct_cpu && $sys != direct* ]] && NET[$sys]=$(awk -v c="${CPUNS[$sys]}" -v d="$direct_cpu" \
     -v o="${OFFERED[$sys]}" -v f="${FPS[$sys]}" 'BEGIN { printf "%.0f", c - d * o / f }')
   printf '%-30s %11.0f %8s %7s %10.0f %10s %10s %10s\n' "${DESC[$sys]}" "${FPS[$sys]}" "${GBPS[$sys]:--}" \
     "$(awk -v o="${OFFERED[$sys]}" -v f="${FPS[$sys]}" 'BEGIN { l = o > 0 ? (1 - f / o) * 100 : 0; printf "%.1f", l < 0 ? 0 : l }')" \

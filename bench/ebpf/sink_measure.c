@@ -3,7 +3,8 @@
  * UDP payload, takes the receive time (bpf_ktime_get_ns = CLOCK_MONOTONIC,
  * the clock the generator stamped with: both run on this host), and hands
  * the three numbers to userspace through a ring buffer. Userspace builds the
- * latency histogram and the loss/reordering/duplicate counts (sink.rs).
+ * latency histogram and the loss/reordering/duplicate counts (measure.rs,
+ * stats.rs).
  *
  * Every frame is then dropped. Frames that are not stamped test frames are
  * counted as `other`; frames for which the ring had no room are counted as

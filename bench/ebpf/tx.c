@@ -20,6 +20,26 @@ volatile const __u16 BASE_SRC_PORT = 9;
 volatile const __u64 LIMIT = 0;       /* frames to send; 0 = no limit */
 volatile const __u64 INTERVAL_PS = 0; /* picoseconds between frames; 0 = unpaced */
 volatile const __u32 STAMP = 0;       /* write seq + send time into each payload */
+/* --src-macs K: the source MAC's low 24 bits and the source IPv4 address
+ * cycle over K consecutive values from MAC_LOW_BASE and IP_BASE. */
+volatile const __u32 SRC_MACS = 1;
+volatile const __u32 MAC_LOW_BASE = 0;
+volatile const __u32 IP_BASE = 0; /* host byte order */
+/* The template's length in memory (no FCS) and, with IMIX, the mix: frame i
+ * of each period of IMIX_PERIOD frames is LEN_BIG if bit i of IMIX_BIG_MASK
+ * is set, else LEN_MID if bit i of IMIX_MID_MASK is set, else LEN_SMALL.
+ * Userspace builds the template at LEN_BIG; smaller frames are cut from it. */
+volatile const __u32 IMIX = 0;
+volatile const __u32 IMIX_PERIOD = 1;
+volatile const __u32 IMIX_MID_MASK = 0;
+volatile const __u32 IMIX_BIG_MASK = 0;
+volatile const __u32 LEN_SMALL = 60;
+volatile const __u32 LEN_MID = 60;
+volatile const __u32 LEN_BIG = 60;
+/* The one's-complement sum (not folded) of the template's IPv4 header words
+ * other than total length, checksum and source address: with it the header
+ * checksum of any variant costs three additions and two folds. */
+volatile const __u32 IP_SUM_BASE = 0;
 
 /* After a stall (the generator preempted), at most this many frames go out
  * back to back to catch up; older debt is forgiven so a stall does not turn
@@ -33,11 +53,19 @@ volatile const __u32 STAMP = 0;       /* write seq + send time into each payload
  * the frame's sequence number and its send time (CLOCK_MONOTONIC ns), both
  * 64-bit big-endian; `xsw-bench sink --measure` reads them (see sink_measure.c). */
 #define PAYLOAD_OFF 42
+/* The other fields the variants rewrite (frame offsets). */
+#define ETH_SRC_LOW_OFF 9 /* the source MAC's low three bytes */
+#define IP_TOT_LEN_OFF 16
+#define IP_CSUM_OFF 24
+#define IP_SRC_OFF 26
+#define UDP_LEN_OFF 38
 
 struct tx_state {
 	__u64 sent;     /* frames given XDP_TX: the generator's exact count */
 	__u64 next_ps;  /* when the next frame is due, ps after ctl.start_ns */
 	__u32 next_flow;
+	__u32 next_mac;  /* --src-macs: index of the next frame's address */
+	__u32 next_imix; /* --imix: position of the next frame in the period */
 	__u32 pad;
 };
 
@@ -99,6 +127,56 @@ int xsw_bench_tx(struct xdp_md *ctx)
 		 * the frame pointers between runs), so set the port absolutely. The
 		 * template's UDP checksum is 0 ("none") whenever FLOWS > 1. */
 		*sport = __builtin_bswap16((__u16)(BASE_SRC_PORT + f));
+	}
+
+	if (IMIX || SRC_MACS > 1) {
+		/* Every field is written absolutely: the page keeps what the last
+		 * frame built in it wrote (see above). */
+		__u32 len = LEN_BIG;
+		__u32 ip = IP_BASE;
+		__u32 sum;
+		__u8 *p;
+
+		if (IMIX) {
+			__u32 i = st->next_imix;
+
+			if ((IMIX_BIG_MASK >> i) & 1)
+				len = LEN_BIG;
+			else if ((IMIX_MID_MASK >> i) & 1)
+				len = LEN_MID;
+			else
+				len = LEN_SMALL;
+			/* The kernel restores data_end before each frame (reset_ctx in
+			 * net/bpf/test_run.c; checked on 6.18: a sink sees exactly the
+			 * IMIX mean), so the cut is from the full template every time. */
+			if (len < LEN_BIG && bpf_xdp_adjust_tail(ctx, (int)len - (int)LEN_BIG))
+				return XDP_DROP;
+			st->next_imix = i + 1 >= IMIX_PERIOD ? 0 : i + 1;
+		}
+		p = (void *)(long)ctx->data;
+		if ((void *)(p + PAYLOAD_OFF) > (void *)(long)ctx->data_end)
+			return XDP_DROP;
+		if (SRC_MACS > 1) {
+			__u32 k = st->next_mac;
+			__u32 mac = MAC_LOW_BASE + k;
+
+			st->next_mac = k + 1 >= SRC_MACS ? 0 : k + 1;
+			p[ETH_SRC_LOW_OFF] = mac >> 16;
+			p[ETH_SRC_LOW_OFF + 1] = mac >> 8;
+			p[ETH_SRC_LOW_OFF + 2] = mac;
+			ip += k;
+			*(__u16 *)(p + IP_SRC_OFF) = __builtin_bswap16(ip >> 16);
+			*(__u16 *)(p + IP_SRC_OFF + 2) = __builtin_bswap16(ip);
+		}
+		if (IMIX) {
+			*(__u16 *)(p + IP_TOT_LEN_OFF) = __builtin_bswap16(len - 14);
+			*(__u16 *)(p + UDP_LEN_OFF) = __builtin_bswap16(len - 34);
+		}
+		sum = IP_SUM_BASE + (len - 14) + (ip >> 16) + (ip & 0xffff);
+		sum = (sum & 0xffff) + (sum >> 16);
+		sum = (sum & 0xffff) + (sum >> 16);
+		*(__u16 *)(p + IP_CSUM_OFF) = __builtin_bswap16(~sum);
+		/* The UDP checksum is 0 ("none") whenever IMIX or SRC_MACS is on. */
 	}
 
 	if (STAMP) {

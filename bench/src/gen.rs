@@ -1,4 +1,9 @@
-//! `xsw-bench gen`: the in-kernel traffic generator.
+//! `xsw-bench gen`: the traffic generator, with two sending engines that
+//! send the same frames (see frame.rs `Variants`) and report the same
+//! fields: `kernel` (this file, the default) and `afxdp` (gen_afxdp.rs, an
+//! AF_XDP socket: slower on a veth, but it can drive a real NIC).
+//!
+//! The kernel engine:
 //!
 //! A tiny XDP program returning XDP_TX is run with BPF_PROG_RUN in
 //! live-frames mode against the chosen interface, so the kernel itself puts
@@ -31,22 +36,52 @@ use anyhow::{bail, Context, Result};
 use aya::maps::{Array, MapData};
 use aya::Pod;
 
-use crate::frame::{self, UdpFlow};
+use crate::frame::{Sizes, UdpFlow, Variants};
 use crate::progs::{self, Global};
-use crate::{prog_run, sys};
+use crate::{gen_afxdp, prog_run, sys};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Engine {
+    /// BPF_PROG_RUN live frames: XDP_TX from inside the kernel.
+    Kernel,
+    /// An AF_XDP socket (zero-copy where the driver has it, else copy mode).
+    Afxdp,
+}
+
+impl Engine {
+    fn name(self) -> &'static str {
+        match self {
+            Engine::Kernel => "kernel",
+            Engine::Afxdp => "afxdp",
+        }
+    }
+}
 
 pub struct GenOpts {
     pub iface: String,
-    pub size: usize,
+    pub engine: Engine,
+    pub sizes: Sizes,
     pub count: Option<u64>,
     pub duration: Option<f64>,
     pub rate: Option<u64>,
     pub flow: UdpFlow,
     pub flows: u16,
+    pub src_macs: u32,
     pub batch: u32,
     pub cpu: Option<usize>,
     pub stamp: bool,
     pub json: bool,
+}
+
+/// What an engine reports back.
+pub struct Sent {
+    /// Frames handed to the device (kernel: given XDP_TX; afxdp: completed).
+    pub frames: u64,
+    /// From the start to when the engine stopped sending.
+    pub secs: f64,
+    pub interrupted: bool,
+    /// afxdp only: whether the socket ran in zero-copy mode.
+    pub zero_copy: Option<bool>,
 }
 
 /// Mirrors `struct tx_state` in bench/ebpf/tx.c.
@@ -56,6 +91,8 @@ struct TxState {
     sent: u64,
     next_ps: u64,
     next_flow: u32,
+    next_mac: u32,
+    next_imix: u32,
     pad: u32,
 }
 
@@ -87,22 +124,6 @@ const POLL: Duration = Duration::from_millis(5);
 const WORKERS: usize = 2;
 
 pub fn run(o: GenOpts) -> Result<()> {
-    if o.batch == 0 || o.batch > prog_run::MAX_BATCH {
-        bail!(
-            "--batch must be 1..={} (the kernel's limit for live frames)",
-            prog_run::MAX_BATCH
-        );
-    }
-    if o.flows == 0 {
-        bail!("--flows must be at least 1");
-    }
-    if u32::from(o.flow.src_port) + u32::from(o.flows) - 1 > u32::from(u16::MAX) {
-        bail!(
-            "--src-port {} + --flows {} runs past port 65535",
-            o.flow.src_port,
-            o.flows
-        );
-    }
     let interval_ps = match o.rate {
         None => 0,
         Some(0) => bail!("--rate must be at least 1 frame/s (leave it out for full speed)"),
@@ -117,26 +138,119 @@ pub fn run(o: GenOpts) -> Result<()> {
             bail!("--duration must be a positive number of seconds");
         }
     }
+    let (variants, template) = Variants::new(&o.flow, o.sizes, o.flows, o.src_macs, o.stamp)?;
     let ifindex = sys::ifindex(&o.iface)?;
+    sys::install_stop_handler()?;
+    let tx_before = sys::tx_packets(&o.iface);
+    let sent = match o.engine {
+        Engine::Kernel => run_kernel(&o, ifindex, &variants, &template, interval_ps)?,
+        Engine::Afxdp => gen_afxdp::run(&o, variants, &template, interval_ps)?,
+    };
+    // None when sysfs has no counter for the device (then nothing to compare).
+    let device_tx = match (tx_before, sys::tx_packets(&o.iface)) {
+        (Some(a), Some(b)) => Some(b.wrapping_sub(a)),
+        _ => None,
+    };
+    report(&o, &sent, device_tx);
+    Ok(())
+}
+
+fn report(o: &GenOpts, sent: &Sent, device_tx: Option<u64>) {
+    let secs = sent.secs;
+    let per_sec = |v: f64| if secs > 0.0 { v / secs } else { 0.0 };
+    let fps = per_sec(sent.frames as f64);
+    let wire_bytes = o.sizes.wire_bytes(sent.frames);
+    let gbps = per_sec(wire_bytes as f64 * 8.0) / 1e9;
+    // A 1% margin: the device counter also sees unrelated traffic (IPv6
+    // neighbour discovery and such).
+    let refused = device_tx.is_some_and(|d| (d as f64) < sent.frames as f64 * 0.99);
+
+    if o.json {
+        println!(
+            "{{\"iface\":{},\"engine\":\"{}\",\"size\":{},\"mean_size\":{:.1},\"frames\":{},\"secs\":{:.3},\
+             \"frames_per_sec\":{:.0},\"gbit_per_sec\":{:.3},\"wire_bytes\":{},\"device_tx_frames\":{},\
+             \"zero_copy\":{},\"interrupted\":{}}}",
+            crate::json_str(&o.iface),
+            o.engine.name(),
+            o.sizes.json(),
+            o.sizes.mean(),
+            sent.frames,
+            secs,
+            fps,
+            gbps,
+            wire_bytes,
+            device_tx.map_or("null".to_string(), |d| d.to_string()),
+            sent.zero_copy.map_or("null".to_string(), |z| z.to_string()),
+            sent.interrupted
+        );
+    } else {
+        println!(
+            "gen {} ({} engine{}): {} frames of {} in {:.3} s: {:.0} frames/s, {:.3} Gbit/s (FCS included){}",
+            o.iface,
+            o.engine.name(),
+            match sent.zero_copy {
+                Some(true) => ", zero-copy",
+                Some(false) => ", copy mode",
+                None => "",
+            },
+            sent.frames,
+            o.sizes,
+            secs,
+            fps,
+            gbps,
+            if sent.interrupted {
+                " (stopped by signal)"
+            } else {
+                ""
+            }
+        );
+        if let Some(d) = device_tx {
+            println!("  {} counted {d} frames transmitted", o.iface);
+        }
+    }
+    if refused {
+        match o.engine {
+            Engine::Kernel => eprintln!(
+                "warning: {} transmitted fewer frames than were sent to it; the rest were dropped. On a veth the \
+                 PEER must run NAPI to accept XDP frames: attach an XDP program to the peer or enable GRO on it \
+                 (`ethtool -K PEER gro on`).",
+                o.iface
+            ),
+            Engine::Afxdp => eprintln!(
+                "warning: {} transmitted fewer frames than the socket handed to it; the device dropped the rest \
+                 (on a veth: the peer's receive queue was full; see `ip -s link show {}`).",
+                o.iface, o.iface
+            ),
+        }
+    }
+}
+
+fn run_kernel(
+    o: &GenOpts,
+    ifindex: u32,
+    variants: &Variants,
+    template: &[u8],
+    interval_ps: u64,
+) -> Result<Sent> {
+    if o.batch == 0 || o.batch > prog_run::MAX_BATCH {
+        bail!(
+            "--batch must be 1..={} (the kernel's limit for live frames)",
+            prog_run::MAX_BATCH
+        );
+    }
     // Both workers on one CPU: required by tx.c's non-atomic state, and it
     // keeps the generator to one core, which is what the placement assumes.
     let cpu = match o.cpu {
         Some(c) => c,
         None => sys::current_cpu()?,
     };
-    let template = frame::build_udp(&o.flow, o.size, o.flows > 1, o.stamp)?;
-
-    let mut ebpf = progs::load(
-        progs::TX_OBJ,
-        "generator",
-        &[
-            ("FLOWS", Global::U32(u32::from(o.flows))),
-            ("BASE_SRC_PORT", Global::U16(o.flow.src_port)),
-            ("LIMIT", Global::U64(o.count.unwrap_or(0))),
-            ("INTERVAL_PS", Global::U64(interval_ps)),
-            ("STAMP", Global::U32(u32::from(o.stamp))),
-        ],
-    )?;
+    let mut globals = variants.tx_globals();
+    globals.extend([
+        ("LIMIT", Global::U64(o.count.unwrap_or(0))),
+        ("INTERVAL_PS", Global::U64(interval_ps)),
+        ("STAMP", Global::U32(u32::from(o.stamp))),
+    ]);
+    let mut ebpf = progs::load(progs::TX_OBJ, "generator", &globals)?;
     let state: Array<MapData, TxState> = Array::try_from(
         ebpf.take_map("TX_STATE")
             .context("internal error: TX_STATE map missing from the generator object")?,
@@ -153,8 +267,6 @@ pub fn run(o: GenOpts) -> Result<()> {
         .context("internal error: generator program has no fd after load")?
         .as_fd();
 
-    sys::install_stop_handler()?;
-    let tx_before = sys::tx_packets(&o.iface);
     let start_ns = sys::monotonic_ns()?;
     ctl.set(
         0,
@@ -180,7 +292,7 @@ pub fn run(o: GenOpts) -> Result<()> {
     let (end, interrupted, worker_result) =
         std::thread::scope(|s| -> Result<(Instant, bool, Result<()>)> {
             let workers: Vec<_> = (0..WORKERS)
-                .map(|_| s.spawn(|| worker(fd, ifindex, &template, o.batch, cpu, &done)))
+                .map(|_| s.spawn(|| worker(fd, ifindex, template, o.batch, cpu, &done)))
                 .collect();
             let mut interrupted = false;
             let mut poll_err = Ok(());
@@ -235,58 +347,12 @@ pub fn run(o: GenOpts) -> Result<()> {
             Ok((end, interrupted, result))
         })?;
     worker_result?;
-
-    let sent = sent_now()?;
-    let secs = (end - start).as_secs_f64();
-    let fps = if secs > 0.0 { sent as f64 / secs } else { 0.0 };
-    // None when sysfs has no counter for the device (then nothing to compare).
-    let device_tx = match (tx_before, sys::tx_packets(&o.iface)) {
-        (Some(a), Some(b)) => Some(b.wrapping_sub(a)),
-        _ => None,
-    };
-    // A 1% margin: the device counter also sees unrelated traffic (IPv6
-    // neighbour discovery and such).
-    let refused = device_tx.is_some_and(|d| (d as f64) < sent as f64 * 0.99);
-
-    if o.json {
-        println!(
-            "{{\"iface\":{},\"size\":{},\"frames\":{},\"secs\":{:.3},\"frames_per_sec\":{:.0},\"device_tx_frames\":{},\"interrupted\":{}}}",
-            crate::json_str(&o.iface),
-            o.size,
-            sent,
-            secs,
-            fps,
-            device_tx.map_or("null".to_string(), |d| d.to_string()),
-            interrupted
-        );
-    } else {
-        println!(
-            "gen {}: {} frames of {} bytes ({} without FCS) in {:.3} s: {:.0} frames/s{}",
-            o.iface,
-            sent,
-            o.size,
-            o.size - frame::FCS_LEN,
-            secs,
-            fps,
-            if interrupted {
-                " (stopped by signal)"
-            } else {
-                ""
-            }
-        );
-        if let Some(d) = device_tx {
-            println!("  {} counted {d} frames transmitted", o.iface);
-        }
-    }
-    if refused {
-        eprintln!(
-            "warning: {} transmitted fewer frames than were sent to it; the rest were dropped. On a veth the \
-             PEER must run NAPI to accept XDP frames: attach an XDP program to the peer or enable GRO on it \
-             (`ethtool -K PEER gro on`).",
-            o.iface
-        );
-    }
-    Ok(())
+    Ok(Sent {
+        frames: sent_now()?,
+        secs: (end - start).as_secs_f64(),
+        interrupted,
+        zero_copy: None,
+    })
 }
 
 fn worker(

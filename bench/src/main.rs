@@ -1,21 +1,27 @@
 //! xsw-bench: traffic generator, sink and reference forwarder for measuring
 //! xsw against the Linux bridge and a bare XDP forwarder. See bench/README.md.
 
+mod afxdp;
+mod afxdp_fwd;
 mod frame;
 mod fwd;
 mod gen;
+mod gen_afxdp;
 mod measure;
+mod plot;
 mod prog_run;
 mod progs;
 mod sink;
+mod stats;
 mod sys;
+mod tap_sink;
 
 use std::net::Ipv4Addr;
 use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand};
 
-use frame::{Mac, UdpFlow};
+use frame::{Mac, Sizes, UdpFlow};
 use progs::XdpMode;
 
 #[derive(Parser)]
@@ -31,17 +37,27 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Send UDP/IPv4 frames out of an interface from inside the kernel
-    /// (XDP_TX run by BPF_PROG_RUN in live-frames mode).
+    /// Send UDP/IPv4 frames out of an interface, from inside the kernel
+    /// (XDP_TX run by BPF_PROG_RUN in live-frames mode) or from an AF_XDP
+    /// socket (--engine afxdp).
     #[command(group(ArgGroup::new("stop").required(true).args(["count", "duration"])))]
     Gen {
         /// Interface to send from (on a veth, frames arrive at its peer).
         #[arg(long)]
         iface: String,
+        /// kernel: BPF_PROG_RUN live frames (fastest on one host); afxdp: an
+        /// AF_XDP socket, zero-copy where the driver has it, else copy mode
+        /// (for driving a remote host through a real NIC).
+        #[arg(long, value_enum, default_value_t = gen::Engine::Kernel)]
+        engine: gen::Engine,
         /// Frame size on the wire INCLUDING the 4-byte FCS, as in RFC 2544
         /// (64..=1518); the frames in memory are 4 bytes shorter.
         #[arg(long, default_value_t = 64)]
         size: usize,
+        /// Send the simple IMIX instead of one size: 64, 594 and 1518-byte
+        /// frames (FCS included) 7:4:1, interleaved (UDP checksum then 0).
+        #[arg(long, conflicts_with = "size")]
+        imix: bool,
         /// Stop after this many frames.
         #[arg(long)]
         count: Option<u64>,
@@ -70,7 +86,14 @@ enum Cmd {
         /// src-port+K-1, frame by frame (the UDP checksum is then 0, "none").
         #[arg(long, default_value_t = 1)]
         flows: u16,
-        /// Frames per kernel batch (1..=256).
+        /// Number of source addresses: the source MAC's low 24 bits and the
+        /// source IPv4 cycle over K consecutive values from --src-mac and
+        /// --src-ip, frame by frame, so a switch learns K MACs (UDP checksum
+        /// then 0). Combines with --flows.
+        #[arg(long, default_value_t = 1)]
+        src_macs: u32,
+        /// Frames per kernel batch (kernel: 1..=256) or per TX kick (afxdp:
+        /// 1..=1024).
         #[arg(long, default_value_t = 64)]
         batch: u32,
         /// Pin the generator to this CPU (its veth peer's receive work runs
@@ -110,6 +133,14 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Read frames from a tap like a VM's backend (QEMU opens taps the same
+    /// way) and count them, or with --measure measure them like `sink
+    /// --measure`: the latency then includes the tap's queue and the
+    /// reader's wake-up, as a guest's would.
+    TapSink(tap_sink::TapSinkOpts),
+    /// Draw benchmark results as SVG.
+    #[command(subcommand)]
+    Plot(plot::PlotCmd),
     /// Forward every frame between two interfaces with a bare XDP program and
     /// a DEVMAP: the upper bound for a two-port switch on this host.
     Fwd {
@@ -122,6 +153,34 @@ enum Cmd {
         duration: Option<f64>,
         #[arg(long, value_enum, default_value_t = XdpMode::Native)]
         xdp_mode: XdpMode,
+    },
+    /// Forward every frame between two interfaces through AF_XDP sockets on
+    /// one shared UMEM, with no switching logic: the baseline for xsw's own
+    /// cost. One thread; prints what it forwarded and its user and system
+    /// CPU time.
+    AfxdpFwd {
+        #[arg(long)]
+        a: String,
+        #[arg(long)]
+        b: String,
+        /// Pin the forwarding thread to this CPU.
+        #[arg(long)]
+        cpu: Option<usize>,
+        /// Stop after this many seconds (default: until Ctrl-C or SIGTERM).
+        #[arg(long)]
+        duration: Option<f64>,
+        /// Frames taken from an RX ring at a time (1..=1024).
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Sleep in poll() after 200 turns without traffic, as xsw's default
+        /// mode does (default: busy-poll, never sleep; a turn without frames
+        /// makes one non-blocking poll()).
+        #[arg(long)]
+        adaptive: bool,
+        /// Print the summary as one JSON object on stdout (the text summary
+        /// stays on stderr).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -147,7 +206,9 @@ fn main() -> ExitCode {
     let result = match cli.cmd {
         Cmd::Gen {
             iface,
+            engine,
             size,
+            imix,
             count,
             duration,
             rate,
@@ -158,13 +219,19 @@ fn main() -> ExitCode {
             src_port,
             dst_port,
             flows,
+            src_macs,
             batch,
             cpu,
             stamp,
             json,
         } => gen::run(gen::GenOpts {
             iface,
-            size,
+            engine,
+            sizes: if imix {
+                Sizes::Imix
+            } else {
+                Sizes::Fixed(size)
+            },
             count,
             duration,
             rate,
@@ -177,6 +244,7 @@ fn main() -> ExitCode {
                 dst_port,
             },
             flows,
+            src_macs,
             batch,
             cpu,
             stamp,
@@ -213,6 +281,8 @@ fn main() -> ExitCode {
             xdp_mode,
             json,
         }),
+        Cmd::TapSink(o) => tap_sink::run(o),
+        Cmd::Plot(cmd) => plot::run(cmd),
         Cmd::Fwd {
             a,
             b,
@@ -223,6 +293,23 @@ fn main() -> ExitCode {
             b,
             duration,
             xdp_mode,
+        }),
+        Cmd::AfxdpFwd {
+            a,
+            b,
+            cpu,
+            duration,
+            batch,
+            adaptive,
+            json,
+        } => afxdp_fwd::run(afxdp_fwd::AfxdpFwdOpts {
+            a,
+            b,
+            cpu,
+            duration,
+            batch,
+            adaptive,
+            json,
         }),
     };
     match result {

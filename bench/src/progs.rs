@@ -13,6 +13,8 @@ pub static SINK_MEASURE_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sink_measure.o"));
 pub static REDIRECT_OBJ: &[u8] =
     aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/redirect.o"));
+pub static XSK_REDIRECT_OBJ: &[u8] =
+    aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsk_redirect.o"));
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum XdpMode {

@@ -108,13 +108,7 @@ pub fn run(o: SinkOpts) -> Result<()> {
         if dt > 0.0 {
             let fps = (cur.frames - prev.frames) as f64 / dt;
             let bps = (cur.bytes - prev.bytes) as f64 * 8.0 / dt;
-            eprintln!(
-                "[{:6.1}s] {:>12.0} frames/s  {:>8.3} Gbit/s (without FCS){}",
-                (now - start).as_secs_f64(),
-                fps,
-                bps / 1e9,
-                if now <= warm_end { "  (warm-up)" } else { "" }
-            );
+            progress((now - start).as_secs_f64(), fps, bps, now <= warm_end);
             if window_start.is_some() {
                 per_second.push(fps);
             }
@@ -134,84 +128,128 @@ pub fn run(o: SinkOpts) -> Result<()> {
     let last = Snapshot::read(&map)?;
     let cur = last.total();
     let cpu_end = CpuTimes::read()?;
-    let (frames, bytes, secs, cpu_busy, per_cpu) = match &window_start {
+    let stopped_early = now + Duration::from_millis(100) < end;
+    let summary = match &window_start {
         Some((t0, s0, cpu0)) => {
             let c0 = s0.total();
-            (
-                cur.frames - c0.frames,
-                cur.bytes - c0.bytes,
-                (now - *t0).as_secs_f64(),
-                cpu_end.busy - cpu0.busy,
-                last.frames_since(s0),
-            )
-        }
-        None => (0, 0, 0.0, 0.0, Vec::new()),
-    };
-    // Only CPUs that counted something; the map has a slot per possible CPU.
-    let cpu_share: Vec<(usize, f64)> = per_cpu
-        .iter()
-        .enumerate()
-        .filter(|(_, &n)| n > 0)
-        .map(|(cpu, &n)| (cpu, n as f64 * 100.0 / frames as f64))
-        .collect();
-    let fps = if secs > 0.0 {
-        frames as f64 / secs
-    } else {
-        0.0
-    };
-    let cpu_ns_per_frame = if frames > 0 {
-        cpu_busy * 1e9 / frames as f64
-    } else {
-        0.0
-    };
-    let stopped_early = now + Duration::from_millis(100) < end;
-
-    if o.json {
-        let ps: Vec<String> = per_second.iter().map(|v| format!("{v:.0}")).collect();
-        let pc: Vec<String> = cpu_share
-            .iter()
-            .map(|(cpu, pct)| format!("\"{cpu}\":{pct:.1}"))
-            .collect();
-        println!(
-            "{{\"iface\":{},\"frames\":{},\"bytes\":{},\"window_secs\":{:.3},\"frames_per_sec\":{:.0},\
-             \"cpu_busy_secs\":{:.2},\"cpu_ns_per_frame\":{:.1},\"stopped_early\":{},\"per_second\":[{}],\
-             \"frames_pct_by_cpu\":{{{}}}}}",
-            crate::json_str(&o.iface),
-            frames,
-            bytes,
-            secs,
-            fps,
-            cpu_busy,
-            cpu_ns_per_frame,
-            stopped_early,
-            ps.join(","),
-            pc.join(",")
-        );
-    } else {
-        println!(
-            "sink {}: {} frames, {} bytes (without FCS) in {:.3} s after warm-up: {:.0} frames/s{}",
-            o.iface,
-            frames,
-            bytes,
-            secs,
-            fps,
-            if stopped_early {
-                " (stopped early)"
-            } else {
-                ""
+            CountSummary {
+                frames: cur.frames - c0.frames,
+                bytes: cur.bytes - c0.bytes,
+                secs: (now - *t0).as_secs_f64(),
+                cpu_busy: cpu_end.busy - cpu0.busy,
+                per_second,
+                per_cpu: last.frames_since(s0),
+                stopped_early,
             }
-        );
-        if frames > 0 {
-            println!(
-                "  CPU busy on all cores: {:.2} s = {:.0} ns per frame received (includes the generator if it runs here)",
-                cpu_busy, cpu_ns_per_frame
-            );
+        }
+        None => CountSummary {
+            frames: 0,
+            bytes: 0,
+            secs: 0.0,
+            cpu_busy: 0.0,
+            per_second,
+            per_cpu: Vec::new(),
+            stopped_early,
+        },
+    };
+    summary.print("sink", &o.iface, "counted on", o.json);
+    Ok(())
+}
+
+/// A per-second progress line on stderr, the same for every counting receiver.
+pub fn progress(elapsed: f64, fps: f64, bits_per_sec: f64, warm: bool) {
+    eprintln!(
+        "[{:6.1}s] {:>12.0} frames/s  {:>8.3} Gbit/s (without FCS){}",
+        elapsed,
+        fps,
+        bits_per_sec / 1e9,
+        if warm { "  (warm-up)" } else { "" }
+    );
+}
+
+/// What a counting receiver (`sink`, `tap-sink`) measured after the warm-up;
+/// one printer, so both give the same JSON fields.
+pub struct CountSummary {
+    pub frames: u64,
+    /// Without FCS, as the receiver sees frames.
+    pub bytes: u64,
+    pub secs: f64,
+    /// Busy time of all cores over the window, from /proc/stat.
+    pub cpu_busy: f64,
+    pub per_second: Vec<f64>,
+    /// Frames per CPU index (zeros are left out of the output).
+    pub per_cpu: Vec<u64>,
+    pub stopped_early: bool,
+}
+
+impl CountSummary {
+    /// Prints the summary on stdout; `receiver` starts the text line and
+    /// `cpu_what` says what the per-CPU split is (where the work ran).
+    pub fn print(&self, receiver: &str, iface: &str, cpu_what: &str, json: bool) {
+        let frames = self.frames;
+        // Only CPUs that counted something; the map has a slot per possible CPU.
+        let cpu_share: Vec<(usize, f64)> = self
+            .per_cpu
+            .iter()
+            .enumerate()
+            .filter(|(_, &n)| n > 0)
+            .map(|(cpu, &n)| (cpu, n as f64 * 100.0 / frames as f64))
+            .collect();
+        let fps = if self.secs > 0.0 {
+            frames as f64 / self.secs
+        } else {
+            0.0
+        };
+        let cpu_ns_per_frame = if frames > 0 {
+            self.cpu_busy * 1e9 / frames as f64
+        } else {
+            0.0
+        };
+        if json {
+            let ps: Vec<String> = self.per_second.iter().map(|v| format!("{v:.0}")).collect();
             let pc: Vec<String> = cpu_share
                 .iter()
-                .map(|(cpu, pct)| format!("CPU {cpu} {pct:.0}%"))
+                .map(|(cpu, pct)| format!("\"{cpu}\":{pct:.1}"))
                 .collect();
-            println!("  counted on: {}", pc.join(", "));
+            println!(
+                "{{\"iface\":{},\"frames\":{},\"bytes\":{},\"window_secs\":{:.3},\"frames_per_sec\":{:.0},\
+                 \"cpu_busy_secs\":{:.2},\"cpu_ns_per_frame\":{:.1},\"stopped_early\":{},\"per_second\":[{}],\
+                 \"frames_pct_by_cpu\":{{{}}}}}",
+                crate::json_str(iface),
+                frames,
+                self.bytes,
+                self.secs,
+                fps,
+                self.cpu_busy,
+                cpu_ns_per_frame,
+                self.stopped_early,
+                ps.join(","),
+                pc.join(",")
+            );
+        } else {
+            println!(
+                "{receiver} {iface}: {} frames, {} bytes (without FCS) in {:.3} s after warm-up: {:.0} frames/s{}",
+                frames,
+                self.bytes,
+                self.secs,
+                fps,
+                if self.stopped_early {
+                    " (stopped early)"
+                } else {
+                    ""
+                }
+            );
+            if frames > 0 {
+                println!(
+                    "  CPU busy on all cores: {:.2} s = {:.0} ns per frame received (includes the generator if it runs here)",
+                    self.cpu_busy, cpu_ns_per_frame
+                );
+                let pc: Vec<String> = cpu_share
+                    .iter()
+                    .map(|(cpu, pct)| format!("CPU {cpu} {pct:.0}%"))
+                    .collect();
+                println!("  {cpu_what}: {}", pc.join(", "));
+            }
         }
     }
-    Ok(())
 }
