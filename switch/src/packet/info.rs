@@ -181,7 +181,102 @@ impl IpInfo {
 
 /// Reads a frame once. Fails only when the frame ends inside its Ethernet header or a VLAN
 /// tag it announces; see the module docs for how damaged upper layers are reported.
+#[inline]
 pub fn parse(frame: &[u8]) -> Result<FrameInfo, WireError> {
+    match parse_common(frame) {
+        Some(info) => Ok(info),
+        None => parse_any(frame),
+    }
+}
+
+/// [`parse`] without the reason it failed, into `summary`: written where the caller keeps
+/// it. Returning it instead, the summary (104 bytes) was assembled on the stack where the
+/// two ways of parsing join, then copied field by field, 80 instructions per frame
+/// (callgrind, `benches/pipeline.rs`).
+#[inline]
+pub fn parse_into(frame: &[u8], summary: &mut Option<FrameInfo>) {
+    *summary = parse_common(frame);
+    if summary.is_none() {
+        *summary = parse_any(frame).ok();
+    }
+}
+
+/// [`parse`] for what most traffic is, a whole TCP or UDP segment in an IPv4 packet without
+/// options, untagged or with one tag; None for anything else, which [`parse_any`] reads.
+/// Same answer as `parse_any` wherever it answers (tested on random and mutated frames):
+/// it only skips the general walk through the layers and the moves of the summary between
+/// them. Measured with `benches/pipeline.rs`: 89 instead of 189 instructions per frame.
+#[inline]
+fn parse_common(frame: &[u8]) -> Option<FrameInfo> {
+    // The longest header read here: Ethernet, one tag, IPv4, TCP.
+    const ETHERNET: usize = ETHERNET_HEADER_LEN;
+    let mut ethertype = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    let (vlan, l2_len) = if vlan::is_tpid(ethertype) {
+        let tag = frame.get(ETHERNET..ETHERNET + vlan::HEADER_LEN)?;
+        ethertype = u16::from_be_bytes([tag[2], tag[3]]);
+        let vid = u16::from_be_bytes([tag[0], tag[1]]) & vlan::VID_MASK;
+        (Some(vid), ETHERNET + vlan::TAG_LEN)
+    } else {
+        (None, ETHERNET)
+    };
+    if ethertype != ipv4::ETHERTYPE {
+        return None;
+    }
+    let ip: &[u8; ipv4::MIN_HEADER_LEN] = frame.get(l2_len..)?.first_chunk()?;
+    // Version 4, no options, not a fragment.
+    if ip[0] != 0x45 || u16::from_be_bytes([ip[6], ip[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let total_len = usize::from(u16::from_be_bytes([ip[2], ip[3]]));
+    let upper = frame.get(l2_len + ipv4::MIN_HEADER_LEN..l2_len + total_len)?;
+    let proto = ip[9];
+    // TCP and UDP alike, with no branch on which it is: traffic mixes them at random, and
+    // a branch on the protocol is mispredicted for many frames (62 instead of 59 ns a
+    // frame in `benches/pipeline.rs` at 1,000 MACs and rules). Both headers start with the
+    // ports; UDP's is 8 bytes, TCP's as long as its data offset says, at least 20. The
+    // protocol is checked with a bit test: two compares, the compiler turned back into a
+    // branch.
+    const TCP_OR_UDP: u64 = 1 << protocol::TCP | 1 << protocol::UDP;
+    if (TCP_OR_UDP >> u32::from(proto).min(63)) & 1 == 0 {
+        return None;
+    }
+    let tcp = usize::from(proto == protocol::TCP);
+    let offset = usize::from(upper.get(12).copied().unwrap_or(0) >> 4) * 4;
+    // UDP: 8, whatever byte 12 holds; TCP: the data offset.
+    let header_len = offset.wrapping_sub(8).wrapping_mul(tcp).wrapping_add(8);
+    let shortest = 8 + tcp * 12;
+    if (header_len < shortest) | (header_len > upper.len()) {
+        return None;
+    }
+    let ports = upper.first_chunk::<4>()?;
+    let tcp_flags = upper.get(13).copied().unwrap_or(0) & 0u8.wrapping_sub(tcp as u8);
+    let mac = |at: usize| -> Option<MacAddr> { Some(MacAddr(*frame.get(at..)?.first_chunk()?)) };
+    let address = |at: usize| IpAddr::V4(Ipv4Addr::new(ip[at], ip[at + 1], ip[at + 2], ip[at + 3]));
+    Some(FrameInfo {
+        dst_mac: mac(0)?,
+        src_mac: mac(6)?,
+        vlan,
+        inner_tagged: false,
+        l2_len,
+        ethertype,
+        l3: L3Info::Ipv4(IpInfo {
+            src: address(12),
+            dst: address(16),
+            proto,
+            sport: u16::from_be_bytes([ports[0], ports[1]]),
+            dport: u16::from_be_bytes([ports[2], ports[3]]),
+            icmp_type: None,
+            tcp_flags,
+            nd: None,
+            fragment: Fragment::Whole,
+            l4: L4Status::Read,
+        }),
+    })
+}
+
+/// [`parse`] for any frame.
+#[inline(never)]
+fn parse_any(frame: &[u8]) -> Result<FrameInfo, WireError> {
     let ethernet = EthernetFrame::new_checked(frame)?;
     let mut ethertype = ethernet.ethertype();
     let mut l2_len = ETHERNET_HEADER_LEN;
@@ -400,6 +495,28 @@ mod tests {
 
     fn ip_of(info: &FrameInfo) -> IpInfo {
         *info.ip().expect("an IP frame")
+    }
+
+    #[test]
+    fn common_frames_take_the_short_cut() {
+        let udp = build(|out| {
+            PacketBuilder::ethernet2(SRC.0, DST.0)
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .udp(1000, 53)
+                .write(out, b"hello")
+        });
+        let tcp = build(|out| {
+            PacketBuilder::ethernet2(SRC.0, DST.0)
+                .single_vlan(VlanId::try_new(100).unwrap())
+                .ipv4([10, 0, 0, 1], [10, 0, 0, 2], 64)
+                .tcp(40000, 443, 1, 1000)
+                .ack(7)
+                .write(out, b"hello")
+        });
+        for frame in [udp, tcp] {
+            let info = parse_common(&frame).expect("a common frame");
+            assert_eq!(Ok(info), parse_any(&frame));
+        }
     }
 
     #[test]
@@ -966,6 +1083,30 @@ mod tests {
             } else {
                 assert_agrees(&info, &reference)?;
             }
+        }
+
+        /// The short cut reads what the general walk reads, wherever it takes a frame.
+        #[test]
+        fn common_case_parse_agrees_with_the_general_one(
+            tags in tags(),
+            net in net(),
+            transport in transport(),
+            payload in proptest::collection::vec(any::<u8>(), 0..32),
+            damage in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+            cut in proptest::option::of(any::<prop::sample::Index>()),
+        ) {
+            let mut frame = random_frame(SRC.0, DST.0, &tags, &net, &transport, &payload);
+            for (position, value) in damage {
+                let at = position.index(frame.len());
+                frame[at] = value;
+            }
+            if let Some(cut) = cut {
+                frame.truncate(cut.index(frame.len() + 1));
+            }
+            if let Some(info) = parse_common(&frame) {
+                prop_assert_eq!(Ok(info), parse_any(&frame));
+            }
+            prop_assert_eq!(parse(&frame), parse_any(&frame));
         }
     }
 }

@@ -31,11 +31,11 @@ impl MacAddr {
     }
 
     pub const fn is_broadcast(self) -> bool {
-        u64::from_be_bytes(self.widen()) == 0xffff_ffff_ffff
+        self.to_u64() == 0xffff_ffff_ffff
     }
 
     pub const fn is_zero(self) -> bool {
-        u64::from_be_bytes(self.widen()) == 0
+        self.to_u64() == 0
     }
 
     /// A single station's address: neither multicast, broadcast nor all-zero.
@@ -45,19 +45,20 @@ impl MacAddr {
     }
 
     /// The address as the low 48 bits of a `u64`, first wire byte most significant.
+    #[inline]
     pub const fn to_u64(self) -> u64 {
-        u64::from_be_bytes(self.widen())
+        // Two loads and a byte swap; through an 8-byte array (`from_be_bytes` of the
+        // widened address) the compiler shuffled bytes in vector registers, 17
+        // instructions, and the MAC table converts four addresses per frame.
+        let m = self.0;
+        (u32::from_be_bytes([m[0], m[1], m[2], m[3]]) as u64) << 16
+            | u16::from_be_bytes([m[4], m[5]]) as u64
     }
 
     /// Inverse of [`MacAddr::to_u64`]; the upper 16 bits are ignored.
     pub const fn from_u64(value: u64) -> MacAddr {
         let b = value.to_be_bytes();
         MacAddr([b[2], b[3], b[4], b[5], b[6], b[7]])
-    }
-
-    const fn widen(self) -> [u8; 8] {
-        let m = self.0;
-        [0, 0, m[0], m[1], m[2], m[3], m[4], m[5]]
     }
 }
 

@@ -13,7 +13,9 @@ pub mod vlan;
 
 pub use arp::ArpPacket;
 pub use ethernet::{EthernetFrame, WireError, HEADER_LEN};
-pub use info::{parse as parse_frame, ArpInfo, FrameInfo, IpInfo, L3Info, L4Status, NdInfo};
+pub use info::{
+    parse as parse_frame, parse_into, ArpInfo, FrameInfo, IpInfo, L3Info, L4Status, NdInfo,
+};
 pub use ipv4::{Fragment, Ipv4Packet};
 pub use ipv6::{Ipv6Packet, UpperLayer};
 pub use l4::{IcmpHeader, NdKind, NdMessage, SctpHeader, TcpHeader, UdpHeader};

@@ -5,7 +5,7 @@
 
 use super::decision::{Decision, DomainId, DropReason, PortId};
 use super::fdb::{Fdb, Learned};
-use crate::packet::EthernetFrame;
+use crate::packet::{EthernetFrame, MacAddr};
 
 /// The port a frame arrived on and the broadcast domain that port belongs to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -32,7 +32,18 @@ pub fn decide(
     let Ok(frame) = EthernetFrame::new_checked(frame) else {
         return (Decision::Drop(DropReason::Malformed), Learned::Nothing);
     };
-    let source = frame.src_addr();
+    decide_addresses(fdb, ingress, frame.src_addr(), frame.dst_addr(), now_ns)
+}
+
+/// [`decide`] for a frame whose addresses the caller has read already.
+#[inline(always)]
+pub(crate) fn decide_addresses(
+    fdb: &mut Fdb,
+    ingress: IngressPort,
+    source: MacAddr,
+    destination: MacAddr,
+    now_ns: u64,
+) -> (Decision, Learned) {
     if !source.is_unicast() {
         // Learning a group or zero address would bind traffic for many hosts to one port.
         return (
@@ -42,7 +53,6 @@ pub fn decide(
     }
     let learned = fdb.learn(ingress.domain, source, ingress.id, now_ns);
 
-    let destination = frame.dst_addr();
     if destination.is_multicast() {
         return (Decision::Flood, learned);
     }
