@@ -144,9 +144,8 @@ pub fn run(o: &GenOpts, mut variants: Variants, template: &[u8], interval_ps: u6
             }
             staged.push(desc);
         }
-        // SAFETY: frames of `umem` from the free pool, held by no ring;
-        // `nb_free` said all of them fit, so the all-or-nothing produce
-        // takes them.
+        // SAFETY: free-pool frames of `umem`, held by no ring; `nb_free` said
+        // all fit, so the all-or-nothing produce takes every one of them.
         let produced = unsafe { sock.tx.produce(&staged) };
         if produced != staged.len() {
             bail!("internal error: the TX ring refused frames it said it had room for");
