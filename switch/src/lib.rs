@@ -9,10 +9,12 @@
 //! - `control`: the daemon's state, the control socket and its protocol.
 //! - `config`: the configuration file.
 //! - `service`: systemd integration (readiness, watchdog).
+//! - `error`: helpers for reporting errors (one line with every source).
 
 pub mod config;
 pub mod control;
 pub mod dataplane;
+pub mod error;
 pub mod packet;
 pub mod pipeline;
 pub mod port;

@@ -126,8 +126,9 @@ struct LocalQueue {
 
 /// The largest batch size a worker accepts (config and live tuning).
 pub const MAX_BATCH: usize = 1024;
-/// Longest sleep: bounds how late aging runs.
-const POLL_TIMEOUT_MS: i32 = 200;
+/// Longest sleep: bounds how late aging runs and how often an idle worker wakes (an
+/// idle switch should cost close to nothing; frames and commands wake it at once).
+const POLL_TIMEOUT_MS: i32 = 1000;
 
 pub struct Worker {
     id: usize,

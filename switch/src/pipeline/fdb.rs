@@ -136,6 +136,9 @@ pub struct Fdb {
     domain_counts: Box<[u32]>,
     per_port_limit: Option<u32>,
     per_domain_limit: Option<u32>,
+    /// A lower bound of every dynamic entry's last-seen time (`u64::MAX` when none is
+    /// known): lets [`Fdb::expire`] skip its full scan until an entry can have expired.
+    oldest_seen_ns: u64,
 }
 
 #[inline]
@@ -255,6 +258,7 @@ impl Fdb {
             domain_counts: vec![0; FDB_MAX_DOMAINS + 1].into_boxed_slice(),
             per_port_limit: None,
             per_domain_limit: None,
+            oldest_seen_ns: u64::MAX,
         }
     }
 
@@ -326,6 +330,9 @@ impl Fdb {
                 bucket.seen[way] = seen;
                 bucket.ports[way] = port;
                 self.len += 1;
+                if !is_static {
+                    self.oldest_seen_ns = self.oldest_seen_ns.min(seen);
+                }
                 // Every bucket walked past now has one more entry beyond it.
                 let mut passed = home;
                 while passed != index {
@@ -468,6 +475,7 @@ impl Fdb {
             }
             bucket.ports[way] = port;
             bucket.seen[way] = now_ns;
+            self.oldest_seen_ns = self.oldest_seen_ns.min(now_ns);
             return if !was_live {
                 Learned::New
             } else if from == port {
@@ -572,11 +580,31 @@ impl Fdb {
 
     /// Reclaims dynamic entries expired at `now_ns`; returns how many. A full scan: call it
     /// periodically (about once a second), not per frame.
+    ///
+    /// Scans only when an entry can have expired (see [`Fdb::sweep_due_ns`]): an idle
+    /// switch with a large table must not walk megabytes every second.
     pub fn expire(&mut self, now_ns: u64) -> usize {
+        if now_ns < self.sweep_due_ns() {
+            return 0;
+        }
         let aging_ns = self.aging_ns;
-        self.remove_where(|entry| {
+        let removed = self.remove_where(|entry| {
             !entry.is_static && now_ns.saturating_sub(entry.last_seen_ns) >= aging_ns
-        })
+        });
+        self.oldest_seen_ns = self
+            .iter()
+            .filter(|entry| !entry.is_static)
+            .map(|entry| entry.last_seen_ns)
+            .min()
+            .unwrap_or(u64::MAX);
+        removed
+    }
+
+    /// The earliest time at which some dynamic entry can have expired; `u64::MAX` when
+    /// there is none. Built on a lower bound of every dynamic entry's last-seen time, which
+    /// stays a lower bound because refreshes only raise last-seen times.
+    pub fn sweep_due_ns(&self) -> u64 {
+        self.oldest_seen_ns.saturating_add(self.aging_ns)
     }
 
     /// Removes the entries `doomed` picks, keeping the counts in step; returns how many.

@@ -3,4 +3,5 @@
 
 pub mod afxdp;
 pub mod iface;
+pub mod link_events;
 pub mod tap;

@@ -139,7 +139,7 @@ impl SteeringProgram {
             .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
         program
             .load()
-            .map_err(|e| XdpError::Load(error_chain(&e)))?;
+            .map_err(|e| XdpError::Load(crate::error::chain(&e)))?;
 
         let attempts: &[(XdpMode, XdpFlags, &'static str)] = match request {
             XdpModeRequest::Auto => &[
@@ -154,11 +154,11 @@ impl SteeringProgram {
             match program.attach_to_if_index(ifindex, flags) {
                 Ok(_link) => return Ok(SteeringProgram { ebpf, mode }),
                 Err(e) => {
-                    tracing::debug!(iface, mode = mode_name, error = %error_chain(&e), "XDP attach failed");
+                    tracing::debug!(iface, mode = mode_name, error = %crate::error::chain(&e), "XDP attach failed");
                     last_error = Some(XdpError::Attach {
                         iface: iface.to_string(),
                         mode: mode_name,
-                        reason: error_chain(&e),
+                        reason: crate::error::chain(&e),
                     });
                 }
             }
@@ -211,15 +211,4 @@ impl SteeringProgram {
         map.insert(u32::from_ne_bytes(ip.octets()), 1, 0)
             .map_err(|e| XdpError::Map("host_ipv4", e.to_string()))
     }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
