@@ -332,9 +332,8 @@ impl Lab {
                 &h.ifname,
             ],
         )?;
-        // The documented host setting: no TX checksum offload, so frames leave
-        // with finished TCP/UDP checksums (AF_XDP does not finish them).
-        cmd::ns_ok(&h.ns, &["ethtool", "-K", &h.ifname, "tx", "off"])?;
+        // Default offloads: TCP/UDP checksums leave unfinished (checksum
+        // offload), and xsw must finish them (packet::checksum).
         cmd::ns_ok(&h.ns, &["ip", "link", "set", &h.ifname, "up"])?;
         Ok(())
     }

@@ -31,6 +31,7 @@ impl Switch {
                     "tx_bytes": t.tx_bytes,
                     "drops": drops,
                     "learning_refused": t.learning_refused,
+                    "checksums_finished": t.checksums_finished,
                     "kernel": kernel,
                 })
             })

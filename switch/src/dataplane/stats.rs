@@ -24,6 +24,8 @@ pub struct PortCounters {
     /// Source MACs not learned because a MAC limit was reached (the frames
     /// themselves were switched).
     pub learning_refused: AtomicU64,
+    /// TCP/UDP checksums the sender left to offload, finished by xsw.
+    pub checksums_finished: AtomicU64,
 }
 
 /// A plain copy of a port's counters, for sums and differences.
@@ -35,6 +37,7 @@ pub struct PortTotals {
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
     pub learning_refused: u64,
+    pub checksums_finished: u64,
 }
 
 impl PortTotals {
@@ -44,6 +47,7 @@ impl PortTotals {
         self.tx_frames += c.tx_frames.load(Relaxed);
         self.tx_bytes += c.tx_bytes.load(Relaxed);
         self.learning_refused += c.learning_refused.load(Relaxed);
+        self.checksums_finished += c.checksums_finished.load(Relaxed);
         for (sum, d) in self.drops.iter_mut().zip(&c.drops) {
             *sum += d.load(Relaxed);
         }
@@ -58,6 +62,9 @@ impl PortTotals {
             tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
             drops: [0; DropReason::COUNT],
             learning_refused: self.learning_refused.wrapping_sub(base.learning_refused),
+            checksums_finished: self
+                .checksums_finished
+                .wrapping_sub(base.checksums_finished),
         };
         for ((o, a), b) in out.drops.iter_mut().zip(&self.drops).zip(&base.drops) {
             *o = a.wrapping_sub(*b);

@@ -20,8 +20,10 @@ use super::handoff::{LearnEvent, Mesh};
 use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
 use super::stats::{bump, WorkerStats, MAX_PORTS};
-use crate::packet::MacAddr;
+use crate::packet::checksum::{self, ChecksumFix};
+use crate::packet::l4::protocol;
 use crate::packet::TagEdit;
+use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr};
 use crate::pipeline::stages::{self, Verdict};
 use crate::pipeline::{Decision, DomainId, DropReason, Fdb, FdbEntry, Learned, PortId};
 use crate::port::afxdp::{kick_tx, XskQueue};
@@ -418,7 +420,7 @@ impl Worker {
         let ingress = queue.port;
         let mut rx_bytes = 0u64;
         for i in 0..received {
-            let desc = self.rx_batch[i];
+            let mut desc = self.rx_batch[i];
             self.ledger.received(slot, &desc);
             // SAFETY: off the rx ring, the frame (of this worker's UMEM) is the
             // worker's alone until it is put on a ring again.
@@ -452,6 +454,9 @@ impl Worker {
                     });
                 }
             }
+            if let Decision::Forward(_) | Decision::Flood = verdict.decision {
+                self.finish_checksum(ingress, &mut desc, verdict.info.as_ref());
+            }
             match verdict.decision {
                 Decision::Forward(port) => self.deliver(snapshot, port, desc, &verdict),
                 Decision::Flood => self.flood(snapshot, ingress, desc, &verdict),
@@ -469,6 +474,34 @@ impl Worker {
             bump(&c.rx_bytes, rx_bytes);
         }
         received
+    }
+
+    /// Finishes a TCP/UDP checksum the sender left to offload (see
+    /// `packet::checksum`): the receiver would drop the frame otherwise.
+    fn finish_checksum(&self, ingress: PortId, desc: &mut FrameDesc, info: Option<&FrameInfo>) {
+        let Some(info) = info else {
+            return;
+        };
+        let carries_checksum = match info.l3 {
+            L3Info::Ipv4(ip) | L3Info::Ipv6(ip) => {
+                (ip.proto == protocol::TCP || ip.proto == protocol::UDP)
+                    && ip.l4 == L4Status::Read
+                    && ip.fragment == Fragment::Whole
+            }
+            _ => false,
+        };
+        if !carries_checksum {
+            return;
+        }
+        // SAFETY: the worker owns the frame (it is in no ring), so nothing else
+        // reads or writes it while it is edited.
+        let mut data = unsafe { self.umem.data_mut(desc) };
+        let fix = checksum::finish_partial(data.contents_mut(), info.l2_len, info.ethertype);
+        if fix == ChecksumFix::Finished {
+            if let Some(c) = self.stats.port(ingress) {
+                bump(&c.checksums_finished, 1);
+            }
+        }
     }
 
     fn count_acl_hits(&self, snapshot: &Snapshot, verdict: &Verdict) {

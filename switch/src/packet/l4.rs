@@ -44,7 +44,7 @@ pub mod icmpv6_type {
 
 /// Byte ranges of every header in this module; each header's own constants are grouped
 /// by protocol.
-mod field {
+pub(super) mod field {
     use core::ops::Range;
 
     /// TCP, UDP and SCTP all start with the two ports.
@@ -60,6 +60,7 @@ mod field {
     /// High nibble: header length in 32-bit words.
     pub const TCP_DATA_OFFSET: usize = 12;
     pub const TCP_FLAGS: usize = 13;
+    pub const TCP_CHECKSUM: Range<usize> = 16..18;
     pub const TCP_MIN_HEADER_LEN: usize = 20;
 
     pub const SCTP_VERIFICATION_TAG: Range<usize> = 4..8;

@@ -2,6 +2,7 @@
 //! accessors cannot fail, so the data path never handles errors per field.
 
 pub mod arp;
+pub mod checksum;
 pub mod ethernet;
 pub mod info;
 pub mod ipv4;
