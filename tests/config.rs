@@ -304,9 +304,10 @@ fn live_tuning_takes_effect_and_is_saved() -> Result<()> {
     lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
 
-    // Idle and adaptive: the worker sleeps in poll().
+    // Idle and adaptive: the worker sleeps in poll(), which times out once a
+    // second when nothing arrives, so 2.5 s holds at least two sleeps.
     let first = worker_sleeps(&lab)?;
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(2500));
     ensure!(
         worker_sleeps(&lab)? > first,
         "an idle adaptive worker did not sleep"
@@ -366,7 +367,7 @@ fn live_tuning_takes_effect_and_is_saved() -> Result<()> {
     lab.ctl_ok(&["tune", "--mode", "adaptive"])?;
     std::thread::sleep(Duration::from_millis(300));
     let resumed = worker_sleeps(&lab)?;
-    std::thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(2500));
     ensure!(
         worker_sleeps(&lab)? > resumed,
         "the worker did not go back to sleeping"
