@@ -1,4 +1,4 @@
-//! Compiles the XDP program in ../ebpf with clang so the daemon can embed it.
+//! Compiles the BPF programs in ../ebpf with clang so the daemon can embed them.
 use std::env;
 use std::path::PathBuf;
 use std::process::Command;
@@ -6,9 +6,19 @@ use std::process::Command;
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let source = manifest_dir.join("../ebpf/xsw_steer.c");
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../ebpf/xsw_fast.h").display()
+    );
+    for name in ["xsw_steer", "xsw_fast"] {
+        compile(&manifest_dir, name);
+    }
+}
+
+fn compile(manifest_dir: &std::path::Path, name: &str) {
+    let source = manifest_dir.join(format!("../ebpf/{name}.c"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    let object = out_dir.join("xsw_steer.o");
+    let object = out_dir.join(format!("{name}.o"));
     println!("cargo:rerun-if-changed={}", source.display());
 
     let clang = env::var("CLANG").unwrap_or_else(|_| "clang".to_string());

@@ -574,6 +574,8 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
             }),
             link_up: true,
             tx_worker: 0,
+            ifindex: 0,
+            fast: None,
         }));
         snapshot.domains[usize::from(TENANT)].push(port);
     }

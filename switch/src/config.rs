@@ -21,6 +21,8 @@ pub struct Config {
     pub dataplane: DataplaneSection,
     #[serde(default)]
     pub umem: UmemSection,
+    #[serde(default)]
+    pub fast_path: FastPathSection,
     #[serde(default, rename = "port", skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
     #[serde(default, rename = "fdb", skip_serializing_if = "Vec::is_empty")]
@@ -76,6 +78,28 @@ pub struct DataplaneSection {
     pub mac_limit_per_tenant: Option<u32>,
 }
 
+/// The in-kernel fast path (see ARCHITECTURE.md, Fast path).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FastPathSection {
+    /// Switch known flows in the kernel. Off: every frame goes through the workers.
+    pub enabled: bool,
+    /// Size limit of the flow table; when full, new flows stay in user space.
+    pub flows: u32,
+    /// Entries without traffic for this long are removed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for FastPathSection {
+    fn default() -> Self {
+        FastPathSection {
+            enabled: true,
+            flows: 131_072,
+            idle_timeout_secs: 10,
+        }
+    }
+}
+
 impl Default for DataplaneSection {
     fn default() -> Self {
         DataplaneSection {
@@ -117,10 +141,16 @@ impl Default for UmemSection {
 }
 
 /// A port, as the config file and `xswctl port add` describe it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PortSpec {
     pub name: String,
+    /// Where xsw takes the port's frames: tc (the fast path's hook) or XDP.
+    #[serde(default)]
+    pub hook: HookRequest,
+    /// Frames entering here may be switched by the fast path (when it is on).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub fast_path: bool,
     #[serde(default)]
     pub xdp_mode: XdpModeRequest,
     /// Replace an XDP program someone else attached.
@@ -155,6 +185,62 @@ pub struct PortSpec {
     /// The addresses the port may send from (anti-spoofing), set by root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub antispoof: Option<PortGuard>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
+impl Default for PortSpec {
+    fn default() -> Self {
+        PortSpec {
+            name: String::new(),
+            hook: HookRequest::default(),
+            fast_path: true,
+            xdp_mode: XdpModeRequest::default(),
+            force: false,
+            host_mac: None,
+            host_ipv4: Vec::new(),
+            create_tap: false,
+            tap_owner: None,
+            tenant: None,
+            trunk: false,
+            vlans: Vec::new(),
+            queue_workers: Vec::new(),
+            antispoof: None,
+        }
+    }
+}
+
+/// Where a port's frames enter xsw.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HookRequest {
+    /// tc for veths and taps (the fast path, and the kernel's GSO and
+    /// checksum state kept), XDP for other interfaces (NICs).
+    #[default]
+    Auto,
+    /// tc ingress: the fast path; misses reach the workers through the
+    /// internal slow-path device.
+    Tc,
+    /// XDP: frames go straight to the workers' sockets; no fast path.
+    Xdp,
+}
+
+impl std::str::FromStr for HookRequest {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "tc" => Ok(Self::Tc),
+            "xdp" => Ok(Self::Xdp),
+            other => Err(format!("unknown hook {other:?}: use auto, tc or xdp")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -256,6 +342,13 @@ impl Config {
                 "fdb_capacity",
                 format!("{} is outside 1..=16000000", d.fdb_capacity),
             ));
+        }
+        let f = &self.fast_path;
+        if !(1..=16_000_000).contains(&f.flows) {
+            return Err(("flows", format!("{} is outside 1..=16000000", f.flows)));
+        }
+        if f.idle_timeout_secs == 0 {
+            return Err(("idle_timeout_secs", "must be at least 1 second".into()));
         }
         let u = &self.umem;
         if !power_of_two_in(u.frame_size, 2048, 4096) {

@@ -131,9 +131,10 @@ fn main() -> ExitCode {
     let dataplane = match Dataplane::start(&DataplaneSettings::from_config(
         &config.dataplane,
         &config.umem,
+        &config.fast_path,
     )) {
         Ok(dataplane) => dataplane,
-        Err(e) => return fail(e.to_string()),
+        Err(e) => return fail(xsw::error::chain(&e)),
     };
     let server = match ControlServer::bind(&args.socket) {
         Ok(server) => server,

@@ -93,6 +93,7 @@ impl Switch {
         Config {
             dataplane: self.settings.clone(),
             umem: self.umem.clone(),
+            fast_path: self.dataplane.fast_path_settings().clone(),
             ports: self.ports.values().map(|r| r.spec.clone()).collect(),
             fdb,
             tenants,

@@ -7,9 +7,11 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::protocol::ErrorCode;
-use super::switch::{system, ControlError, Outcome, PortRecord, Switch};
+use super::switch::{system, Attachment, ControlError, Outcome, PortRecord, Switch};
 use super::tenants::DEFAULT_TENANT;
-use crate::config::{PortSpec, VlanSpec};
+use crate::config::{HookRequest, PortSpec, VlanSpec};
+use crate::dataplane::worker::QueueKind;
+use crate::xdp::fast::{KeyWidth, PortConf, PortHook, MAX_PORT_ID};
 use crate::dataplane::snapshot::PortView;
 use crate::dataplane::stats::MAX_PORTS;
 use crate::packet::MacAddr;
@@ -37,7 +39,10 @@ struct PortRow<'a> {
     name: &'a str,
     kind: IfaceKind,
     link: &'static str,
-    xdp_mode: XdpMode,
+    hook: &'static str,
+    /// The flow keys' width when the fast path serves this port's frames.
+    fast_path: Option<KeyWidth>,
+    xdp_mode: Option<XdpMode>,
     zero_copy: bool,
     queues: Vec<QueueRow>,
     tenant: Option<&'a str>,
@@ -188,15 +193,55 @@ impl Switch {
     ) -> Outcome<PortRecord> {
         let name = spec.name.as_str();
         let ifindex = iface::ifindex(name).map_err(|e| ControlError::not_found(e.to_string()))?;
-        let queue_count = iface::rx_queue_count(name).map_err(system)?;
-        let mut program =
-            SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force).map_err(system)?;
-        if let Some(mac) = spec.host_mac {
-            program.add_host_mac(mac).map_err(system)?;
+        let kind = iface::kind(name);
+        let tc = match spec.hook {
+            HookRequest::Tc => true,
+            HookRequest::Xdp => false,
+            HookRequest::Auto => matches!(kind, IfaceKind::Veth | IfaceKind::Tap),
+        };
+        if tc && usize::from(id) > usize::from(MAX_PORT_ID) {
+            return Err(ControlError::invalid(format!(
+                "a tc-hooked port needs an id up to {MAX_PORT_ID}; add it with --hook xdp"
+            )));
         }
-        for ip in &spec.host_ipv4 {
-            program.add_host_ipv4(*ip).map_err(system)?;
-        }
+        let attachment = if tc {
+            let hook = self
+                .dataplane
+                .with_fast_path(|fast| -> Result<PortHook, crate::xdp::XdpError> {
+                    let hook = fast.attach_port(name)?;
+                    if let Some(mac) = spec.host_mac {
+                        fast.add_host_mac(ifindex, mac)?;
+                    }
+                    for ip in &spec.host_ipv4 {
+                        fast.add_host_ipv4(ifindex, *ip)?;
+                    }
+                    Ok(hook)
+                })
+                .map_err(|e| system(crate::error::chain(&e)))?;
+            Attachment::Tc(hook)
+        } else {
+            let mut program =
+                SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force).map_err(system)?;
+            if let Some(mac) = spec.host_mac {
+                program.add_host_mac(mac).map_err(system)?;
+            }
+            for ip in &spec.host_ipv4 {
+                program.add_host_ipv4(*ip).map_err(system)?;
+            }
+            Attachment::Xdp(program)
+        };
+        // A tc-hooked port's frames come in on the slow-path device; it needs
+        // one socket, to send on.
+        let queue_count = if tc {
+            1
+        } else {
+            iface::rx_queue_count(name).map_err(system)?
+        };
+        let queue_kind = if tc {
+            QueueKind::TxOnly
+        } else {
+            QueueKind::Port
+        };
         let workers = self.dataplane.worker_count();
         if let Some(bad) = spec.queue_workers.iter().find(|w| **w >= workers) {
             return Err(ControlError::invalid(format!(
@@ -216,8 +261,9 @@ impl Switch {
         let mut record = PortRecord {
             id,
             spec: spec.clone(),
-            kind: iface::kind(name),
-            program,
+            kind,
+            ifindex,
+            attachment,
             queues: Vec::new(),
             socket_fds: Vec::new(),
             zero_copy: false,
@@ -233,6 +279,9 @@ impl Switch {
             policy: record.policy.clone(),
             link_up: record.link_up,
             tx_worker,
+            ifindex,
+            // No flow entries until the port is fully in.
+            fast: None,
         });
         for domain in record.domains() {
             if let Some(members) = preview.domains.get_mut(usize::from(domain)) {
@@ -250,19 +299,31 @@ impl Switch {
                 let fd = xsk.fd();
                 record.zero_copy |= xsk.zero_copy;
                 self.dataplane
-                    .add_queue(worker, id, queue, xsk)
+                    .add_queue(worker, id, queue, queue_kind, xsk)
                     .map_err(system)?;
                 record.queues.push((queue, worker));
                 record.socket_fds.push(fd);
                 // Only now do frames leave the kernel's path for xsw's.
-                record
-                    .program
-                    .set_socket(queue, &BorrowedRawFd(fd))
-                    .map_err(system)?;
+                match &mut record.attachment {
+                    Attachment::Xdp(program) => program
+                        .set_socket(queue, &BorrowedRawFd(fd))
+                        .map_err(system)?,
+                    Attachment::Tc(_) => {
+                        let conf = PortConf {
+                            port: id,
+                            flags: 0,
+                            pad: 0,
+                        };
+                        self.dataplane
+                            .with_fast_path(|fast| fast.set_port(ifindex, conf))
+                            .map_err(|e| system(crate::error::chain(&e)))?;
+                    }
+                }
             }
             Ok(())
         })();
         if let Err(e) = result {
+            self.forget_tc_port(&record);
             if let Err(undo) = self.dataplane.remove_port(id) {
                 tracing::error!(port = name, error = %undo, "could not undo a failed port add");
             }
@@ -272,12 +333,26 @@ impl Switch {
         Ok(record)
     }
 
+    /// Takes a tc-hooked port out of the fast path's tables: its frames go
+    /// to the kernel's stack again (until the hook itself is dropped).
+    fn forget_tc_port(&self, record: &PortRecord) {
+        if let Attachment::Tc(_) = record.attachment {
+            if let Err(e) = self
+                .dataplane
+                .with_fast_path(|fast| fast.remove_port(record.ifindex))
+            {
+                tracing::warn!(port = record.id, error = %crate::error::chain(&e), "could not remove the port from the fast path's tables");
+            }
+        }
+    }
+
     pub(super) fn port_del(&mut self, name: &str) -> Outcome {
         let Some(record) = self.ports.remove(name) else {
             return Err(ControlError::not_found(format!("no port named {name}")));
         };
         // Stop forwarding to it first, then close its sockets, then let the
         // kernel have the interface back.
+        self.forget_tc_port(&record);
         self.publish();
         if let Err(e) = self.dataplane.remove_port(record.id) {
             tracing::error!(port = name, error = %e, "workers did not release the port");
@@ -298,7 +373,12 @@ impl Switch {
             name,
             kind: record.kind,
             link: if record.link_up { "up" } else { "down" },
-            xdp_mode: record.program.mode(),
+            hook: record.attachment.hook_name(),
+            fast_path: self.fast_width(record),
+            xdp_mode: match &record.attachment {
+                Attachment::Xdp(program) => Some(program.mode()),
+                Attachment::Tc(_) => None,
+            },
             zero_copy: record.zero_copy,
             queues: record
                 .queues

@@ -110,6 +110,10 @@ pub enum Request {
     Status {},
     /// Changes data-plane settings live; absent fields stay as they are.
     Tune(TuneArgs),
+    /// The fast path's flow entries, with their keys, actions and counters.
+    FlowList {},
+    /// Lets the fast path switch frames entering this port, or not.
+    PortFastPath { name: String, enabled: bool },
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).
@@ -127,6 +131,7 @@ impl Request {
                 | Request::AclList { .. }
                 | Request::FdbShow { .. }
                 | Request::Stats {}
+                | Request::FlowList {}
                 | Request::Status {}
                 | Request::ConfigShow {}
                 | Request::ConfigReload {}
@@ -184,6 +189,39 @@ pub struct TuneArgs {
     #[arg(long)]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub frame_count: Option<u32>,
+    /// Switch known flows in the kernel: on or off, for the whole switch.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fast_path: Option<OnOff>,
+    /// Seconds without traffic after which a flow entry is removed.
+    #[arg(long)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flow_idle_timeout_secs: Option<u64>,
+}
+
+/// A switch's two positions, as typed on the command line.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnOff {
+    On,
+    Off,
+}
+
+impl OnOff {
+    pub fn is_on(self) -> bool {
+        self == OnOff::On
+    }
+}
+
+impl std::str::FromStr for OnOff {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "on" => Ok(OnOff::On),
+            "off" => Ok(OnOff::Off),
+            other => Err(format!("{other:?}: use on or off")),
+        }
+    }
 }
 
 /// An ACL rule as typed: every field a string the daemon parses, so a

@@ -21,6 +21,7 @@ use crate::packet::MacAddr;
 use crate::pipeline::stages::PortPolicy;
 use crate::pipeline::{DomainId, PortId};
 use crate::port::iface::IfaceKind;
+use crate::xdp::fast::{KeyWidth, PortConf, PortHook, PORT_FAST, PORT_L3};
 use crate::xdp::SteeringProgram;
 
 use super::tenants::TenantRecord;
@@ -66,8 +67,9 @@ pub(super) struct PortRecord {
     pub id: PortId,
     pub spec: crate::config::PortSpec,
     pub kind: IfaceKind,
+    pub ifindex: u32,
     // Dropped after the sockets are closed: detaching the program last.
-    pub program: SteeringProgram,
+    pub attachment: Attachment,
     /// (queue id, worker) for every socket of the port.
     pub queues: Vec<(u32, usize)>,
     /// The sockets' descriptors, owned by the workers. Read for kernel
@@ -80,6 +82,24 @@ pub(super) struct PortRecord {
     pub base: PortTotals,
     /// What workers apply to this port's frames; rebuilt when it changes.
     pub policy: Arc<PortPolicy>,
+}
+
+/// How xsw takes a port's frames.
+pub(super) enum Attachment {
+    /// The per-port XDP program steers them into the workers' sockets.
+    Xdp(SteeringProgram),
+    /// The fast path's tc program: switched in the kernel, or sent to the
+    /// workers through the slow-path device. Held only to keep it attached.
+    Tc(#[allow(dead_code)] PortHook),
+}
+
+impl Attachment {
+    pub(super) fn hook_name(&self) -> &'static str {
+        match self {
+            Attachment::Xdp(_) => "xdp",
+            Attachment::Tc(_) => "tc",
+        }
+    }
 }
 
 pub struct Switch {
@@ -240,6 +260,8 @@ impl Switch {
                 policy: record.policy.clone(),
                 link_up: record.link_up,
                 tx_worker,
+                ifindex: record.ifindex,
+                fast: self.fast_width(record),
             });
             for domain in record.domains() {
                 if let Some(members) = snapshot.domains.get_mut(usize::from(domain)) {
@@ -250,8 +272,56 @@ impl Switch {
         snapshot
     }
 
+    /// Whether frames entering `record` may be switched by flow entries, and
+    /// how wide their keys must be: L2 unless a decision for them can read L3
+    /// fields (an address guard on any port of its tenants, or tenant ACLs).
+    pub(super) fn fast_width(&self, record: &PortRecord) -> Option<KeyWidth> {
+        if !self.dataplane.fast_path_settings().enabled
+            || !record.spec.fast_path
+            || !matches!(record.attachment, Attachment::Tc(_))
+        {
+            return None;
+        }
+        let domains = record.domains();
+        let acls = self.tenants.values().any(|t| {
+            domains.contains(&t.id)
+                && !(t.policy.ingress.allows_everything() && t.policy.egress.allows_everything())
+        });
+        let guards = self.ports.values().any(|p| {
+            p.policy.guard.is_some() && p.domains().iter().any(|d| domains.contains(d))
+        });
+        Some(if acls || guards {
+            KeyWidth::L3
+        } else {
+            KeyWidth::L2
+        })
+    }
+
     pub(super) fn publish(&self) {
-        self.dataplane.publish(self.snapshot());
+        let snapshot = self.snapshot();
+        // The program's view of each tc-hooked port: which keys to build.
+        self.dataplane.with_fast_path(|fast| {
+            for record in self.ports.values() {
+                if !matches!(record.attachment, Attachment::Tc(_)) {
+                    continue;
+                }
+                let width = snapshot.port(record.id).and_then(|v| v.fast);
+                let flags = match width {
+                    None => 0,
+                    Some(KeyWidth::L2) => PORT_FAST,
+                    Some(KeyWidth::L3) => PORT_FAST | PORT_L3,
+                };
+                let conf = PortConf {
+                    port: record.id,
+                    flags,
+                    pad: 0,
+                };
+                if let Err(e) = fast.set_port(record.ifindex, conf) {
+                    tracing::error!(port = record.id, error = %crate::error::chain(&e), "cannot update the fast path's port table");
+                }
+            }
+        });
+        self.dataplane.publish(snapshot);
     }
 
     pub(super) fn port(&self, name: &str) -> Outcome<&PortRecord> {

@@ -136,7 +136,12 @@ impl Switch {
     fn rebuild_dataplane(&mut self, dataplane: &DataplaneSection, umem: &UmemSection) -> Outcome {
         let started = Instant::now();
         let fresh =
-            Dataplane::start(&DataplaneSettings::from_config(dataplane, umem)).map_err(system)?;
+            Dataplane::start(&DataplaneSettings::from_config(
+            dataplane,
+            umem,
+            self.dataplane.fast_path_settings(),
+        ))
+        .map_err(system)?;
         let running = self.running_config();
         let queues: usize = self.ports.values().map(|p| p.queues.len()).sum();
         // Detach every port from the old data plane (sockets, then XDP), but

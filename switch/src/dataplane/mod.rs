@@ -2,6 +2,7 @@
 //! the AF_XDP sockets of its queues. The control plane talks to them only
 //! through a published config snapshot and a command channel per worker.
 
+pub mod fastpath;
 pub mod handoff;
 pub mod ledger;
 pub mod snapshot;
@@ -22,11 +23,19 @@ use xsk_rs::Umem;
 use crate::packet::MacAddr;
 use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
+use crate::config::FastPathSection;
+use crate::port::slow_path::{SlowPathDevice, SlowPathError};
 use crate::port::tap::AnchorTap;
+use crate::xdp::fast::{FastPath, SlowPathHook};
+use crate::xdp::XdpError;
+use fastpath::{FastShared, Keeper, KeeperThread};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
 use handoff::Mesh;
 use snapshot::Snapshot;
 use stats::{PortTotals, WorkerStats};
-use worker::{Worker, WorkerCommand, WorkerParts, WorkerTuning};
+use worker::{QueueKind, Worker, WorkerCommand, WorkerParts, WorkerTuning};
 
 /// How long the control plane waits for a worker to carry out a command.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,14 +47,17 @@ pub struct DataplaneSettings {
     pub frame_count: u32,
     pub comp_ring: u32,
     pub rings: RingSizes,
+    pub fast_path: FastPathSection,
 }
 
 impl DataplaneSettings {
     pub fn from_config(
         d: &crate::config::DataplaneSection,
         u: &crate::config::UmemSection,
+        f: &FastPathSection,
     ) -> Self {
         DataplaneSettings {
+            fast_path: f.clone(),
             cores: d.workers.clone(),
             tuning: WorkerTuning {
                 batch_size: d.batch_size,
@@ -84,6 +96,10 @@ pub enum DataplaneError {
     WorkerGone(usize),
     #[error(transparent)]
     Socket(#[from] AfXdpError),
+    #[error("cannot set up the fast path")]
+    FastPath(#[source] XdpError),
+    #[error("cannot set up the slow-path device")]
+    SlowPath(#[source] SlowPathError),
 }
 
 struct WorkerHandle {
@@ -102,6 +118,16 @@ pub struct Dataplane {
     mesh: Arc<Mesh>,
     rings: RingSizes,
     epoch: Instant,
+    fast_settings: FastPathSection,
+    fast_shared: Arc<FastShared>,
+    keeper: Arc<Keeper>,
+    // Stopped (joined) in `stop`, before the workers.
+    keeper_thread: Option<KeeperThread>,
+    // The programs and maps; ports' hooks hold links into it.
+    fast: Mutex<FastPath>,
+    _slow_path_hook: SlowPathHook,
+    // After the workers' sockets on it are closed (the workers stop first).
+    _slow_path: SlowPathDevice,
     // Declared last: dropped after the workers' sockets bound to it.
     _anchor_tap: AnchorTap,
 }
@@ -157,7 +183,24 @@ impl Dataplane {
                 worker: 0,
                 reason: format!("anchor tap: {e}"),
             })?;
+        let mut fast = FastPath::load(settings.fast_path.flows).map_err(DataplaneError::FastPath)?;
+        let slow_path = SlowPathDevice::create(settings.cores.len() as u32)
+            .map_err(DataplaneError::SlowPath)?;
+        let slow_path_hook = fast
+            .attach_slow_path(slow_path.receiver())
+            .map_err(DataplaneError::FastPath)?;
+        fast.set_slow_path(slow_path.sender_ifindex())
+            .map_err(DataplaneError::FastPath)?;
         let epoch = Instant::now();
+        let fast_shared = Arc::new(FastShared {
+            table: fast.table(),
+            monotonic_at_epoch: fastpath::monotonic_ns().saturating_sub(epoch.elapsed().as_nanos() as u64),
+            idle_timeout_ns: AtomicU64::new(
+                settings.fast_path.idle_timeout_secs.saturating_mul(1_000_000_000),
+            ),
+            refused_full: AtomicU64::new(0),
+        });
+        let mut internal_queues = Vec::with_capacity(settings.cores.len());
         let mut workers = Vec::with_capacity(settings.cores.len());
         for (id, &core) in settings.cores.iter().enumerate() {
             let (umem, frames) =
@@ -166,6 +209,12 @@ impl Dataplane {
                     reason: format!("{e}"),
                 })?;
             let anchor = afxdp::open_queue(&umem, anchor_tap.name(), id as u32, settings.rings)?;
+            // This worker's queue of the slow-path device: frames of tc-hooked
+            // ports that missed the fast path.
+            let internal = afxdp::open_queue(&umem, slow_path.receiver(), id as u32, settings.rings)?;
+            fast.set_socket(id as u32, &internal.fd())
+                .map_err(DataplaneError::FastPath)?;
+            internal_queues.push(internal);
             let (tx, rx) = bounded(64);
             let stats = Arc::new(WorkerStats::default());
             let parts = WorkerParts {
@@ -178,6 +227,7 @@ impl Dataplane {
                 commands: rx,
                 mesh: mesh.clone(),
                 epoch,
+                fast: Some(fast_shared.clone()),
             };
             let thread = std::thread::Builder::new()
                 .name(format!("xsw-worker-{id}"))
@@ -200,13 +250,99 @@ impl Dataplane {
                 _anchor: anchor,
             });
         }
-        Ok(Dataplane {
+        let keeper = Arc::new(Keeper::new(
+            fast_shared.clone(),
+            snapshot.clone(),
+            workers.len(),
+            workers.iter().map(|w| w.commands.clone()).collect(),
+            mesh.clone(),
+        ));
+        let keeper_thread = KeeperThread::spawn(keeper.clone()).map_err(|e| DataplaneError::Spawn {
+            worker: 0,
+            reason: format!("flow keeper: {e}"),
+        })?;
+        let dataplane = Dataplane {
             workers,
             snapshot,
             mesh,
             rings: settings.rings,
             epoch,
+            fast_settings: settings.fast_path.clone(),
+            fast_shared,
+            keeper,
+            keeper_thread: Some(keeper_thread),
+            fast: Mutex::new(fast),
+            _slow_path_hook: slow_path_hook,
+            _slow_path: slow_path,
             _anchor_tap: anchor_tap,
+        };
+        for (id, internal) in internal_queues.into_iter().enumerate() {
+            dataplane.add_queue(id, PortId::MAX, id as u32, QueueKind::Internal, internal)?;
+        }
+        Ok(dataplane)
+    }
+
+    /// The fast path's settings as configured.
+    pub fn fast_path_settings(&self) -> &FastPathSection {
+        &self.fast_settings
+    }
+
+    /// Turns the fast path on or off for the whole switch (takes effect with
+    /// the next snapshot the control plane publishes).
+    pub fn set_fast_path_enabled(&mut self, enabled: bool) {
+        self.fast_settings.enabled = enabled;
+    }
+
+    pub fn set_flow_idle_timeout(&mut self, secs: u64) {
+        self.fast_settings.idle_timeout_secs = secs;
+        self.fast_shared
+            .idle_timeout_ns
+            .store(secs.saturating_mul(1_000_000_000), Relaxed);
+    }
+
+    /// Runs `f` on the fast path's programs and maps (port hooks, port flags).
+    pub fn with_fast_path<T>(&self, f: impl FnOnce(&mut FastPath) -> T) -> T {
+        let mut fast = self
+            .fast
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        f(&mut fast)
+    }
+
+    /// Rows each tenant's ACL hit counters need: one per worker, one for the
+    /// flow keeper.
+    pub fn acl_rows(&self) -> usize {
+        self.workers.len() + 1
+    }
+
+    /// Makes every flow entry stale now; the keeper removes them.
+    pub fn invalidate_flows(&self) {
+        self.fast_shared.table.invalidate();
+    }
+
+    /// Every flow entry, for `xswctl flows`.
+    pub fn flows(&self) -> Vec<fastpath::FlowRow> {
+        let generation = self.fast_shared.table.generation();
+        let now = fastpath::monotonic_ns();
+        self.fast_shared
+            .table
+            .read_all()
+            .iter()
+            .map(|(key, entry)| fastpath::row(key, entry, generation, now))
+            .collect()
+    }
+
+    /// The flow table's fill and limits, for `xswctl stats`.
+    pub fn flow_table_summary(&self) -> serde_json::Value {
+        let entries = self.fast_shared.table.read_all().len();
+        let slow_path_errors = self.with_fast_path(|fast| fast.slow_path_errors());
+        serde_json::json!({
+            "enabled": self.fast_settings.enabled,
+            "entries": entries,
+            "capacity": self.fast_shared.table.capacity(),
+            "refused_table_full": self.fast_shared.refused_full.load(Relaxed),
+            "idle_timeout_secs": self.fast_settings.idle_timeout_secs,
+            "slow_path_errors": slow_path_errors,
         })
     }
 
@@ -219,8 +355,15 @@ impl Dataplane {
         self.workers.len()
     }
 
+    /// Publishes `snapshot`. Flow entries decided by the old one are made
+    /// stale before it goes (so none switches a frame the new one would not)
+    /// and again after (an entry a worker decided meanwhile by the old one);
+    /// the stale ones are removed, their frames counted, before this returns.
     pub fn publish(&self, snapshot: Snapshot) {
+        self.fast_shared.table.invalidate();
+        self.keeper.sweep(|_, _| false);
         self.snapshot.store(Arc::new(snapshot));
+        self.fast_shared.table.invalidate();
     }
 
     fn command(&self, worker: usize, command: WorkerCommand) -> Result<(), DataplaneError> {
@@ -267,21 +410,27 @@ impl Dataplane {
         worker: usize,
         port: PortId,
         queue_id: u32,
+        kind: QueueKind,
         xsk: XskQueue,
     ) -> Result<(), DataplaneError> {
         self.ask(worker, |done| WorkerCommand::AddQueue {
             port,
             queue_id,
+            kind,
             xsk: Box::new(xsk),
             done,
         })
     }
 
-    /// Closes every socket of `port` and forgets its MACs, on every worker.
+    /// Closes every socket of `port` and forgets its MACs, on every worker,
+    /// and removes every flow entry from or to it.
     pub fn remove_port(&self, port: PortId) -> Result<(), DataplaneError> {
         for worker in 0..self.workers.len() {
             self.ask(worker, |done| WorkerCommand::RemovePort { port, done })?;
         }
+        self.invalidate_flows();
+        self.keeper
+            .sweep(|key, entry| key.port == port || entry.egress_port == port);
         Ok(())
     }
 
@@ -289,6 +438,7 @@ impl Dataplane {
         for worker in 0..self.workers.len() {
             self.ask(worker, |done| WorkerCommand::FdbFlushPort { port, done })?;
         }
+        self.invalidate_flows();
         Ok(())
     }
 
@@ -310,6 +460,7 @@ impl Dataplane {
                 outcome = result;
             }
         }
+        self.invalidate_flows();
         Ok(outcome)
     }
 
@@ -322,6 +473,7 @@ impl Dataplane {
                 done,
             })?;
         }
+        self.invalidate_flows();
         Ok(removed)
     }
 
@@ -384,14 +536,33 @@ impl Dataplane {
         for worker in 0..self.workers.len() {
             self.command(worker, WorkerCommand::SetAging { aging_ns })?;
         }
+        // Entries carry their destination's age limit under the old aging.
+        self.invalidate_flows();
         Ok(())
     }
 
+    /// A port's counters: the workers', the keeper's (entries removed), and
+    /// what the live flow entries switched so far.
     pub fn port_totals(&self, port: PortId) -> PortTotals {
         let mut totals = PortTotals::default();
         for w in &self.workers {
             if let Some(c) = w.stats.port(port) {
                 totals.add(c);
+            }
+        }
+        if let Some(c) = self.keeper.stats.port(port) {
+            totals.add(c);
+        }
+        for (key, entry) in self.fast_shared.table.read_all() {
+            if key.port == port {
+                totals.rx_frames += entry.packets;
+                totals.rx_bytes += entry.bytes;
+                totals.fast_rx_frames += entry.packets;
+            }
+            if entry.egress_port == port {
+                totals.tx_frames += entry.packets;
+                totals.tx_bytes += entry.bytes;
+                totals.fast_tx_frames += entry.packets;
             }
         }
         totals
@@ -436,6 +607,7 @@ impl Dataplane {
     }
 
     pub fn stop(&mut self) {
+        drop(self.keeper_thread.take());
         for worker in 0..self.workers.len() {
             let _ = self.command(worker, WorkerCommand::Stop);
         }

@@ -4,6 +4,7 @@
 //! it with one atomic pointer swap; a worker loads it once per batch, so a
 //! batch is switched entirely by one version of the config.
 
+use crate::xdp::fast::KeyWidth;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -15,6 +16,11 @@ use crate::pipeline::{DomainId, PortId};
 pub struct PortView {
     pub policy: Arc<PortPolicy>,
     pub link_up: bool,
+    pub ifindex: u32,
+    /// Frames entering here may be switched by a flow entry, keyed this wide;
+    /// None: the port has no fast path (off, or not tc-hooked).
+    pub fast: Option<KeyWidth>,
+
     /// The worker whose socket transmits on this port; other workers hand
     /// frames for it over (copying them into that worker's UMEM).
     pub tx_worker: usize,
@@ -51,6 +57,15 @@ impl AclHits {
         match matched {
             AclMatch::Rule(i) if i + 1 < len => base + i,
             _ => base + len.saturating_sub(1),
+        }
+    }
+
+    /// Adds `n` hits at once: the flow keeper's row, for frames the fast path
+    /// switched (see `dataplane::fastpath`).
+    pub fn count_many(&self, row: usize, direction: usize, matched: AclMatch, n: u64) {
+        let slot = self.slot(direction, matched);
+        if let Some(counter) = self.rows.get(row).and_then(|r| r.get(slot)) {
+            bump(counter, n);
         }
     }
 

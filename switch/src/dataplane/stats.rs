@@ -26,6 +26,9 @@ pub struct PortCounters {
     pub learning_refused: AtomicU64,
     /// TCP/UDP checksums the sender left to offload, finished by xsw.
     pub checksums_finished: AtomicU64,
+    /// Of rx_frames and tx_frames: those the fast path switched in the kernel.
+    pub fast_rx_frames: AtomicU64,
+    pub fast_tx_frames: AtomicU64,
 }
 
 /// A plain copy of a port's counters, for sums and differences.
@@ -38,6 +41,8 @@ pub struct PortTotals {
     pub drops: [u64; DropReason::COUNT],
     pub learning_refused: u64,
     pub checksums_finished: u64,
+    pub fast_rx_frames: u64,
+    pub fast_tx_frames: u64,
 }
 
 impl PortTotals {
@@ -48,6 +53,8 @@ impl PortTotals {
         self.tx_bytes += c.tx_bytes.load(Relaxed);
         self.learning_refused += c.learning_refused.load(Relaxed);
         self.checksums_finished += c.checksums_finished.load(Relaxed);
+        self.fast_rx_frames += c.fast_rx_frames.load(Relaxed);
+        self.fast_tx_frames += c.fast_tx_frames.load(Relaxed);
         for (sum, d) in self.drops.iter_mut().zip(&c.drops) {
             *sum += d.load(Relaxed);
         }
@@ -65,6 +72,8 @@ impl PortTotals {
             checksums_finished: self
                 .checksums_finished
                 .wrapping_sub(base.checksums_finished),
+            fast_rx_frames: self.fast_rx_frames.wrapping_sub(base.fast_rx_frames),
+            fast_tx_frames: self.fast_tx_frames.wrapping_sub(base.fast_tx_frames),
         };
         for ((o, a), b) in out.drops.iter_mut().zip(&self.drops).zip(&base.drops) {
             *o = a.wrapping_sub(*b);

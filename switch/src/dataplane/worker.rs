@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{Receiver, Sender};
 use xsk_rs::{FrameDesc, Umem};
 
+use super::fastpath::{flow_for, fold, FastShared, FlowContext};
 use super::handoff::{LearnEvent, Mesh};
 use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
@@ -27,6 +28,7 @@ use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr};
 use crate::pipeline::stages::{self, Verdict};
 use crate::pipeline::{Decision, DomainId, DropReason, Fdb, FdbEntry, Learned, PortId};
 use crate::port::afxdp::{kick_tx, XskQueue};
+use crate::xdp::fast::{FlowEntry, FlowKey, InsertError};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -64,13 +66,31 @@ pub struct WorkerTuning {
     pub tx_ring: u32,
 }
 
+/// What a worker's socket is for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum QueueKind {
+    /// A port's rx queue, steered by the per-port XDP program: frames in,
+    /// frames out.
+    Port,
+    /// The internal slow-path device: frames of tc-hooked ports that missed
+    /// the fast path, each with its ingress port id in its metadata.
+    Internal,
+    /// A tc-hooked port: frames out only (its frames come in on `Internal`),
+    /// so its fill ring is never stocked.
+    TxOnly,
+}
+
 pub enum WorkerCommand {
     AddQueue {
         port: PortId,
         queue_id: u32,
+        kind: QueueKind,
         xsk: Box<XskQueue>,
         done: Sender<()>,
     },
+    /// Source MACs whose frames the fast path switched: refresh them where
+    /// they are still learned on that port.
+    RefreshMacs(Vec<(DomainId, MacAddr, PortId)>),
     RemovePort {
         port: PortId,
         done: Sender<()>,
@@ -113,6 +133,7 @@ pub enum WorkerCommand {
 struct LocalQueue {
     port: PortId,
     queue_id: u32,
+    kind: QueueKind,
     xsk: XskQueue,
     /// Frames switched this turn, waiting to go on the tx ring.
     staged: Vec<FrameDesc>,
@@ -149,7 +170,23 @@ pub struct Worker {
     scratch: Vec<FrameDesc>,
     pollfds: Vec<libc::pollfd>,
     started: Instant,
+    fast: Option<WorkerFast>,
 }
+
+/// A worker's share of the fast path: flow entries decided this turn, written
+/// once per turn, with buffers sized once so the hot path does not allocate.
+struct WorkerFast {
+    shared: Arc<FastShared>,
+    /// The generation read at the start of the turn, before the snapshot:
+    /// entries decided by this turn's snapshot are valid only with it.
+    turn_generation: u64,
+    pending: Vec<(FlowKey, FlowEntry)>,
+    /// One value per CPU for the per-CPU map's syscalls.
+    scratch: Vec<FlowEntry>,
+}
+
+/// Flow entries a worker writes per turn at most; more wait for later frames.
+const MAX_INSTALLS_PER_TURN: usize = 64;
 
 pub struct WorkerParts {
     pub id: usize,
@@ -162,6 +199,7 @@ pub struct WorkerParts {
     pub mesh: Arc<Mesh>,
     /// Shared by all workers so their MAC timestamps compare.
     pub epoch: Instant,
+    pub fast: Option<Arc<FastShared>>,
 }
 
 impl Worker {
@@ -189,6 +227,12 @@ impl Worker {
             mesh: p.mesh,
             pollfds: Vec::new(),
             started: p.epoch,
+            fast: p.fast.map(|shared| WorkerFast {
+                scratch: vec![FlowEntry::default(); shared.table.cpus()],
+                pending: Vec::with_capacity(MAX_INSTALLS_PER_TURN),
+                turn_generation: shared.table.generation(),
+                shared,
+            }),
         }
     }
 
@@ -229,12 +273,17 @@ impl Worker {
                     queue.fill_empty_seen = empty;
                 }
             }
+            if let Some(fast) = &mut self.fast {
+                // Before the snapshot: see `WorkerFast::turn_generation`.
+                fast.turn_generation = fast.shared.table.generation();
+            }
             let snapshot = self.snapshot.load_full();
             self.apply_peer_learning(now);
             let mut work = 0;
             for slot in 0..self.queues.len() {
                 work += self.receive(slot as u16, &snapshot, now);
             }
+            self.install_flows(&snapshot);
             work += self.take_handoffs(&snapshot);
             self.transmit();
             self.collect_completions();
@@ -264,11 +313,18 @@ impl Worker {
                 WorkerCommand::AddQueue {
                     port,
                     queue_id,
+                    kind,
                     xsk,
                     done,
                 } => {
-                    self.add_queue(port, queue_id, *xsk);
+                    self.add_queue(port, queue_id, kind, *xsk);
                     let _ = done.send(());
+                }
+                WorkerCommand::RefreshMacs(macs) => {
+                    let now = self.now_ns();
+                    for (domain, mac, port) in macs {
+                        self.fdb.refresh(domain, mac, port, now);
+                    }
                 }
                 WorkerCommand::RemovePort { port, done } => {
                     self.remove_port(port);
@@ -316,10 +372,11 @@ impl Worker {
         true
     }
 
-    fn add_queue(&mut self, port: PortId, queue_id: u32, xsk: XskQueue) {
+    fn add_queue(&mut self, port: PortId, queue_id: u32, kind: QueueKind, xsk: XskQueue) {
         let queue = LocalQueue {
             port,
             queue_id,
+            kind,
             xsk,
             staged: Vec::with_capacity(self.tuning.tx_ring as usize + self.rx_batch.len()),
             in_fill: 0,
@@ -336,8 +393,10 @@ impl Worker {
                 self.queues.len() - 1
             }
         };
-        if let Some(entry) = self.egress.get_mut(usize::from(port)) {
-            entry.get_or_insert(slot as u16);
+        if kind != QueueKind::Internal {
+            if let Some(entry) = self.egress.get_mut(usize::from(port)) {
+                entry.get_or_insert(slot as u16);
+            }
         }
         self.rebuild_pollfds();
         self.refill();
@@ -417,20 +476,33 @@ impl Worker {
             // busy and its ring must hold more than one turn's worth.
             queue.fill_target = queue.fill_target.saturating_mul(2);
         }
-        let ingress = queue.port;
-        let mut rx_bytes = 0u64;
+        let fixed_ingress = queue.port;
+        let internal = queue.kind == QueueKind::Internal;
         for i in 0..received {
             let mut desc = self.rx_batch[i];
             self.ledger.received(slot, &desc);
             // SAFETY: off the rx ring, the frame (of this worker's UMEM) is the
             // worker's alone until it is put on a ring again.
             let frame = unsafe { self.umem.data(&desc) };
-            rx_bytes += frame.len() as u64;
+            let ingress = if internal {
+                // SAFETY: the slow-path program put the ingress port id in the
+                // 4 bytes of XDP metadata right before the frame. Every UMEM
+                // frame has XDP_PACKET_HEADROOM (256) bytes before its data in
+                // the same mapping, so the read stays inside the UMEM.
+                let port = unsafe { std::ptr::read_unaligned(frame.contents().as_ptr().sub(4).cast::<u32>()) };
+                PortId::try_from(port).unwrap_or(PortId::MAX)
+            } else {
+                fixed_ingress
+            };
             let Some(view) = snapshot.port(ingress) else {
                 // The port is being removed: its frames go nowhere.
                 self.ledger.release(desc);
                 continue;
             };
+            if let Some(c) = self.stats.port(ingress) {
+                bump(&c.rx_frames, 1);
+                bump(&c.rx_bytes, frame.len() as u64);
+            }
             let verdict = stages::ingress(
                 &mut self.fdb,
                 ingress,
@@ -454,8 +526,17 @@ impl Worker {
                     });
                 }
             }
+            if let Learned::Moved { .. } = verdict.learned {
+                // Entries keyed by the old port, or forwarding to it, are wrong now.
+                if let Some(fast) = &self.fast {
+                    fast.shared.table.invalidate();
+                }
+            }
             if let Decision::Forward(_) | Decision::Flood = verdict.decision {
                 self.finish_checksum(ingress, &mut desc, verdict.info.as_ref());
+            }
+            if let Decision::Forward(egress) = verdict.decision {
+                self.consider_flow(snapshot, ingress, egress, &desc, &verdict);
             }
             match verdict.decision {
                 Decision::Forward(port) => self.deliver(snapshot, port, desc, &verdict),
@@ -469,11 +550,87 @@ impl Worker {
                 Decision::ToHost => self.ledger.release(desc),
             }
         }
-        if let Some(c) = self.stats.port(ingress) {
-            bump(&c.rx_frames, received as u64);
-            bump(&c.rx_bytes, rx_bytes);
-        }
         received
+    }
+
+    /// Queues a flow entry for what was just decided, if the fast path can
+    /// take frames like this one (see `dataplane::fastpath::flow_for`).
+    fn consider_flow(
+        &mut self,
+        snapshot: &Snapshot,
+        ingress: PortId,
+        egress: PortId,
+        desc: &FrameDesc,
+        verdict: &Verdict,
+    ) {
+        let Some(fast) = &mut self.fast else {
+            return;
+        };
+        if fast.pending.len() == fast.pending.capacity()
+            || !snapshot.port(ingress).is_some_and(|v| v.fast.is_some())
+        {
+            return;
+        }
+        let Ok(edit) = egress_edit(snapshot, egress, verdict) else {
+            return;
+        };
+        let destination = verdict
+            .info
+            .as_ref()
+            .and_then(|info| self.fdb.get(verdict.domain, info.dst_mac));
+        let cx = FlowContext {
+            snapshot,
+            ingress,
+            egress,
+            destination,
+            aging_ns: self.fdb.aging_ns(),
+            monotonic_at_epoch: fast.shared.monotonic_at_epoch,
+            generation: fast.turn_generation,
+            edit,
+        };
+        // SAFETY: the worker owns the frame (it is in no ring).
+        let frame = unsafe { self.umem.data(desc) };
+        if let Some((key, entry)) = flow_for(&cx, verdict, frame.contents()) {
+            // A burst of one flow: one entry.
+            if !fast.pending.iter().any(|(k, _)| *k == key) {
+                fast.pending.push((key, entry));
+            }
+        }
+    }
+
+    /// Writes the entries decided this turn, unless the generation moved
+    /// meanwhile (they would be stale at once).
+    fn install_flows(&mut self, snapshot: &Snapshot) {
+        let Some(fast) = &mut self.fast else {
+            return;
+        };
+        if fast.pending.is_empty() {
+            return;
+        }
+        let table = &fast.shared.table;
+        if table.generation() != fast.turn_generation {
+            fast.pending.clear();
+            return;
+        }
+        for (key, entry) in fast.pending.drain(..) {
+            match table.insert(&key, &entry, &mut fast.scratch) {
+                Ok(()) => {}
+                Err(InsertError::Exists) => {
+                    // A stale entry (or a twin from another worker): count
+                    // what it switched, then replace it.
+                    if let Some(old) = table.take(&key, &mut fast.scratch) {
+                        fold(&self.stats, snapshot, self.id, &key, &old);
+                    }
+                    let _ = table.insert(&key, &entry, &mut fast.scratch);
+                }
+                Err(InsertError::Full) => {
+                    fast.shared.refused_full.fetch_add(1, Relaxed);
+                }
+                Err(InsertError::Other(errno)) => {
+                    tracing::debug!(worker = self.id, errno, "flow insert failed");
+                }
+            }
+        }
     }
 
     /// Finishes a TCP/UDP checksum the sender left to offload (see
@@ -769,7 +926,12 @@ impl Worker {
     /// a reserve of free frames stays for flood copies and handoffs, and no
     /// socket's target exceeds an equal share of the rest.
     fn refill(&mut self) {
-        let sockets = self.queues.iter().flatten().count();
+        let sockets = self
+            .queues
+            .iter()
+            .flatten()
+            .filter(|q| q.kind != QueueKind::TxOnly)
+            .count();
         if sockets == 0 {
             return;
         }
@@ -782,6 +944,9 @@ impl Worker {
             let Some(queue) = self.queues[slot].as_mut() else {
                 continue;
             };
+            if queue.kind == QueueKind::TxOnly {
+                continue;
+            }
             let available = self.ledger.free_count().saturating_sub(reserve);
             queue.fill_target = queue.fill_target.clamp(floor, share.max(floor));
             let wanted = queue
@@ -826,6 +991,9 @@ impl Worker {
             revents: 0,
         });
         for queue in self.queues.iter().flatten() {
+            if queue.kind == QueueKind::TxOnly {
+                continue;
+            }
             self.pollfds.push(libc::pollfd {
                 fd: queue.xsk.fd(),
                 events: libc::POLLIN,

@@ -557,6 +557,25 @@ impl Fdb {
         Ok(())
     }
 
+    /// Marks `mac` as seen now if it is learned (dynamically) on `port`, as a frame from
+    /// it would; does nothing otherwise (it moved, aged out, or is static). For hosts
+    /// whose frames the fast path switches, so the pipeline never sees them.
+    pub fn refresh(&mut self, domain: DomainId, mac: MacAddr, port: PortId, now_ns: u64) {
+        let Some((index, way)) = self.find(pack_key(domain, mac)) else {
+            return;
+        };
+        let aging_ns = self.aging_ns;
+        let Some(bucket) = self.buckets.get_mut(index) else {
+            return;
+        };
+        if bucket.statics & (1 << way) == 0
+            && bucket.ports[way] == port
+            && bucket.is_live(way, aging_ns, now_ns)
+        {
+            bucket.seen[way] = bucket.seen[way].max(now_ns);
+        }
+    }
+
     /// Removes the entry for `mac` in `domain`, static or not; false if there was none.
     pub fn remove(&mut self, domain: DomainId, mac: MacAddr) -> bool {
         let key = pack_key(domain, mac);

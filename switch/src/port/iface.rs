@@ -24,6 +24,7 @@ pub enum IfaceError {
 pub enum IfaceKind {
     Nic,
     Tap,
+    Veth,
 }
 
 pub fn validate_name(name: &str) -> Result<(), IfaceError> {
@@ -66,9 +67,62 @@ pub fn kind(name: &str) -> IfaceKind {
     // Only tun/tap devices have tun_flags; a tap is what a VM sits behind.
     if sysfs(name, "tun_flags").exists() {
         IfaceKind::Tap
+    } else if driver(name).as_deref() == Some("veth") {
+        IfaceKind::Veth
     } else {
         IfaceKind::Nic
     }
+}
+
+/// The interface's driver name (ETHTOOL_GDRVINFO), if it says.
+pub fn driver(name: &str) -> Option<String> {
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    #[repr(C)]
+    struct DrvInfo {
+        cmd: u32,
+        driver: [u8; 32],
+        rest: [u8; 160],
+    }
+    #[repr(C)]
+    struct IfReq {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        data: *mut DrvInfo,
+        _pad: [u8; 16],
+    }
+    let mut info = DrvInfo {
+        cmd: ETHTOOL_GDRVINFO,
+        driver: [0; 32],
+        rest: [0; 160],
+    };
+    let mut req = IfReq {
+        name: [0; libc::IFNAMSIZ],
+        data: &mut info,
+        _pad: [0; 16],
+    };
+    for (slot, byte) in req.name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+        *slot = byte as libc::c_char;
+    }
+    // SAFETY: socket() takes no pointers; the result is checked.
+    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if raw < 0 {
+        return None;
+    }
+    // SAFETY: raw is a fresh descriptor nothing else owns.
+    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
+    // SAFETY: req is a valid ifreq whose data points at `info` (an
+    // ethtool_drvinfo-sized buffer), both alive across the call.
+    let rc = unsafe {
+        libc::ioctl(
+            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            libc::SIOCETHTOOL,
+            &mut req,
+        )
+    };
+    if rc < 0 {
+        return None;
+    }
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..len]).into_owned())
 }
 
 /// Whether frames can flow: administratively up and carrier present.

@@ -4,4 +4,5 @@
 pub mod afxdp;
 pub mod iface;
 pub mod link_events;
+pub mod slow_path;
 pub mod tap;

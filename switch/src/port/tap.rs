@@ -169,7 +169,7 @@ impl AnchorTap {
     }
 }
 
-fn set_admin_up(name: &str) -> io::Result<()> {
+pub(crate) fn set_admin_up(name: &str) -> io::Result<()> {
     // SAFETY: socket() takes no pointers; the result is checked below.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {

@@ -5,6 +5,8 @@
 //! The program is attached through a bpf_link owned by this value: dropping
 //! it, or the death of xswd for any reason (SIGKILL included), detaches it.
 
+pub mod fast;
+
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 

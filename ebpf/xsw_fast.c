@@ -1,0 +1,339 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+//
+// xsw's fast path: one object per data plane (switch/src/xdp/fast.rs).
+//
+// xsw_port_ingress (tc, tcx ingress of every tc-hooked port): the port's
+// frames as skbs, with the kernel's GSO and checksum state intact.
+//   1. host:  frames the host itself must see (host MACs, ARP requests for
+//             host IPv4 addresses) go up the stack: TC_ACT_OK.
+//   2. fast:  a flow entry for the frame's key whose generation is current
+//             and whose deadline has not passed switches the frame here:
+//             tag edit, then bpf_redirect / bpf_redirect_peer.
+//   3. slow:  everything else gets an 802.1Q tag naming its ingress port and
+//             is redirected to the internal device's transmit. Its peer's XDP
+//             program (below) hands it to a worker's AF_XDP socket. The kernel
+//             segments a GSO skb on the way (the peer has XDP, so the internal
+//             device has no TSO), so the workers only ever see MTU frames.
+//
+// xsw_slow_path (XDP, on the internal device's peer): pops that tag, puts
+// the port id in the 4 bytes of metadata before the frame, and steers the
+// frame to the AF_XDP socket of its rx queue (one per worker).
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xsw_fast.h"
+
+#define ARPOP_REQUEST 1
+#define ETH_P_8021Q_ 0x8100
+#define MAX_QUEUES 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u32); // ifindex
+	__type(value, struct port_conf);
+} ports SEC(".maps");
+
+// Key: ifindex in the low 32 bits, then... kept simple: (ifindex << 48 | MAC)
+// would not fit; a struct instead.
+struct host_mac_key {
+	__u32 ifindex;
+	__u8 mac[6];
+	__u16 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct host_mac_key);
+	__type(value, __u8);
+} host_macs SEC(".maps");
+
+struct host_ipv4_key {
+	__u32 ifindex;
+	__u32 addr; // network byte order
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct host_ipv4_key);
+	__type(value, __u8);
+} host_ipv4 SEC(".maps");
+
+// Size set by the loader ([fast_path] flows). No preallocation: an idle switch
+// does not hold a full table of per-CPU values.
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key);
+	__type(value, struct flow_entry);
+} flows SEC(".maps");
+
+// gen[0]: the current generation. Mapped into xswd's memory, so a worker can
+// invalidate every entry with one atomic add.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__type(key, __u32);
+	__type(value, __u64);
+} gen SEC(".maps");
+
+// slow_path[0]: ifindex of the internal device frames that miss are sent to.
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} slow_path SEC(".maps");
+
+// Per port id, per CPU: frames the slow path could not take (no internal
+// device yet, a port id out of range, a tag push that failed).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MAX_PORT_ID + 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} slow_path_errors SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
+
+struct arp_ipv4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 oper;
+	__u8 sha[ETH_ALEN];
+	__be32 spa;
+	__u8 tha[ETH_ALEN];
+	__be32 tpa;
+} __attribute__((packed));
+
+static __always_inline int is_for_host(struct __sk_buff *skb, struct ethhdr *eth, void *data_end)
+{
+	struct host_mac_key mk = {.ifindex = skb->ifindex};
+	__builtin_memcpy(mk.mac, eth->h_dest, ETH_ALEN);
+	if (bpf_map_lookup_elem(&host_macs, &mk))
+		return 1;
+	if (skb->vlan_present || eth->h_proto != bpf_htons(ETH_P_ARP))
+		return 0;
+	struct arp_ipv4 *arp = (void *)(eth + 1);
+	if ((void *)(arp + 1) > data_end)
+		return 0;
+	if (arp->oper != bpf_htons(ARPOP_REQUEST))
+		return 0;
+	struct host_ipv4_key ik = {.ifindex = skb->ifindex, .addr = arp->tpa};
+	return bpf_map_lookup_elem(&host_ipv4, &ik) != 0;
+}
+
+// Fills the L3/L4 part of the key. Returns 0 when the frame has no key the
+// pipeline would install: not IP, IP options, fragments, IPv6 extension
+// headers, a missing or cut L4 header. Such frames take the slow path.
+static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end, __u16 ethertype)
+{
+	__u8 proto;
+	void *l4;
+	if (ethertype == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = l3;
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		if (ip->version != 4 || ip->ihl != 5)
+			return 0;
+		// More fragments, or a non-zero offset.
+		if (ip->frag_off & bpf_htons(0x3fff))
+			return 0;
+		proto = ip->protocol;
+		__builtin_memcpy(key->src_ip, &ip->saddr, 4);
+		__builtin_memcpy(key->dst_ip, &ip->daddr, 4);
+		l4 = ip + 1;
+	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *ip6 = l3;
+		if ((void *)(ip6 + 1) > data_end)
+			return 0;
+		if (ip6->version != 6)
+			return 0;
+		proto = ip6->nexthdr;
+		__builtin_memcpy(key->src_ip, &ip6->saddr, 16);
+		__builtin_memcpy(key->dst_ip, &ip6->daddr, 16);
+		l4 = ip6 + 1;
+	} else {
+		return 0;
+	}
+	key->ethertype = ethertype;
+	key->proto = proto;
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *tcp = l4;
+		if ((void *)(tcp + 1) > data_end)
+			return 0;
+		key->sport = tcp->source;
+		key->dport = tcp->dest;
+		// The flags byte: FIN..CWR (the pipeline's tcp_flags).
+		key->tcp_flags = ((__u8 *)tcp)[13];
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *udp = l4;
+		if ((void *)(udp + 1) > data_end)
+			return 0;
+		key->sport = udp->source;
+		key->dport = udp->dest;
+	} else if (proto == IPPROTO_ICMP || proto == IPPROTO_ICMPV6) {
+		// ICMP for IPv4, ICMPv6 for IPv6 only.
+		if ((proto == IPPROTO_ICMP) != (ethertype == bpf_htons(ETH_P_IP)))
+			return 0;
+		__u8 *icmp = l4;
+		if ((void *)(icmp + 4) > data_end)
+			return 0;
+		key->icmp_type = icmp[0];
+	} else {
+		return 0;
+	}
+	return 1;
+}
+
+static __always_inline int to_slow_path(struct __sk_buff *skb, __u16 port)
+{
+	__u32 zero = 0;
+	__u32 *slow = bpf_map_lookup_elem(&slow_path, &zero);
+	if (slow && *slow && port <= MAX_PORT_ID &&
+	    bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), port) == 0)
+		return bpf_redirect(*slow, 0);
+	__u32 index = port <= MAX_PORT_ID ? port : 0;
+	__u64 *errors = bpf_map_lookup_elem(&slow_path_errors, &index);
+	if (errors)
+		*errors += 1;
+	return TC_ACT_SHOT;
+}
+
+static __always_inline int apply_tag(struct __sk_buff *skb, struct flow_entry *entry)
+{
+	switch (entry->tag_op) {
+	case TAG_KEEP:
+		return 0;
+	case TAG_INSERT:
+		return bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), entry->vid & 0x0fff);
+	case TAG_REMOVE:
+		return bpf_skb_vlan_pop(skb);
+	case TAG_REWRITE: {
+		__u16 tci = (skb->vlan_tci & 0xf000) | (entry->vid & 0x0fff);
+		if (bpf_skb_vlan_pop(skb))
+			return -1;
+		return bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), tci);
+	}
+	}
+	return -1;
+}
+
+SEC("classifier")
+int xsw_port_ingress(struct __sk_buff *skb)
+{
+	__u32 ifindex = skb->ifindex;
+	struct port_conf *conf = bpf_map_lookup_elem(&ports, &ifindex);
+	if (!conf)
+		return TC_ACT_OK; // not (or no longer) a port of this switch
+
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end)
+		return to_slow_path(skb, conf->port); // the pipeline counts and drops it
+	if (is_for_host(skb, eth, data_end))
+		return TC_ACT_OK;
+	if (!(conf->flags & PORT_FAST))
+		return to_slow_path(skb, conf->port);
+
+	struct flow_key key = {};
+	key.port = conf->port;
+	if (skb->vlan_present) {
+		// Only 802.1Q tags are keyed; the pipeline reads an 802.1ad outer tag
+		// its own way.
+		if (skb->vlan_proto != bpf_htons(ETH_P_8021Q_))
+			return to_slow_path(skb, conf->port);
+		key.vlan = skb->vlan_tci;
+	} else {
+		key.vlan = UNTAGGED;
+	}
+	__u16 ethertype = eth->h_proto;
+	// A tag still in the data (a second tag): the slow path.
+	if (ethertype == bpf_htons(ETH_P_8021Q_) || ethertype == bpf_htons(ETH_P_8021AD))
+		return to_slow_path(skb, conf->port);
+	__builtin_memcpy(key.dst, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(key.src, eth->h_source, ETH_ALEN);
+	if (conf->flags & PORT_L3) {
+		key.width = WIDTH_L3;
+		if (!key_l3(&key, eth + 1, data_end, ethertype))
+			return to_slow_path(skb, conf->port);
+	} else {
+		key.width = WIDTH_L2;
+	}
+
+	struct flow_entry *entry = bpf_map_lookup_elem(&flows, &key);
+	if (!entry)
+		return to_slow_path(skb, conf->port);
+	__u32 zero = 0;
+	__u64 *current = bpf_map_lookup_elem(&gen, &zero);
+	if (!current || entry->generation != *current || bpf_ktime_get_ns() >= entry->expires_ns)
+		return to_slow_path(skb, conf->port);
+
+	entry->packets += 1;
+	entry->bytes += skb->len;
+	__u32 egress = entry->egress_ifindex;
+	__u8 action = entry->action;
+	// The entry pointer is not used after this: a helper that changes the
+	// packet invalidates packet pointers (not map values), but keep it simple.
+	if (apply_tag(skb, entry))
+		return TC_ACT_SHOT;
+	if (action == FLOW_REDIRECT_PEER)
+		return bpf_redirect_peer(egress, 0);
+	return bpf_redirect(egress, 0);
+}
+
+SEC("xdp")
+int xsw_slow_path(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) + 4 > data_end)
+		return XDP_DROP;
+	if (eth->h_proto != bpf_htons(ETH_P_8021Q_))
+		return XDP_DROP; // only xsw_port_ingress sends here
+	__u16 tci = bpf_ntohs(*(__be16 *)(eth + 1));
+	__u32 port = tci & 0x0fff;
+
+	// Pop the tag: move the MACs over it, then drop its 4 bytes.
+	__u8 macs[12];
+	__builtin_memcpy(macs, data, 12);
+	if (bpf_xdp_adjust_head(ctx, 4))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	data_end = (void *)(long)ctx->data_end;
+	if (data + 12 > data_end)
+		return XDP_DROP;
+	__builtin_memcpy(data, macs, 12);
+
+	if (bpf_xdp_adjust_meta(ctx, -4))
+		return XDP_DROP;
+	data = (void *)(long)ctx->data;
+	void *meta = (void *)(long)ctx->data_meta;
+	if (meta + 4 > data)
+		return XDP_DROP;
+	*(__u32 *)meta = port;
+	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_DROP);
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

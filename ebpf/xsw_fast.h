@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
+//
+// The layouts the fast-path programs (xsw_fast.c) share with the Rust data
+// plane (switch/src/xdp/fast.rs mirrors every struct here with #[repr(C)];
+// a unit test there checks the sizes).
+#ifndef XSW_FAST_H
+#define XSW_FAST_H
+
+#include <linux/types.h>
+
+// port_conf.flags
+#define PORT_FAST 1 // install and use flow entries for frames entering here
+#define PORT_L3 2   // the decision reads L3/L4 fields: key them too
+
+// flow_key.width
+#define WIDTH_L2 1
+#define WIDTH_L3 2
+
+// flow_key.vlan when the frame has no tag
+#define UNTAGGED 0xffff
+
+// flow_entry.action
+#define FLOW_REDIRECT 1      // bpf_redirect to the egress device's transmit
+#define FLOW_REDIRECT_PEER 2 // bpf_redirect_peer: straight into a veth peer's ingress
+
+// flow_entry.tag_op
+#define TAG_KEEP 0
+#define TAG_INSERT 1
+#define TAG_REMOVE 2
+#define TAG_REWRITE 3 // new VID, priority bits kept
+
+// The slow path's tag: a frame missing the flow table leaves for the internal
+// device with an 802.1Q tag whose VID is the ingress port id.
+#define MAX_PORT_ID 4094
+
+struct port_conf {
+	__u16 port;
+	__u8 flags;
+	__u8 pad;
+};
+
+// Every field the pipeline's decision may read, for the key's width; the rest
+// zero. 64 bytes: one cache line, and hashed whole by the map.
+struct flow_key {
+	__u16 port;
+	__u16 vlan; // the whole TCI (priority bits too), or UNTAGGED
+	__u8 dst[6];
+	__u8 src[6];
+	__u8 width;
+	__u8 proto;
+	__u8 tcp_flags;
+	__u8 icmp_type;
+	__u16 ethertype; // WIDTH_L3 only: 0x0800 or 0x86dd
+	__u16 sport;
+	__u16 dport;
+	__u16 pad;
+	__u8 src_ip[16]; // IPv4 in the first 4 bytes
+	__u8 dst_ip[16];
+	__u8 pad2[4];
+};
+
+// Per CPU: the map is a PERCPU_HASH, so the counters need no atomics. The
+// decision fields are the same in every CPU's copy (user space writes them all).
+struct flow_entry {
+	__u64 packets;
+	__u64 bytes;
+	__u64 generation; // valid while it equals gen[0]
+	__u64 expires_ns; // bpf_ktime_get_ns() deadline: the destination MAC's age limit
+	__u32 egress_ifindex;
+	__u16 egress_port;
+	__u8 action;
+	__u8 tag_op;
+	__u16 vid; // for TAG_INSERT and TAG_REWRITE
+	__u16 domain; // user space's: the tenant, for refreshing the source MAC
+	__u16 acl[2]; // user space's: the ACL entries that decided, for hit counters
+};
+
+#endif
