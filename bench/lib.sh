@@ -310,6 +310,8 @@ declare -A DESC=(
   [bridge-nft]="Linux bridge + nftables"
   [xsw]="xsw (adaptive)"
   [xsw-busy]="xsw (busy-poll)"
+  [xsw-nofast]="xsw, fast path off"
+  [xsw-xdp]="xsw, XDP hook (AF_XDP only)"
   [xsw-1w]="xsw, 1 worker"
   [afxdp]="bare AF_XDP forwarder"  # adaptive, like xsw's default
   [xdp]="bare XDP DEVMAP redirect"
@@ -403,12 +405,17 @@ workers = [$workers]
 mode = "$mode"
 fdb_capacity = ${XSW_FDB_CAPACITY:-65536}
 
+[fast_path]
+enabled = ${XSW_FAST_PATH:-true}
+
 [[port]]
 name = "$SW_IN"
+hook = "${XSW_HOOK:-auto}"
 ${XSW_PORT_EXTRA_IN:-}
 
 [[port]]
 name = "$SW_OUT"
+hook = "${XSW_HOOK:-auto}"
 
 [[fdb]]
 mac = "$DST_MAC"
@@ -416,6 +423,10 @@ port = "$SW_OUT"
 ${XSW_FDB_EXTRA:-}
 ${XSW_EXTRA:-}
 EOF
+  # As for the bridge: a veth accepts the generator's XDP frames only when
+  # its peer runs NAPI, which GRO switches on when no XDP program is attached
+  # (the tc hook). Senders with sockets (containers, VMs) need no such thing.
+  ip netns exec "$NS_SW" ethtool -K "$SW_IN" gro on >/dev/null
   ip netns exec "$NS_SW" "$XSWD" --socket "$sock" --config "$cfg" 2>"$TMP/$name.xswd.log" &
   pid=$!
   PIDS+=("$pid")
@@ -438,9 +449,12 @@ EOF
     fi
   fi
   stop "$pid"
+  ip netns exec "$NS_SW" ethtool -K "$SW_IN" gro off >/dev/null
 }
 
 system_xsw() { xsw_run xsw adaptive "${XSW_WORKERS:-$SWITCH_CPU}" "$@"; }
+system_xsw-nofast() { XSW_FAST_PATH=false xsw_run xsw-nofast adaptive "${XSW_WORKERS:-$SWITCH_CPU}" "$@"; }
+system_xsw-xdp() { XSW_HOOK=xdp xsw_run xsw-xdp adaptive "${XSW_WORKERS:-$SWITCH_CPU}" "$@"; }
 system_xsw-busy() { xsw_run xsw-busy busy-poll "${XSW_WORKERS:-$SWITCH_CPU}" "$@"; }
 system_xsw-1w() { xsw_run xsw-1w adaptive "$SWITCH_CPU" "$@"; }
 

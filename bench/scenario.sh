@@ -38,7 +38,7 @@ SIZE=${SIZE:-64}
 LAT_DURATION=${LAT_DURATION:-5}
 LAT_RATE=${LAT_RATE:-}
 case $SCENARIO in
-  port-to-port) DEFAULT_SYSTEMS="bridge xsw xsw-busy afxdp xdp direct" ;;
+  port-to-port) DEFAULT_SYSTEMS="bridge xsw xsw-nofast xsw-xdp xsw-busy afxdp xdp direct" ;;
   veth-tap) DEFAULT_SYSTEMS="bridge xsw afxdp direct direct-tap" ;;
   flows) DEFAULT_SYSTEMS="bridge xsw afxdp direct" ;;
   acl) DEFAULT_SYSTEMS="bridge-nft xsw afxdp direct" ;;

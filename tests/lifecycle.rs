@@ -65,10 +65,10 @@ fn port_deleted_under_traffic_leaves_others_working() -> Result<()> {
         h1.mac,
         lab.fdb()?
     );
-    let xdp = lab.xdp_attached()?;
+    let xdp = lab.programs_attached()?;
     ensure!(
         !xdp.iter().any(|x| x.starts_with(&format!("{} ", h1.port))),
-        "XDP still on deleted port: {xdp:?}"
+        "a program is still on the deleted port: {xdp:?}"
     );
     let s = lab.ping(&h1, &h2.ip, 2)?;
     ensure!(
@@ -80,28 +80,27 @@ fn port_deleted_under_traffic_leaves_others_working() -> Result<()> {
     Ok(())
 }
 
-/// Polls until no interface in the switch namespace has XDP attached.
+/// Polls until no interface in the switch namespace has an XDP or tc program.
 fn wait_no_xdp(lab: &Lab, timeout: Duration) -> Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let xdp = lab.xdp_attached()?;
+        let xdp = lab.programs_attached()?;
         if xdp.is_empty() {
             return Ok(());
         }
         if Instant::now() >= deadline {
-            bail!("XDP programs left attached {timeout:?} after xswd ended: {xdp:#?}");
+            bail!("programs left attached {timeout:?} after xswd ended: {xdp:#?}");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
 }
 
 fn attached_everywhere(lab: &Lab, ports: &[&str]) -> Result<()> {
-    let xdp = lab.xdp_attached()?;
+    let xdp = lab.programs_attached()?;
     for p in ports {
         ensure!(
-            xdp.iter().any(|x| x.starts_with(&format!("{p} (ip link")))
-                && xdp.iter().any(|x| x.starts_with(&format!("{p} (bpftool"))),
-            "no XDP program seen on {p} while xswd runs: {xdp:#?}"
+            xdp.iter().any(|x| x.starts_with(&format!("{p} (bpftool"))),
+            "no XDP or tc program seen on {p} while xswd runs: {xdp:#?}"
         );
     }
     Ok(())

@@ -275,9 +275,9 @@ fn each_unit_capability_is_needed() -> Result<()> {
             setpriv_name(cap)
         );
         ensure!(
-            lab.xdp_attached()?.is_empty(),
+            lab.programs_attached()?.is_empty(),
             "a refused xswd (without {cap}) left XDP attached: {:?}",
-            lab.xdp_attached()?
+            lab.programs_attached()?
         );
     }
     println!("{}", report.join("\n"));

@@ -652,9 +652,10 @@ impl Lab {
 
     // ------------------------------------------------------------------- XDP
 
-    /// Interfaces in the switch namespace that have an XDP program attached,
-    /// according to both `ip -d link show` and `bpftool net show`.
-    pub fn xdp_attached(&self) -> Result<Vec<String>> {
+    /// Interfaces in the switch namespace that have an XDP or tc program
+    /// attached, according to `ip -d link show` (XDP) and `bpftool net show`
+    /// (XDP, tc and tcx). Each entry starts with the interface's name.
+    pub fn programs_attached(&self) -> Result<Vec<String>> {
         let mut found = Vec::new();
         let out = cmd::ns_ok(&self.sw, &["ip", "-j", "-d", "link", "show"])?;
         let links: Value =
@@ -670,9 +671,11 @@ impl Lab {
         let net: Value =
             serde_json::from_str(&out).with_context(|| format!("bpftool -j output: {out}"))?;
         for block in net.as_array().into_iter().flatten() {
-            for x in block["xdp"].as_array().into_iter().flatten() {
-                let n = x["devname"].as_str().unwrap_or("?");
-                found.push(format!("{n} (bpftool: {x})"));
+            for hook in ["xdp", "tc"] {
+                for x in block[hook].as_array().into_iter().flatten() {
+                    let n = x["devname"].as_str().unwrap_or("?");
+                    found.push(format!("{n} (bpftool {hook}: {x})"));
+                }
             }
         }
         Ok(found)

@@ -141,7 +141,10 @@ impl Switch {
 
     fn apply_difference(&mut self, wanted: &Config) -> ReloadReport {
         let mut report = ReloadReport::default();
-        if wanted.dataplane != self.settings || wanted.umem != self.umem {
+        if wanted.dataplane != self.settings
+            || wanted.umem != self.umem
+            || &wanted.fast_path != self.dataplane.fast_path_settings()
+        {
             // Live where the workers can take it, by a rebuild where not.
             let d = &wanted.dataplane;
             let zero_is_none = |limit: Option<u32>| Some(limit.unwrap_or(0));
@@ -157,16 +160,19 @@ impl Switch {
                 workers: Some(d.workers.clone()),
                 fdb_capacity: Some(d.fdb_capacity),
                 umem: wanted.umem.clone(),
+                fast_path: Some(wanted.fast_path.enabled),
+                flow_idle_timeout_secs: Some(wanted.fast_path.idle_timeout_secs),
+                flow_capacity: Some(wanted.fast_path.flows),
             };
             match self.tune(tuning) {
                 Ok(reply) if reply.get("recreated_queues").is_some() => {
                     report.applied.push(format!(
-                        "[dataplane]/[umem]: data plane rebuilt, {} queues re-created",
+                        "[dataplane]/[umem]/[fast_path]: data plane rebuilt, {} queues re-created",
                         reply["recreated_queues"]
                     ))
                 }
-                Ok(_) => report.applied.push("[dataplane]: tuned live".into()),
-                Err(e) => report.failed.push(format!("[dataplane]/[umem]: {e}")),
+                Ok(_) => report.applied.push("[dataplane]/[fast_path]: tuned live".into()),
+                Err(e) => report.failed.push(format!("[dataplane]/[umem]/[fast_path]: {e}")),
             }
         }
         let running = self.running_config();
@@ -283,6 +289,7 @@ fn only_policy_changed(old: &PortSpec, new: &PortSpec) -> bool {
         tenant: None,
         vlans: Vec::new(),
         antispoof: None,
+        fast_path: true,
         ..s.clone()
     };
     strip(old) == strip(new) && old.trunk == new.trunk

@@ -476,6 +476,35 @@ impl Switch {
         self.update_port(name, spec, true)
     }
 
+    /// Lets the fast path switch frames entering `name`, or sends them all
+    /// through the workers (flow entries of the port go at once).
+    pub(super) fn port_fast_path(&mut self, name: &str, enabled: bool) -> Outcome {
+        let mut spec = self.port(name)?.spec.clone();
+        spec.fast_path = enabled;
+        self.update_port(name, spec, false)
+    }
+
+    /// The fast path's flow entries and its table's fill.
+    pub(super) fn flow_list(&self) -> Value {
+        let names: std::collections::HashMap<_, _> =
+            self.ports.values().map(|r| (r.id, r.spec.name.as_str())).collect();
+        let flows: Vec<Value> = self
+            .dataplane
+            .flows()
+            .into_iter()
+            .map(|row| {
+                let mut value = json!(row);
+                value["in"] = json!(names.get(&row.in_port));
+                value["out"] = json!(names.get(&row.out_port));
+                value
+            })
+            .collect();
+        json!({
+            "flows": flows,
+            "table": self.dataplane.flow_table_summary(),
+        })
+    }
+
     pub(super) fn vlan_add(&mut self, port: &str, vlan: u16, tenant: &str) -> Outcome {
         validate_vlan(vlan)?;
         let record = self.port(port)?;

@@ -8,11 +8,14 @@ use crate::port::afxdp::{self, KernelSocketStats};
 
 impl Switch {
     pub(super) fn stats(&self) -> Value {
+        let ids: Vec<_> = self.ports.values().map(|r| r.id).collect();
+        let totals = self.dataplane.ports_totals(&ids);
         let ports: Vec<Value> = self
             .ports
             .iter()
-            .map(|(name, record)| {
-                let t = self.dataplane.port_totals(record.id).since(&record.base);
+            .zip(totals)
+            .map(|((name, record), totals)| {
+                let t = totals.since(&record.base);
                 let drops: serde_json::Map<String, Value> = DropReason::ALL
                     .iter()
                     .map(|r| (r.as_str().to_string(), json!(t.drops[r.index()])))
@@ -32,11 +35,17 @@ impl Switch {
                     "drops": drops,
                     "learning_refused": t.learning_refused,
                     "checksums_finished": t.checksums_finished,
+                    "fast_rx_frames": t.fast_rx_frames,
+                    "fast_tx_frames": t.fast_tx_frames,
                     "kernel": kernel,
                 })
             })
             .collect();
-        json!({ "ports": ports, "workers": self.dataplane.worker_summaries() })
+        json!({
+            "ports": ports,
+            "workers": self.dataplane.worker_summaries(),
+            "fast_path": self.dataplane.flow_table_summary(),
+        })
     }
 
     pub(super) fn status(&self) -> Outcome {

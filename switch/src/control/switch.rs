@@ -135,7 +135,7 @@ impl Switch {
             persistence: None,
             restoring: false,
         };
-        let default = TenantRecord::new(0, switch.dataplane.worker_count());
+        let default = TenantRecord::new(0, switch.dataplane.acl_rows());
         switch.tenants.insert(DEFAULT_TENANT.to_string(), default);
         switch.publish();
         switch
@@ -215,6 +215,8 @@ impl Switch {
             Request::Stats {} => Ok(self.stats()),
             Request::Status {} => self.status(),
             Request::Tune(args) => self.tune(Tuning::from_args(args, &self.umem)),
+            Request::FlowList {} => Ok(self.flow_list()),
+            Request::PortFastPath { name, enabled } => self.port_fast_path(&name, enabled),
             Request::ConfigShow {} => Ok(serde_json::json!({ "toml": self.running_config_toml() })),
             Request::ConfigReload {} => self
                 .reload()

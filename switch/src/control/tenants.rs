@@ -55,7 +55,8 @@ fn compile(acl: &DirectionAcl) -> Outcome<TenantAcl> {
 }
 
 impl TenantRecord {
-    pub(super) fn new(id: DomainId, workers: usize) -> Self {
+    /// `rows`: one hit-counter row per worker and one for the flow keeper.
+    pub(super) fn new(id: DomainId, rows: usize) -> Self {
         let acl = [DirectionAcl::new(), DirectionAcl::new()];
         let policy = TenantPolicy {
             ingress: TenantAcl::empty(AclAction::Allow),
@@ -65,7 +66,7 @@ impl TenantRecord {
             id,
             acl,
             policy: Arc::new(policy),
-            hits: Arc::new(AclHits::new(workers, 0, 0)),
+            hits: Arc::new(AclHits::new(rows, 0, 0)),
         }
     }
 
@@ -76,7 +77,7 @@ impl TenantRecord {
         direction: usize,
         mut next: DirectionAcl,
         remap: impl Fn(usize) -> Option<usize>,
-        workers: usize,
+        rows: usize,
     ) -> Outcome<()> {
         let compiled = compile(&next)?;
         let (old_hits, old_default) = self.hits.totals(direction);
@@ -108,7 +109,7 @@ impl TenantRecord {
         }
         self.policy = Arc::new(policy);
         self.hits = Arc::new(AclHits::new(
-            workers,
+            rows,
             self.acl[0].rules.len(),
             self.acl[1].rules.len(),
         ));
@@ -117,9 +118,9 @@ impl TenantRecord {
 }
 
 impl TenantRecord {
-    /// Gives the hit counters a row per worker of a new data plane; the hits
+    /// Gives the hit counters a row per worker (and the keeper) of a new data plane; the hits
     /// so far move into the per-rule bases.
-    pub(super) fn rehome(&mut self, workers: usize) {
+    pub(super) fn rehome(&mut self, rows: usize) {
         for direction in 0..2 {
             let (hits, default_hits) = self.hits.totals(direction);
             let acl = &mut self.acl[direction];
@@ -129,7 +130,7 @@ impl TenantRecord {
             acl.base_default_hits += default_hits;
         }
         self.hits = Arc::new(AclHits::new(
-            workers,
+            rows,
             self.acl[0].rules.len(),
             self.acl[1].rules.len(),
         ));
@@ -229,7 +230,7 @@ impl Switch {
             })?;
         self.tenants.insert(
             name.to_string(),
-            TenantRecord::new(id, self.dataplane.worker_count()),
+            TenantRecord::new(id, self.dataplane.acl_rows()),
         );
         self.publish();
         tracing::info!(tenant = name, id, "tenant created");
@@ -315,7 +316,10 @@ impl Switch {
         edit: impl FnOnce(&mut DirectionAcl) -> Outcome<()>,
         remap: impl Fn(usize) -> Option<usize>,
     ) -> Outcome {
-        let workers = self.dataplane.worker_count();
+        let rows = self.dataplane.acl_rows();
+        // Flow entries carry hits of the rules as they are now: count them
+        // into the current counters before those become the rules' bases.
+        self.dataplane.retire_flows();
         let record = self.tenants.get_mut(tenant).ok_or_else(|| {
             ControlError::not_found(format!(
                 "no tenant named {tenant} (see `xswctl tenant list`)"
@@ -323,7 +327,7 @@ impl Switch {
         })?;
         let mut next = record.acl[dir].clone();
         edit(&mut next)?;
-        record.replace(dir, next, remap, workers)?;
+        record.replace(dir, next, remap, rows)?;
         self.publish();
         self.acl_list(tenant)
     }
@@ -414,7 +418,13 @@ impl Switch {
         let record = self.tenant(tenant)?;
         let list = |dir: usize| {
             let acl = &record.acl[dir];
-            let (hits, default_hits) = record.hits.totals(dir);
+            let (mut hits, mut default_hits) = record.hits.totals(dir);
+            // What live flow entries matched so far (counted at removal).
+            let (live, live_default) = self.dataplane.live_acl_hits(record.id, dir, hits.len());
+            for (hit, more) in hits.iter_mut().zip(live) {
+                *hit += more;
+            }
+            default_hits += live_default;
             let rules: Vec<Value> = acl
                 .rules
                 .iter()
@@ -463,7 +473,7 @@ impl Switch {
         if !self.tenants.contains_key(&spec.name) {
             self.tenant_create(&spec.name)?;
         }
-        let workers = self.dataplane.worker_count();
+        let rows = self.dataplane.acl_rows();
         let Some(record) = self.tenants.get_mut(&spec.name) else {
             return Ok(());
         };
@@ -479,7 +489,7 @@ impl Switch {
             let mut next = DirectionAcl::new();
             next.rules = rules.clone();
             next.default = default;
-            record.replace(dir, next, |_| None, workers)?;
+            record.replace(dir, next, |_| None, rows)?;
         }
         // The file's grants replace the tenant's: a reload can also revoke.
         let previous = self.grants.clone();

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::protocol::TuneArgs;
+use super::protocol::{OnOff, TuneArgs};
 use super::switch::{system, ControlError, Outcome, Switch};
-use crate::config::{Config, DataplaneSection, UmemSection};
+use crate::config::{Config, DataplaneSection, FastPathSection, UmemSection};
 use crate::dataplane::worker::{PollMode, MAX_BATCH};
 use crate::dataplane::{Dataplane, DataplaneSettings};
 
@@ -26,6 +26,11 @@ pub(super) struct Tuning {
     pub fdb_capacity: Option<usize>,
     /// The UMEM section with every requested change applied.
     pub umem: UmemSection,
+    /// The fast path's switch and flow idle timeout.
+    pub fast_path: Option<bool>,
+    pub flow_idle_timeout_secs: Option<u64>,
+    /// Flow table size (rebuilds the data plane); config reload only.
+    pub flow_capacity: Option<u32>,
 }
 
 impl Tuning {
@@ -46,6 +51,9 @@ impl Tuning {
             workers: args.workers,
             fdb_capacity: None,
             umem,
+            fast_path: args.fast_path.map(OnOff::is_on),
+            flow_idle_timeout_secs: args.flow_idle_timeout_secs,
+            flow_capacity: None,
         }
     }
 }
@@ -78,9 +86,16 @@ impl Switch {
         }
         next.fdb_capacity = tuning.fdb_capacity.unwrap_or(next.fdb_capacity);
         // The same checks as a config file gets, with the same messages.
+        let mut fast = self.dataplane.fast_path_settings().clone();
+        fast.enabled = tuning.fast_path.unwrap_or(fast.enabled);
+        fast.idle_timeout_secs = tuning
+            .flow_idle_timeout_secs
+            .unwrap_or(fast.idle_timeout_secs);
+        fast.flows = tuning.flow_capacity.unwrap_or(fast.flows);
         let candidate = Config {
             dataplane: next.clone(),
             umem: tuning.umem.clone(),
+            fast_path: fast.clone(),
             ..Config::default()
         };
         candidate
@@ -89,10 +104,11 @@ impl Switch {
 
         let rebuild = next.workers != self.settings.workers
             || next.fdb_capacity != self.settings.fdb_capacity
-            || tuning.umem != self.umem;
+            || tuning.umem != self.umem
+            || fast.flows != self.dataplane.fast_path_settings().flows;
         let mut reply = json!({});
         if rebuild {
-            reply = self.rebuild_dataplane(&next, &tuning.umem)?;
+            reply = self.rebuild_dataplane(&next, &tuning.umem, &fast)?;
         } else {
             if tuning.batch_size.is_some() || tuning.mode.is_some() || tuning.poll_budget.is_some()
             {
@@ -112,7 +128,16 @@ impl Switch {
             }
         }
         self.settings = next;
+        if let Some(secs) = tuning.flow_idle_timeout_secs {
+            self.dataplane.set_flow_idle_timeout(secs);
+        }
+        if let Some(enabled) = tuning.fast_path {
+            self.dataplane.set_fast_path_enabled(enabled);
+            // Port flags and flow entries follow the new setting.
+            self.publish();
+        }
         if let Some(object) = reply.as_object_mut() {
+            object.insert("fast_path".into(), json!(fast));
             object.insert("batch_size".into(), json!(self.settings.batch_size));
             object.insert("mode".into(), json!(self.settings.mode));
             object.insert("poll_budget".into(), json!(self.settings.poll_budget));
@@ -133,15 +158,15 @@ impl Switch {
 
     /// Starts a data plane with `dataplane`/`umem`, moves every port onto it
     /// and stops the old one. If the new one cannot start, nothing changes.
-    fn rebuild_dataplane(&mut self, dataplane: &DataplaneSection, umem: &UmemSection) -> Outcome {
+    fn rebuild_dataplane(
+        &mut self,
+        dataplane: &DataplaneSection,
+        umem: &UmemSection,
+        fast: &FastPathSection,
+    ) -> Outcome {
         let started = Instant::now();
-        let fresh =
-            Dataplane::start(&DataplaneSettings::from_config(
-            dataplane,
-            umem,
-            self.dataplane.fast_path_settings(),
-        ))
-        .map_err(system)?;
+        let fresh = Dataplane::start(&DataplaneSettings::from_config(dataplane, umem, fast))
+            .map_err(system)?;
         let running = self.running_config();
         let queues: usize = self.ports.values().map(|p| p.queues.len()).sum();
         // Detach every port from the old data plane (sockets, then XDP), but
@@ -158,9 +183,9 @@ impl Switch {
         let mut old = std::mem::replace(&mut self.dataplane, fresh);
         old.stop();
         drop(old);
-        let workers = self.dataplane.worker_count();
+        let rows = self.dataplane.acl_rows();
         for tenant in self.tenants.values_mut() {
-            tenant.rehome(workers);
+            tenant.rehome(rows);
         }
         self.static_macs.clear();
         self.settings = dataplane.clone();

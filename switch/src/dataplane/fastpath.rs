@@ -83,6 +83,11 @@ fn decode_acl(value: u16) -> Option<AclMatch> {
     }
 }
 
+/// Which ACL rule (or the default) `entry`'s frames matched in `direction`.
+pub fn acl_match(entry: &FlowEntry, direction: usize) -> Option<AclMatch> {
+    entry.acl.get(direction).copied().and_then(decode_acl)
+}
+
 /// Everything [`flow_for`] reads besides the frame and its verdict.
 pub struct FlowContext<'a> {
     pub snapshot: &'a Snapshot,
@@ -311,10 +316,10 @@ pub fn row(key: &FlowKey, entry: &FlowEntry, generation: u64, now_mono: u64) -> 
         }
     });
     let action = match entry.tag_op {
-        TAG_INSERT => format!("push vlan {} + output {}", entry.vid, entry.egress_port),
-        TAG_REMOVE => format!("pop vlan + output {}", entry.egress_port),
-        TAG_REWRITE => format!("set vlan {} + output {}", entry.vid, entry.egress_port),
-        _ => format!("output {}", entry.egress_port),
+        TAG_INSERT => format!("push vlan {}", entry.vid),
+        TAG_REMOVE => "pop vlan".to_string(),
+        TAG_REWRITE => format!("set vlan {}", entry.vid),
+        _ => "forward".to_string(),
     };
     FlowRow {
         in_port: key.port,

@@ -21,6 +21,7 @@ use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 use xsk_rs::Umem;
 
 use crate::packet::MacAddr;
+use crate::pipeline::stages::AclMatch;
 use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
 use crate::config::FastPathSection;
@@ -320,6 +321,36 @@ impl Dataplane {
         self.fast_shared.table.invalidate();
     }
 
+    /// Removes every flow entry now, counting what they switched (frames,
+    /// ACL hits) into the keeper's counters under the current snapshot.
+    pub fn retire_flows(&self) {
+        self.fast_shared.table.invalidate();
+        self.keeper.sweep(|_, _| false);
+    }
+
+    /// ACL hits of `domain`'s live flow entries in `direction`: per rule
+    /// (`rules` of them) and for the default. Entries count their hits into
+    /// the tenant's counters only when they are removed.
+    pub fn live_acl_hits(&self, domain: DomainId, direction: usize, rules: usize) -> (Vec<u64>, u64) {
+        let mut hits = vec![0; rules];
+        let mut default = 0;
+        for (_, entry) in self.fast_shared.table.read_all() {
+            if entry.domain != domain {
+                continue;
+            }
+            match fastpath::acl_match(&entry, direction) {
+                Some(AclMatch::Rule(i)) => {
+                    if let Some(hit) = hits.get_mut(i) {
+                        *hit += entry.packets;
+                    }
+                }
+                Some(AclMatch::Default) => default += entry.packets,
+                None => {}
+            }
+        }
+        (hits, default)
+    }
+
     /// Every flow entry, for `xswctl flows`.
     pub fn flows(&self) -> Vec<fastpath::FlowRow> {
         let generation = self.fast_shared.table.generation();
@@ -544,28 +575,42 @@ impl Dataplane {
     /// A port's counters: the workers', the keeper's (entries removed), and
     /// what the live flow entries switched so far.
     pub fn port_totals(&self, port: PortId) -> PortTotals {
-        let mut totals = PortTotals::default();
-        for w in &self.workers {
-            if let Some(c) = w.stats.port(port) {
-                totals.add(c);
-            }
-        }
-        if let Some(c) = self.keeper.stats.port(port) {
-            totals.add(c);
-        }
+        self.ports_totals(&[port]).pop().unwrap_or_default()
+    }
+
+    /// [`Self::port_totals`] for several ports, reading the flow table once.
+    pub fn ports_totals(&self, ports: &[PortId]) -> Vec<PortTotals> {
+        let mut all: Vec<PortTotals> = ports
+            .iter()
+            .map(|&port| {
+                let mut totals = PortTotals::default();
+                for c in self
+                    .workers
+                    .iter()
+                    .filter_map(|w| w.stats.port(port))
+                    .chain(self.keeper.stats.port(port))
+                {
+                    totals.add(c);
+                }
+                totals
+            })
+            .collect();
+        let index = |port: PortId| ports.iter().position(|&p| p == port);
         for (key, entry) in self.fast_shared.table.read_all() {
-            if key.port == port {
-                totals.rx_frames += entry.packets;
-                totals.rx_bytes += entry.bytes;
-                totals.fast_rx_frames += entry.packets;
+            if let Some(i) = index(key.port) {
+                let t = &mut all[i];
+                t.rx_frames += entry.packets;
+                t.rx_bytes += entry.bytes;
+                t.fast_rx_frames += entry.packets;
             }
-            if entry.egress_port == port {
-                totals.tx_frames += entry.packets;
-                totals.tx_bytes += entry.bytes;
-                totals.fast_tx_frames += entry.packets;
+            if let Some(i) = index(entry.egress_port) {
+                let t = &mut all[i];
+                t.tx_frames += entry.packets;
+                t.tx_bytes += entry.bytes;
+                t.fast_tx_frames += entry.packets;
             }
         }
-        totals
+        all
     }
 
     pub fn worker_summaries(&self) -> Vec<WorkerSummary> {

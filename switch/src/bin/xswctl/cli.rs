@@ -4,8 +4,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use xsw::config::PortSpec;
-use xsw::control::protocol::{AclAddArgs, Request, TuneArgs};
+use xsw::config::{HookRequest, PortSpec};
+use xsw::control::protocol::{AclAddArgs, OnOff, Request, TuneArgs};
 use xsw::packet::MacAddr;
 use xsw::xdp::XdpModeRequest;
 
@@ -49,6 +49,8 @@ pub enum Command {
     Tune(TuneArgs),
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
+    /// The fast path's flow entries: key, action, counters, age.
+    Flows,
     /// Version, uptime, workers, ports.
     Status,
 }
@@ -58,6 +60,13 @@ pub enum PortCommand {
     /// Attach an interface (or a VM's tap) to the switch.
     Add {
         name: String,
+        /// Where frames enter xsw: auto (tc for veths and taps, XDP for
+        /// NICs), tc (the in-kernel fast path) or xdp (AF_XDP only).
+        #[arg(long, default_value = "auto")]
+        hook: HookRequest,
+        /// Send every frame entering this port through the workers.
+        #[arg(long)]
+        no_fast_path: bool,
         /// auto (native, else generic), native or generic.
         #[arg(long, default_value = "auto")]
         xdp_mode: XdpModeRequest,
@@ -97,6 +106,9 @@ pub enum PortCommand {
         #[arg(long, value_delimiter = ',', required = true)]
         workers: Vec<usize>,
     },
+    /// Let the fast path switch frames entering the port (on), or send them
+    /// all through the workers (off).
+    FastPath { name: String, state: OnOff },
     /// Move an access port to another tenant (its learned MACs are forgotten).
     Set {
         name: String,
@@ -249,6 +261,8 @@ pub fn request(command: Command) -> Request {
         Command::Config(ConfigCommand::Check { .. }) => Request::Status {},
         Command::Port(PortCommand::Add {
             name,
+            hook,
+            no_fast_path,
             xdp_mode,
             force,
             host_mac,
@@ -260,6 +274,8 @@ pub fn request(command: Command) -> Request {
             queue_workers,
         }) => Request::PortAdd(PortSpec {
             name,
+            hook,
+            fast_path: !no_fast_path,
             xdp_mode,
             force,
             host_mac,
@@ -274,6 +290,10 @@ pub fn request(command: Command) -> Request {
         Command::Port(PortCommand::Del { name }) => Request::PortDel { name },
         Command::Port(PortCommand::List) => Request::PortList {},
         Command::Port(PortCommand::Set { name, tenant }) => Request::PortSet { name, tenant },
+        Command::Port(PortCommand::FastPath { name, state }) => Request::PortFastPath {
+            name,
+            enabled: state.is_on(),
+        },
         Command::Port(PortCommand::Queues { name, workers }) => Request::PortQueues {
             name,
             queue_workers: workers,
@@ -348,6 +368,7 @@ pub fn request(command: Command) -> Request {
         Command::Fdb(FdbCommand::Del { mac, tenant }) => Request::FdbDel { mac, tenant },
         Command::Tune(args) => Request::Tune(args),
         Command::Stats => Request::Stats {},
+        Command::Flows => Request::FlowList {},
         Command::Status => Request::Status {},
     }
 }

@@ -71,6 +71,8 @@ fn ports(data: &Value) -> String {
                 text(&p["name"]),
                 text(&p["kind"]),
                 text(&p["link"]),
+                text(&p["hook"]),
+                text(&p["fast_path"]),
                 text(&p["xdp_mode"]),
                 text(&p["zero_copy"]),
                 queues.join(","),
@@ -81,7 +83,7 @@ fn ports(data: &Value) -> String {
         .collect();
     table(
         &[
-            "NAME", "KIND", "LINK", "XDP", "ZEROCOPY", "QUEUES", "TENANT", "GUARD",
+            "NAME", "KIND", "LINK", "HOOK", "FAST", "XDP", "ZEROCOPY", "QUEUES", "TENANT", "GUARD",
         ],
         rows,
     )
@@ -122,6 +124,8 @@ fn stats(data: &Value) -> String {
                 text(&p["rx_bytes"]),
                 text(&p["tx_frames"]),
                 text(&p["tx_bytes"]),
+                text(&p["fast_rx_frames"]),
+                text(&p["fast_tx_frames"]),
                 drops.to_string(),
             ]
         })
@@ -133,6 +137,8 @@ fn stats(data: &Value) -> String {
             "RX-BYTES",
             "TX-FRAMES",
             "TX-BYTES",
+            "FAST-RX",
+            "FAST-TX",
             "DROPS",
         ],
         rows,
@@ -165,6 +171,15 @@ fn stats(data: &Value) -> String {
             .collect()
         })
         .collect();
+    let fast = &data["fast_path"];
+    out.push_str(&format!(
+        "\n\nfast path: {}, {} of {} flow entries, {} refused (table full), {} slow-path errors",
+        if fast["enabled"].as_bool() == Some(true) { "on" } else { "off" },
+        text(&fast["entries"]),
+        text(&fast["capacity"]),
+        text(&fast["refused_table_full"]),
+        text(&fast["slow_path_errors"]),
+    ));
     out.push_str("\n\n");
     out.push_str(&table(
         &[
@@ -178,6 +193,39 @@ fn stats(data: &Value) -> String {
         workers,
     ));
     out
+}
+
+fn flows(data: &Value) -> String {
+    let rows = items(&data["flows"])
+        .iter()
+        .map(|f| {
+            let vlan = if f["vlan"].is_null() {
+                String::new()
+            } else {
+                format!(" vlan {}", f["vlan"])
+            };
+            vec![
+                text(&f["in"]),
+                format!("{} > {}{vlan}", text(&f["src_mac"]), text(&f["dst_mac"])),
+                text(&f["l3"]),
+                text(&f["out"]),
+                text(&f["action"]),
+                text(&f["packets"]),
+                text(&f["bytes"]),
+                if f["current"] == true { "live" } else { "stale" }.to_string(),
+            ]
+        })
+        .collect();
+    let table_summary = &data["table"];
+    format!(
+        "{}\n\n{} of {} entries",
+        table(
+            &["IN", "MACS", "L3", "OUT", "ACTION", "PACKETS", "BYTES", "STATE"],
+            rows
+        ),
+        text(&table_summary["entries"]),
+        text(&table_summary["capacity"]),
+    )
 }
 
 fn tenants(data: &Value) -> String {
@@ -240,16 +288,31 @@ pub fn render(request: &Request, data: &Value) -> String {
         Request::TenantList {} => tenants(data),
         Request::AclList { .. } => acl(data),
         Request::Status {} | Request::TenantShow { .. } => key_values(data),
-        Request::PortAdd(spec) => format!(
-            "port {} added ({} XDP, {})",
-            spec.name,
-            text(&data["xdp_mode"]),
-            if data["zero_copy"].as_bool() == Some(true) {
-                "zero-copy"
+        Request::PortAdd(spec) => {
+            if data["hook"] == "tc" {
+                format!(
+                    "port {} added (tc hook, fast path {})",
+                    spec.name,
+                    if data["fast_path"].is_null() { "off" } else { "on" }
+                )
             } else {
-                "copy mode"
+                format!(
+                    "port {} added ({} XDP, {})",
+                    spec.name,
+                    text(&data["xdp_mode"]),
+                    if data["zero_copy"].as_bool() == Some(true) {
+                        "zero-copy"
+                    } else {
+                        "copy mode"
+                    }
+                )
             }
+        }
+        Request::PortFastPath { name, enabled } => format!(
+            "fast path {} for frames entering {name}",
+            if *enabled { "on" } else { "off" }
         ),
+        Request::FlowList {} => flows(data),
         Request::PortDel { name } => format!("port {name} removed"),
         Request::PortSet { name, tenant } => format!("port {name} moved to tenant {tenant}"),
         Request::PortQueues { name, .. } => {
