@@ -99,7 +99,7 @@ fn attached_everywhere(lab: &Lab, ports: &[&str]) -> Result<()> {
     let xdp = lab.programs_attached()?;
     for p in ports {
         ensure!(
-            xdp.iter().any(|x| x.starts_with(&format!("{p} (bpftool"))),
+            xdp.iter().any(|x| x.starts_with(&format!("{p} ("))),
             "no XDP or tc program seen on {p} while xswd runs: {xdp:#?}"
         );
     }

@@ -653,18 +653,30 @@ impl Lab {
     // ------------------------------------------------------------------- XDP
 
     /// Interfaces in the switch namespace that have an XDP or tc program
-    /// attached, according to `ip -d link show` (XDP) and `bpftool net show`
-    /// (XDP, tc and tcx). Each entry starts with the interface's name.
+    /// attached, according to `ip -d link show` (XDP), `bpftool net show` (XDP
+    /// and tc) and BPF_PROG_QUERY (tcx ingress, which bpftool 7.1 does not
+    /// show per interface). Each entry starts with the interface's name.
     pub fn programs_attached(&self) -> Result<Vec<String>> {
         let mut found = Vec::new();
         let out = cmd::ns_ok(&self.sw, &["ip", "-j", "-d", "link", "show"])?;
         let links: Value =
             serde_json::from_str(&out).with_context(|| format!("ip -j output: {out}"))?;
+        let nettool = self.bins.nettool.display().to_string();
         for l in links.as_array().into_iter().flatten() {
+            let Some(n) = l["ifname"].as_str() else {
+                continue;
+            };
             if l.get("xdp").is_some() {
-                if let Some(n) = l["ifname"].as_str() {
-                    found.push(format!("{n} (ip link: {})", l["xdp"]));
-                }
+                found.push(format!("{n} (ip link: {})", l["xdp"]));
+            }
+            let out = cmd::ns_ok(&self.sw, &[&nettool, "tcx-query", "--iface", n])?;
+            let tcx: Value =
+                serde_json::from_str(&out).with_context(|| format!("tcx-query output: {out}"))?;
+            if tcx["tcx_ingress"]
+                .as_array()
+                .is_some_and(|ids| !ids.is_empty())
+            {
+                found.push(format!("{n} (tcx ingress: {})", tcx["tcx_ingress"]));
             }
         }
         let out = cmd::ns_ok(&self.sw, &["bpftool", "-j", "net", "show"])?;

@@ -171,8 +171,12 @@ impl Switch {
                         reply["recreated_queues"]
                     ))
                 }
-                Ok(_) => report.applied.push("[dataplane]/[fast_path]: tuned live".into()),
-                Err(e) => report.failed.push(format!("[dataplane]/[umem]/[fast_path]: {e}")),
+                Ok(_) => report
+                    .applied
+                    .push("[dataplane]/[fast_path]: tuned live".into()),
+                Err(e) => report
+                    .failed
+                    .push(format!("[dataplane]/[umem]/[fast_path]: {e}")),
             }
         }
         let running = self.running_config();

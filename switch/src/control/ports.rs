@@ -10,10 +10,9 @@ use super::protocol::ErrorCode;
 use super::switch::{system, Attachment, ControlError, Outcome, PortRecord, Switch};
 use super::tenants::DEFAULT_TENANT;
 use crate::config::{HookRequest, PortSpec, VlanSpec};
-use crate::dataplane::worker::QueueKind;
-use crate::xdp::fast::{KeyWidth, PortConf, PortHook, MAX_PORT_ID};
 use crate::dataplane::snapshot::PortView;
 use crate::dataplane::stats::MAX_PORTS;
+use crate::dataplane::worker::QueueKind;
 use crate::packet::MacAddr;
 use crate::pipeline::acl::parse_prefix;
 use crate::pipeline::antispoof::PortGuard;
@@ -22,6 +21,7 @@ use crate::pipeline::tenant::{PortMode, TrunkMap, VLAN_MAX};
 use crate::pipeline::{DomainId, PortId};
 use crate::port::iface::{self, IfaceKind};
 use crate::port::tap;
+use crate::xdp::fast::{KeyWidth, PortConf, PortHook, MAX_PORT_ID};
 use crate::xdp::{SteeringProgram, XdpMode};
 
 impl PortRecord {
@@ -220,8 +220,8 @@ impl Switch {
                 .map_err(|e| system(crate::error::chain(&e)))?;
             Attachment::Tc(hook)
         } else {
-            let mut program =
-                SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force).map_err(system)?;
+            let mut program = SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force)
+                .map_err(system)?;
             if let Some(mac) = spec.host_mac {
                 program.add_host_mac(mac).map_err(system)?;
             }
@@ -486,8 +486,11 @@ impl Switch {
 
     /// The fast path's flow entries and its table's fill.
     pub(super) fn flow_list(&self) -> Value {
-        let names: std::collections::HashMap<_, _> =
-            self.ports.values().map(|r| (r.id, r.spec.name.as_str())).collect();
+        let names: std::collections::HashMap<_, _> = self
+            .ports
+            .values()
+            .map(|r| (r.id, r.spec.name.as_str()))
+            .collect();
         let flows: Vec<Value> = self
             .dataplane
             .flows()

@@ -113,7 +113,10 @@ pub enum Request {
     /// The fast path's flow entries, with their keys, actions and counters.
     FlowList {},
     /// Lets the fast path switch frames entering this port, or not.
-    PortFastPath { name: String, enabled: bool },
+    PortFastPath {
+        name: String,
+        enabled: bool,
+    },
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).

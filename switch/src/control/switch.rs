@@ -289,9 +289,10 @@ impl Switch {
             domains.contains(&t.id)
                 && !(t.policy.ingress.allows_everything() && t.policy.egress.allows_everything())
         });
-        let guards = self.ports.values().any(|p| {
-            p.policy.guard.is_some() && p.domains().iter().any(|d| domains.contains(d))
-        });
+        let guards = self
+            .ports
+            .values()
+            .any(|p| p.policy.guard.is_some() && p.domains().iter().any(|d| domains.contains(d)));
         Some(if acls || guards {
             KeyWidth::L3
         } else {

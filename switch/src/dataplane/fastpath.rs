@@ -28,7 +28,7 @@ use super::snapshot::Snapshot;
 use super::stats::{bump, WorkerStats};
 use super::worker::WorkerCommand;
 use crate::packet::l4::protocol;
-use crate::packet::{FrameInfo, Fragment, L3Info, L4Status, MacAddr, TagEdit};
+use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr, TagEdit};
 use crate::pipeline::stages::{AclMatch, Verdict};
 use crate::pipeline::{Decision, DomainId, FdbEntry, Learned, PortId};
 use crate::xdp::fast::{
@@ -268,7 +268,9 @@ pub fn fold(
     if let Some(tenant) = snapshot.tenant(entry.domain) {
         for (direction, code) in entry.acl.iter().enumerate() {
             if let Some(matched) = decode_acl(*code) {
-                tenant.hits.count_many(row, direction, matched, entry.packets);
+                tenant
+                    .hits
+                    .count_many(row, direction, matched, entry.packets);
             }
         }
     }

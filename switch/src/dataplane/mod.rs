@@ -20,22 +20,22 @@ use crossbeam::channel::{bounded, Sender};
 use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 use xsk_rs::Umem;
 
+use crate::config::FastPathSection;
 use crate::packet::MacAddr;
 use crate::pipeline::stages::AclMatch;
 use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
-use crate::config::FastPathSection;
 use crate::port::slow_path::{SlowPathDevice, SlowPathError};
 use crate::port::tap::AnchorTap;
 use crate::xdp::fast::{FastPath, SlowPathHook};
 use crate::xdp::XdpError;
 use fastpath::{FastShared, Keeper, KeeperThread};
-use std::sync::atomic::AtomicU64;
-use std::sync::atomic::Ordering::Relaxed;
-use std::sync::Mutex;
 use handoff::Mesh;
 use snapshot::Snapshot;
 use stats::{PortTotals, WorkerStats};
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Mutex;
 use worker::{QueueKind, Worker, WorkerCommand, WorkerParts, WorkerTuning};
 
 /// How long the control plane waits for a worker to carry out a command.
@@ -184,7 +184,8 @@ impl Dataplane {
                 worker: 0,
                 reason: format!("anchor tap: {e}"),
             })?;
-        let mut fast = FastPath::load(settings.fast_path.flows).map_err(DataplaneError::FastPath)?;
+        let mut fast =
+            FastPath::load(settings.fast_path.flows).map_err(DataplaneError::FastPath)?;
         let slow_path = SlowPathDevice::create(settings.cores.len() as u32)
             .map_err(DataplaneError::SlowPath)?;
         let slow_path_hook = fast
@@ -195,9 +196,13 @@ impl Dataplane {
         let epoch = Instant::now();
         let fast_shared = Arc::new(FastShared {
             table: fast.table(),
-            monotonic_at_epoch: fastpath::monotonic_ns().saturating_sub(epoch.elapsed().as_nanos() as u64),
+            monotonic_at_epoch: fastpath::monotonic_ns()
+                .saturating_sub(epoch.elapsed().as_nanos() as u64),
             idle_timeout_ns: AtomicU64::new(
-                settings.fast_path.idle_timeout_secs.saturating_mul(1_000_000_000),
+                settings
+                    .fast_path
+                    .idle_timeout_secs
+                    .saturating_mul(1_000_000_000),
             ),
             refused_full: AtomicU64::new(0),
         });
@@ -212,7 +217,8 @@ impl Dataplane {
             let anchor = afxdp::open_queue(&umem, anchor_tap.name(), id as u32, settings.rings)?;
             // This worker's queue of the slow-path device: frames of tc-hooked
             // ports that missed the fast path.
-            let internal = afxdp::open_queue(&umem, slow_path.receiver(), id as u32, settings.rings)?;
+            let internal =
+                afxdp::open_queue(&umem, slow_path.receiver(), id as u32, settings.rings)?;
             fast.set_socket(id as u32, &internal.fd())
                 .map_err(DataplaneError::FastPath)?;
             internal_queues.push(internal);
@@ -258,10 +264,11 @@ impl Dataplane {
             workers.iter().map(|w| w.commands.clone()).collect(),
             mesh.clone(),
         ));
-        let keeper_thread = KeeperThread::spawn(keeper.clone()).map_err(|e| DataplaneError::Spawn {
-            worker: 0,
-            reason: format!("flow keeper: {e}"),
-        })?;
+        let keeper_thread =
+            KeeperThread::spawn(keeper.clone()).map_err(|e| DataplaneError::Spawn {
+                worker: 0,
+                reason: format!("flow keeper: {e}"),
+            })?;
         let dataplane = Dataplane {
             workers,
             snapshot,
@@ -331,7 +338,12 @@ impl Dataplane {
     /// ACL hits of `domain`'s live flow entries in `direction`: per rule
     /// (`rules` of them) and for the default. Entries count their hits into
     /// the tenant's counters only when they are removed.
-    pub fn live_acl_hits(&self, domain: DomainId, direction: usize, rules: usize) -> (Vec<u64>, u64) {
+    pub fn live_acl_hits(
+        &self,
+        domain: DomainId,
+        direction: usize,
+        rules: usize,
+    ) -> (Vec<u64>, u64) {
         let mut hits = vec![0; rules];
         let mut default = 0;
         for (_, entry) in self.fast_shared.table.read_all() {

@@ -489,7 +489,9 @@ impl Worker {
                 // 4 bytes of XDP metadata right before the frame. Every UMEM
                 // frame has XDP_PACKET_HEADROOM (256) bytes before its data in
                 // the same mapping, so the read stays inside the UMEM.
-                let port = unsafe { std::ptr::read_unaligned(frame.contents().as_ptr().sub(4).cast::<u32>()) };
+                let port = unsafe {
+                    std::ptr::read_unaligned(frame.contents().as_ptr().sub(4).cast::<u32>())
+                };
                 PortId::try_from(port).unwrap_or(PortId::MAX)
             } else {
                 fixed_ingress

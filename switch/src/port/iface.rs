@@ -99,7 +99,11 @@ pub fn driver(name: &str) -> Option<String> {
         data: &mut info,
         _pad: [0; 16],
     };
-    for (slot, byte) in req.name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (slot, byte) in req
+        .name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *slot = byte as libc::c_char;
     }
     // SAFETY: socket() takes no pointers; the result is checked.

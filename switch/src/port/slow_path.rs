@@ -215,7 +215,11 @@ fn disable_tx_vlan_offload(name: &str) -> io::Result<()> {
         data: &mut value,
         _pad: [0; 16],
     };
-    for (slot, byte) in req.name.iter_mut().zip(name.bytes().take(libc::IFNAMSIZ - 1)) {
+    for (slot, byte) in req
+        .name
+        .iter_mut()
+        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
+    {
         *slot = byte as libc::c_char;
     }
     // SAFETY: socket() takes no pointers; the result is checked.

@@ -19,6 +19,7 @@ USAGE:
     xsw-nettool tcp-sink  --bind IP:PORT [--timeout SECS]
     xsw-nettool tcp-send  --to IP:PORT --bytes N [--seed S] [--timeout SECS]
     xsw-nettool raw-send  --iface IF --frame HEX [--count N] [--interval-ms MS]
+    xsw-nettool tcx-query --iface IF
 
 udp-echo   answers every datagram with the same bytes; prints `ready` once bound,
            and {\"echoed\":N} when the timeout ends it.
@@ -31,6 +32,9 @@ tcp-send   connects, sends N pseudo-random bytes (xorshift seeded by S), half-cl
            waits for the peer to close, prints {\"bytes\":N,\"fnv64\":\"HEX\"}.
 raw-send   sends the Ethernet frame given in hex (whole frame, from the destination
            MAC on) N times out of IF through AF_PACKET; prints {\"sent\":N}.
+tcx-query  asks the kernel (BPF_PROG_QUERY) which programs are attached to IF's
+           tcx ingress hook; prints {\"tcx_ingress\":[PROG_ID,...]}. (bpftool 7.1
+           lists tcx links without their interface.)
 
 --timeout (default 10 s) bounds the whole run; on expiry the tool exits with 124.
 ";
@@ -65,6 +69,7 @@ fn main() -> ExitCode {
         "udp-probe" => udp_probe(&opts),
         "tcp-sink" => tcp_sink(&opts),
         "tcp-send" => tcp_send(&opts),
+        "tcx-query" => tcx_query(&opts),
         other => Err(format!("unknown subcommand '{other}'")),
     };
     match result {
@@ -403,5 +408,49 @@ fn raw_send(o: &Opts) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(o.interval_ms));
     }
     println!("{{\"sent\":{}}}", o.count);
+    Ok(())
+}
+
+/// The ids of the programs on IF's tcx ingress hook, from BPF_PROG_QUERY.
+fn tcx_query(opts: &Opts) -> Result<(), String> {
+    const BPF_PROG_QUERY: libc::c_long = 16;
+    const BPF_TCX_INGRESS: u32 = 46;
+    let iface = opts.iface.as_deref().ok_or("--iface is required")?;
+    let name = std::ffi::CString::new(iface).map_err(|e| e.to_string())?;
+    // SAFETY: name is a valid NUL-terminated string.
+    let ifindex = unsafe { libc::if_nametoindex(name.as_ptr()) };
+    if ifindex == 0 {
+        return Err(format!(
+            "no interface {iface}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    let mut ids = [0u32; 64];
+    // union bpf_attr, query part: target_ifindex, attach_type, query_flags,
+    // attach_flags, prog_ids (u64 pointer), prog_cnt, then fields left zero.
+    let mut attr = [0u8; 64];
+    attr[0..4].copy_from_slice(&ifindex.to_ne_bytes());
+    attr[4..8].copy_from_slice(&BPF_TCX_INGRESS.to_ne_bytes());
+    attr[16..24].copy_from_slice(&(ids.as_mut_ptr() as u64).to_ne_bytes());
+    attr[24..28].copy_from_slice(&(ids.len() as u32).to_ne_bytes());
+    // SAFETY: attr is a bpf_attr-sized buffer; the kernel writes at most
+    // prog_cnt ids into `ids`, which outlives the call, and prog_cnt back.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_QUERY,
+            attr.as_mut_ptr(),
+            attr.len() as libc::c_uint,
+        )
+    };
+    if rc != 0 {
+        return Err(format!(
+            "BPF_PROG_QUERY on {iface}: {}",
+            io::Error::last_os_error()
+        ));
+    }
+    let count = u32::from_ne_bytes([attr[24], attr[25], attr[26], attr[27]]) as usize;
+    let found: Vec<u32> = ids.iter().take(count.min(ids.len())).copied().collect();
+    println!("{}", serde_json::json!({ "tcx_ingress": found }));
     Ok(())
 }

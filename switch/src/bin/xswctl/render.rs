@@ -174,7 +174,11 @@ fn stats(data: &Value) -> String {
     let fast = &data["fast_path"];
     out.push_str(&format!(
         "\n\nfast path: {}, {} of {} flow entries, {} refused (table full), {} slow-path errors",
-        if fast["enabled"].as_bool() == Some(true) { "on" } else { "off" },
+        if fast["enabled"].as_bool() == Some(true) {
+            "on"
+        } else {
+            "off"
+        },
         text(&fast["entries"]),
         text(&fast["capacity"]),
         text(&fast["refused_table_full"]),
@@ -212,7 +216,12 @@ fn flows(data: &Value) -> String {
                 text(&f["action"]),
                 text(&f["packets"]),
                 text(&f["bytes"]),
-                if f["current"] == true { "live" } else { "stale" }.to_string(),
+                if f["current"] == true {
+                    "live"
+                } else {
+                    "stale"
+                }
+                .to_string(),
             ]
         })
         .collect();
@@ -293,7 +302,11 @@ pub fn render(request: &Request, data: &Value) -> String {
                 format!(
                     "port {} added (tc hook, fast path {})",
                     spec.name,
-                    if data["fast_path"].is_null() { "off" } else { "on" }
+                    if data["fast_path"].is_null() {
+                        "off"
+                    } else {
+                        "on"
+                    }
                 )
             } else {
                 format!(
