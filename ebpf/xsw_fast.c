@@ -29,9 +29,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "xsw_common.h"
 #include "xsw_fast.h"
-
-#define ARPOP_REQUEST 1
 #define ETH_P_8021Q_ 0x8100
 #define MAX_QUEUES 256
 
@@ -97,14 +96,14 @@ struct {
 	__type(value, __u32);
 } slow_path SEC(".maps");
 
-// Per port id, per CPU: frames the slow path could not take (no internal
-// device yet, a port id out of range, a tag push that failed).
+// Per port id and reason (SLOW_PATH_*), per CPU: frames that missed and
+// that the slow path could not take.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, MAX_PORT_ID + 1);
+	__uint(max_entries, (MAX_PORT_ID + 1) * 2);
 	__type(key, __u32);
 	__type(value, __u64);
-} slow_path_errors SEC(".maps");
+} slow_path_drops SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_XSKMAP);
@@ -113,33 +112,16 @@ struct {
 	__type(value, __u32);
 } xsks SEC(".maps");
 
-struct arp_ipv4 {
-	__be16 htype;
-	__be16 ptype;
-	__u8 hlen;
-	__u8 plen;
-	__be16 oper;
-	__u8 sha[ETH_ALEN];
-	__be32 spa;
-	__u8 tha[ETH_ALEN];
-	__be32 tpa;
-} __attribute__((packed));
-
 static __always_inline int is_for_host(struct __sk_buff *skb, struct ethhdr *eth, void *data_end)
 {
 	struct host_mac_key mk = {.ifindex = skb->ifindex};
 	__builtin_memcpy(mk.mac, eth->h_dest, ETH_ALEN);
 	if (bpf_map_lookup_elem(&host_macs, &mk))
 		return 1;
-	if (skb->vlan_present || eth->h_proto != bpf_htons(ETH_P_ARP))
+	if (skb->vlan_present)
 		return 0;
-	struct arp_ipv4 *arp = (void *)(eth + 1);
-	if ((void *)(arp + 1) > data_end)
-		return 0;
-	if (arp->oper != bpf_htons(ARPOP_REQUEST))
-		return 0;
-	struct host_ipv4_key ik = {.ifindex = skb->ifindex, .addr = arp->tpa};
-	return bpf_map_lookup_elem(&host_ipv4, &ik) != 0;
+	struct host_ipv4_key ik = {.ifindex = skb->ifindex, .addr = arp_request_target(eth, data_end)};
+	return ik.addr && bpf_map_lookup_elem(&host_ipv4, &ik) != 0;
 }
 
 // Fills the L3/L4 part of the key. Returns 0 when the frame has no key the
@@ -208,14 +190,19 @@ static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end
 static __always_inline int to_slow_path(struct __sk_buff *skb, __u16 port)
 {
 	__u32 zero = 0;
+	__u32 reason = SLOW_PATH_UNAVAILABLE;
 	__u32 *slow = bpf_map_lookup_elem(&slow_path, &zero);
-	if (slow && *slow && port <= MAX_PORT_ID &&
-	    bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), port) == 0)
+	// A GSO packet is segmented on its way into the internal device (whose
+	// peer has XDP, so it has no TSO); a single frame over its MTU is not.
+	if (skb->gso_size == 0 && skb->len > SLOW_PATH_MTU + sizeof(struct ethhdr))
+		reason = SLOW_PATH_TOO_BIG;
+	else if (slow && *slow && port <= MAX_PORT_ID &&
+		 bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), port) == 0)
 		return bpf_redirect(*slow, 0);
-	__u32 index = port <= MAX_PORT_ID ? port : 0;
-	__u64 *errors = bpf_map_lookup_elem(&slow_path_errors, &index);
-	if (errors)
-		*errors += 1;
+	__u32 index = (port <= MAX_PORT_ID ? port : 0) * 2 + reason;
+	__u64 *drops = bpf_map_lookup_elem(&slow_path_drops, &index);
+	if (drops)
+		*drops += 1;
 	return TC_ACT_SHOT;
 }
 
@@ -289,7 +276,9 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	if (!current || entry->generation != *current || bpf_ktime_get_ns() >= entry->expires_ns)
 		return to_slow_path(skb, conf->port);
 
-	entry->packets += 1;
+	// A GSO packet is gso_segs frames on the wire (its bytes: one header).
+	__u32 segments = skb->gso_segs;
+	entry->packets += segments > 1 ? segments : 1;
 	entry->bytes += skb->len;
 	__u32 egress = entry->egress_ifindex;
 	__u8 action = entry->action;

@@ -33,6 +33,15 @@
 // device with an 802.1Q tag whose VID is the ingress port id.
 #define MAX_PORT_ID 4094
 
+// The slow-path device's MTU (port/slow_path.rs): a longer frame that
+// misses (a jumbo frame; not a GSO packet, which the kernel segments) would
+// be dropped by the device, so it is counted and dropped here.
+#define SLOW_PATH_MTU 3000
+
+// slow_path_drops keys: port id * 2 + one of these.
+#define SLOW_PATH_UNAVAILABLE 0 // no internal device yet, or a tag push failed
+#define SLOW_PATH_TOO_BIG 1
+
 struct port_conf {
 	__u16 port;
 	__u8 flags;

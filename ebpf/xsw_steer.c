@@ -15,10 +15,10 @@
 //             would have had without xsw.
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
-// ARP opcodes; linux/if_arp.h drags in libc headers that do not build for BPF.
-#define ARPOP_REQUEST 1
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
+
+#include "xsw_common.h"
 
 #define MAX_QUEUES 256
 
@@ -47,18 +47,6 @@ struct {
 	__type(value, __u8);
 } host_ipv4 SEC(".maps");
 
-struct arp_ipv4 {
-	__be16 htype;
-	__be16 ptype;
-	__u8 hlen;
-	__u8 plen;
-	__be16 oper;
-	__u8 sha[ETH_ALEN];
-	__be32 spa;
-	__u8 tha[ETH_ALEN];
-	__be32 tpa;
-} __attribute__((packed));
-
 static __always_inline int is_for_host(void *data, void *data_end)
 {
 	struct ethhdr *eth = data;
@@ -70,15 +58,8 @@ static __always_inline int is_for_host(void *data, void *data_end)
 	if (bpf_map_lookup_elem(&host_macs, &dst))
 		return 1;
 
-	if (eth->h_proto != bpf_htons(ETH_P_ARP))
-		return 0;
-	struct arp_ipv4 *arp = (void *)(eth + 1);
-	if ((void *)(arp + 1) > data_end)
-		return 0;
-	if (arp->oper != bpf_htons(ARPOP_REQUEST))
-		return 0;
-	__u32 target = arp->tpa;
-	return bpf_map_lookup_elem(&host_ipv4, &target) != 0;
+	__u32 target = arp_request_target(eth, data_end);
+	return target && bpf_map_lookup_elem(&host_ipv4, &target) != 0;
 }
 
 SEC("xdp")

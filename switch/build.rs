@@ -6,10 +6,12 @@ use std::process::Command;
 fn main() {
     let manifest_dir =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    println!(
-        "cargo:rerun-if-changed={}",
-        manifest_dir.join("../ebpf/xsw_fast.h").display()
-    );
+    for header in ["xsw_common.h", "xsw_fast.h"] {
+        println!(
+            "cargo:rerun-if-changed={}",
+            manifest_dir.join("../ebpf").join(header).display()
+        );
+    }
     for name in ["xsw_steer", "xsw_fast"] {
         compile(&manifest_dir, name);
     }

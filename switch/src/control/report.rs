@@ -10,6 +10,7 @@ impl Switch {
     pub(super) fn stats(&self) -> Value {
         let ids: Vec<_> = self.ports.values().map(|r| r.id).collect();
         let totals = self.dataplane.ports_totals(&ids);
+        let slow_path_drops = self.dataplane.slow_path_drops();
         let ports: Vec<Value> = self
             .ports
             .iter()
@@ -37,6 +38,7 @@ impl Switch {
                     "checksums_finished": t.checksums_finished,
                     "fast_rx_frames": t.fast_rx_frames,
                     "fast_tx_frames": t.fast_tx_frames,
+                    "slow_path_drops": slow_path_drops.get(usize::from(record.id)).copied().unwrap_or_default(),
                     "kernel": kernel,
                 })
             })

@@ -27,7 +27,7 @@ use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
 use crate::port::slow_path::{SlowPathDevice, SlowPathError};
 use crate::port::tap::AnchorTap;
-use crate::xdp::fast::{FastPath, SlowPathHook};
+use crate::xdp::fast::{FastPath, SlowPathDrops, SlowPathHook};
 use crate::xdp::XdpError;
 use fastpath::{FastShared, Keeper, KeeperThread};
 use handoff::Mesh;
@@ -363,6 +363,11 @@ impl Dataplane {
         (hits, default)
     }
 
+    /// Per port id: frames the fast path missed and could not pass on.
+    pub fn slow_path_drops(&self) -> Vec<SlowPathDrops> {
+        self.with_fast_path(|fast| fast.slow_path_drops())
+    }
+
     /// Every flow entry, for `xswctl flows`.
     pub fn flows(&self) -> Vec<fastpath::FlowRow> {
         let generation = self.fast_shared.table.generation();
@@ -378,14 +383,15 @@ impl Dataplane {
     /// The flow table's fill and limits, for `xswctl stats`.
     pub fn flow_table_summary(&self) -> serde_json::Value {
         let entries = self.fast_shared.table.read_all().len();
-        let slow_path_errors = self.with_fast_path(|fast| fast.slow_path_errors());
+        let drops = self.slow_path_drops();
         serde_json::json!({
             "enabled": self.fast_settings.enabled,
             "entries": entries,
             "capacity": self.fast_shared.table.capacity(),
             "refused_table_full": self.fast_shared.refused_full.load(Relaxed),
             "idle_timeout_secs": self.fast_settings.idle_timeout_secs,
-            "slow_path_errors": slow_path_errors,
+            "slow_path_unavailable": drops.iter().map(|d| d.unavailable).sum::<u64>(),
+            "slow_path_too_big": drops.iter().map(|d| d.too_big).sum::<u64>(),
         })
     }
 

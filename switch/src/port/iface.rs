@@ -83,20 +83,33 @@ pub fn driver(name: &str) -> Option<String> {
         driver: [u8; 32],
         rest: [u8; 160],
     }
-    #[repr(C)]
-    struct IfReq {
-        name: [libc::c_char; libc::IFNAMSIZ],
-        data: *mut DrvInfo,
-        _pad: [u8; 16],
-    }
     let mut info = DrvInfo {
         cmd: ETHTOOL_GDRVINFO,
         driver: [0; 32],
         rest: [0; 160],
     };
+    // SAFETY: DrvInfo is laid out as struct ethtool_drvinfo (196 bytes)
+    // with the command first, which is all ETHTOOL_GDRVINFO writes.
+    unsafe { ethtool(name, &mut info) }.ok()?;
+    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
+    Some(String::from_utf8_lossy(&info.driver[..len]).into_owned())
+}
+
+/// One SIOCETHTOOL request on interface `name`, with `command` as its data.
+///
+/// # Safety
+/// `T` must be the ethtool structure the command in its first field expects,
+/// as large as the kernel reads and writes for it.
+pub(crate) unsafe fn ethtool<T>(name: &str, command: &mut T) -> std::io::Result<()> {
+    #[repr(C)]
+    struct IfReq<T> {
+        name: [libc::c_char; libc::IFNAMSIZ],
+        data: *mut T,
+        _pad: [u8; 16],
+    }
     let mut req = IfReq {
         name: [0; libc::IFNAMSIZ],
-        data: &mut info,
+        data: command,
         _pad: [0; 16],
     };
     for (slot, byte) in req
@@ -109,12 +122,13 @@ pub fn driver(name: &str) -> Option<String> {
     // SAFETY: socket() takes no pointers; the result is checked.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {
-        return None;
+        return Err(std::io::Error::last_os_error());
     }
     // SAFETY: raw is a fresh descriptor nothing else owns.
     let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    // SAFETY: req is a valid ifreq whose data points at `info` (an
-    // ethtool_drvinfo-sized buffer), both alive across the call.
+    // SAFETY: req is a valid ifreq whose data points at `command`, both alive
+    // across the call; the caller promises `command` fits what the kernel
+    // reads and writes for it.
     let rc = unsafe {
         libc::ioctl(
             std::os::fd::AsRawFd::as_raw_fd(&socket),
@@ -123,10 +137,9 @@ pub fn driver(name: &str) -> Option<String> {
         )
     };
     if rc < 0 {
-        return None;
+        return Err(std::io::Error::last_os_error());
     }
-    let len = info.driver.iter().position(|&b| b == 0).unwrap_or(32);
-    Some(String::from_utf8_lossy(&info.driver[..len]).into_owned())
+    Ok(())
 }
 
 /// Whether frames can flow: administratively up and carrier present.

@@ -24,7 +24,7 @@ use super::iface;
 
 /// MTU of the pair: the most native XDP on a veth accepts without multi-buffer
 /// support is about 3.5 KB; larger frames would not fit a UMEM frame anyway.
-const MTU: u32 = 3000;
+pub const MTU: u32 = 3000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SlowPathError {
@@ -200,48 +200,15 @@ fn disable_tx_vlan_offload(name: &str) -> io::Result<()> {
         cmd: u32,
         data: u32,
     }
-    #[repr(C)]
-    struct IfReq {
-        name: [libc::c_char; libc::IFNAMSIZ],
-        data: *mut EthtoolValue,
-        _pad: [u8; 16],
-    }
     let mut value = EthtoolValue {
         cmd: ETHTOOL_GFLAGS,
         data: 0,
     };
-    let mut req = IfReq {
-        name: [0; libc::IFNAMSIZ],
-        data: &mut value,
-        _pad: [0; 16],
-    };
-    for (slot, byte) in req
-        .name
-        .iter_mut()
-        .zip(name.bytes().take(libc::IFNAMSIZ - 1))
-    {
-        *slot = byte as libc::c_char;
-    }
-    // SAFETY: socket() takes no pointers; the result is checked.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh descriptor nothing else owns.
-    let socket = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) };
-    let fd = std::os::fd::AsRawFd::as_raw_fd(&socket);
-    // SAFETY: req is a valid ifreq whose data points at `value`, both alive
-    // across the calls; SIOCETHTOOL reads and writes only those.
-    unsafe {
-        if libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        value.cmd = ETHTOOL_SFLAGS;
-        value.data &= !ETH_FLAG_TXVLAN;
-        req.data = &mut value;
-        if libc::ioctl(fd, libc::SIOCETHTOOL, &mut req) < 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(())
+    // SAFETY: EthtoolValue is struct ethtool_value, what GFLAGS and SFLAGS
+    // read and write.
+    unsafe { iface::ethtool(name, &mut value) }?;
+    value.cmd = ETHTOOL_SFLAGS;
+    value.data &= !ETH_FLAG_TXVLAN;
+    // SAFETY: as above.
+    unsafe { iface::ethtool(name, &mut value) }
 }

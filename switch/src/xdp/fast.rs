@@ -340,21 +340,43 @@ impl FastPath {
             .map_err(|e| XdpError::Map("xsks", e.to_string()))
     }
 
-    /// Frames the slow path could not take, summed over CPUs and ports.
-    pub fn slow_path_errors(&self) -> u64 {
-        let Some(map) = self.ebpf.map("slow_path_errors") else {
-            return 0;
+    /// Frames that missed and that the slow path could not take, per port id
+    /// (index), summed over CPUs.
+    pub fn slow_path_drops(&self) -> Vec<SlowPathDrops> {
+        let mut drops = vec![SlowPathDrops::default(); usize::from(MAX_PORT_ID) + 1];
+        let Some(map) = self.ebpf.map("slow_path_drops") else {
+            return drops;
         };
         let Ok(array) = aya::maps::PerCpuArray::<&MapData, u64>::try_from(map) else {
-            return 0;
+            return drops;
         };
-        array
-            .iter()
-            .filter_map(Result::ok)
-            .map(|values| values.iter().sum::<u64>())
-            .sum()
+        for (index, values) in array.iter().enumerate() {
+            let Ok(values) = values else { continue };
+            let count: u64 = values.iter().sum();
+            if let Some(port) = drops.get_mut(index / 2) {
+                if index % 2 == SLOW_PATH_TOO_BIG {
+                    port.too_big += count;
+                } else {
+                    port.unavailable += count;
+                }
+            }
+        }
+        drops
     }
 }
+
+/// Frames entering one port that the fast path missed and could not pass to
+/// the workers.
+#[derive(Clone, Copy, Debug, Default, serde::Serialize)]
+pub struct SlowPathDrops {
+    /// No internal device yet, or the port-id tag could not be pushed.
+    pub unavailable: u64,
+    /// Frames (not GSO packets) longer than the slow-path device's MTU.
+    pub too_big: u64,
+}
+
+/// Must equal SLOW_PATH_TOO_BIG in xsw_fast.h.
+const SLOW_PATH_TOO_BIG: usize = 1;
 
 /// The generation counter, mapped into this process: entries are valid while
 /// they carry its current value.
@@ -583,6 +605,46 @@ mod tests {
         assert_eq!(std::mem::size_of::<FlowEntry>(), 48);
         assert_eq!(std::mem::size_of::<PortConf>(), 4);
         assert_eq!(std::mem::size_of::<HostMacKey>(), 12);
+    }
+
+    /// The value of `#define NAME VALUE` in xsw_fast.h.
+    fn defined(name: &str) -> u64 {
+        let header = include_str!("../../../ebpf/xsw_fast.h");
+        let value = header
+            .lines()
+            .filter_map(|l| l.strip_prefix("#define "))
+            .find_map(|l| {
+                let mut words = l.split_whitespace();
+                (words.next() == Some(name)).then(|| words.next()).flatten()
+            })
+            .unwrap_or_else(|| panic!("{name} is not defined in xsw_fast.h"));
+        match value.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => value.parse(),
+        }
+        .unwrap_or_else(|e| panic!("{name} = {value}: {e}"))
+    }
+
+    #[test]
+    fn constants_match_the_c_header() {
+        for (name, value) in [
+            ("PORT_FAST", u64::from(PORT_FAST)),
+            ("PORT_L3", u64::from(PORT_L3)),
+            ("UNTAGGED", u64::from(UNTAGGED)),
+            ("MAX_PORT_ID", u64::from(MAX_PORT_ID)),
+            ("FLOW_REDIRECT", u64::from(FLOW_REDIRECT)),
+            ("FLOW_REDIRECT_PEER", u64::from(FLOW_REDIRECT_PEER)),
+            ("TAG_KEEP", u64::from(TAG_KEEP)),
+            ("TAG_INSERT", u64::from(TAG_INSERT)),
+            ("TAG_REMOVE", u64::from(TAG_REMOVE)),
+            ("TAG_REWRITE", u64::from(TAG_REWRITE)),
+            ("WIDTH_L2", KeyWidth::L2 as u64),
+            ("WIDTH_L3", KeyWidth::L3 as u64),
+            ("SLOW_PATH_TOO_BIG", SLOW_PATH_TOO_BIG as u64),
+            ("SLOW_PATH_MTU", u64::from(crate::port::slow_path::MTU)),
+        ] {
+            assert_eq!(defined(name), value, "{name}");
+        }
     }
 
     /// Needs root, as every test run does (scripts/test.sh).

@@ -146,6 +146,8 @@ fn stats(data: &Value) -> String {
     for p in ports {
         let name = text(&p["name"]);
         out.push_str(&nonzero(&name, "dropped", &p["drops"]));
+        // Missed by the fast path and not passed to the workers.
+        out.push_str(&nonzero(&name, "slow path dropped", &p["slow_path_drops"]));
         // Frames the kernel could not hand to xsw never reach its counters.
         // tx_ring_empty counts wake-ups that found nothing left to send:
         // not a loss, so only --json shows it.

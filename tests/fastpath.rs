@@ -1,0 +1,243 @@
+//! The in-kernel fast path on veth ports (tc hook, the default for veths):
+//! known flows are switched by flow entries and counted, every change that
+//! could alter a decision (an ACL, a deleted port, the fast path switched
+//! off) takes effect at once, and the result is the same with it off.
+
+use anyhow::{ensure, Context, Result};
+use serde_json::Value;
+use std::time::{Duration, Instant};
+use xsw_integration::{lab, Host, Lab};
+
+fn port_stat(stats: &Value, port: &str, key: &str) -> u64 {
+    stats["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["name"] == port))
+        .and_then(|p| p[key].as_u64())
+        .unwrap_or(0)
+}
+
+fn flows(lab: &Lab) -> Result<Vec<Value>> {
+    let reply = lab.ctl_json(&["flows"])?;
+    reply["flows"]
+        .as_array()
+        .cloned()
+        .with_context(|| format!("flows reply without a list: {reply}"))
+}
+
+fn worker_frames(lab: &Lab) -> Result<u64> {
+    Ok(lab.stats()?["workers"]
+        .as_array()
+        .context("workers")?
+        .iter()
+        .filter_map(|w| w["frames"].as_u64())
+        .sum())
+}
+
+fn two_hosts(lab: &Lab) -> Result<(Host, Host)> {
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    Ok((h1, h2))
+}
+
+#[test]
+fn known_flows_are_switched_in_the_kernel_and_counted() -> Result<()> {
+    let lab = lab!("fastpath", "fpa", 21)?;
+    let (h1, h2) = two_hosts(&lab)?;
+    for port in [&h1.port, &h2.port] {
+        let row = lab.port(port)?.context("port row")?;
+        ensure!(
+            row["hook"] == "tc" && row["fast_path"] == "l2",
+            "a veth port in a tenant without ACLs should take the tc hook with L2 keys: {row}"
+        );
+    }
+
+    // TCP at the hosts' default offloads (TSO, checksum offload), byte-exact.
+    let workers_before = worker_frames(&lab)?;
+    lab.tcp_transfer(&h1, &h2, 64 << 20)?;
+    let through_workers = worker_frames(&lab)? - workers_before;
+    let stats = lab.stats()?;
+    let fast_rx = port_stat(&stats, &h1.port, "fast_rx_frames");
+    let fast_tx = port_stat(&stats, &h2.port, "fast_tx_frames");
+    ensure!(
+        fast_rx > 0 && fast_tx > 0,
+        "the transfer did not use the fast path: {stats}"
+    );
+    // 64 MiB is over 40,000 full-size frames; the workers see a handful.
+    ensure!(
+        through_workers < 1000,
+        "{through_workers} frames went through the workers during a 64 MiB transfer"
+    );
+    // The fast path's frames are in the port totals.
+    ensure!(
+        port_stat(&stats, &h1.port, "rx_frames") >= fast_rx
+            && port_stat(&stats, &h2.port, "tx_frames") >= fast_tx,
+        "port totals leave out the fast path's frames: {stats}"
+    );
+
+    // One entry per direction and MAC pair, L2 keys, with counters.
+    let entries = flows(&lab)?;
+    let forward = entries
+        .iter()
+        .find(|f| f["in"] == h1.port.as_str() && f["out"] == h2.port.as_str())
+        .with_context(|| format!("no h1 -> h2 entry: {entries:?}"))?;
+    ensure!(
+        forward["src_mac"] == h1.mac.as_str()
+            && forward["dst_mac"] == h2.mac.as_str()
+            && forward["width"] == "l2"
+            && forward["packets"].as_u64().unwrap_or(0) > 0,
+        "h1 -> h2 entry: {forward}"
+    );
+    ensure!(
+        entries.len() <= 4,
+        "a single MAC pair needs at most an entry per direction (plus a stale one): {entries:?}"
+    );
+    ensure!(lab.xswd_running(), "xswd exited during the test");
+    Ok(())
+}
+
+#[test]
+fn an_acl_added_under_traffic_stops_a_fast_pathed_flow_at_once() -> Result<()> {
+    let lab = lab!("fastacl", "fpb", 22)?;
+    let (h1, h2) = two_hosts(&lab)?;
+
+    // UDP flows through the fast path with L2 keys (no ACL yet).
+    let (_echo, port) = lab.start_udp_echo(&h2, 30)?;
+    let mut probe = lab.spawn_udp_probe(&h1, &h2.ip, port, 100, 5)?;
+    let before = lab.probe_result(&mut probe, Duration::from_secs(10))?;
+    ensure!(before.received == 100, "UDP before the ACL: {before:?}");
+    ensure!(
+        flows(&lab)?.iter().any(|f| f["width"] == "l2"),
+        "no L2 entry after the UDP exchange: {:?}",
+        flows(&lab)?
+    );
+
+    // The reply comes after the change is in force: no datagram may pass.
+    lab.ctl_ok(&["acl", "add", "default", "ingress", "deny", "--proto", "udp"])?;
+    let mut probe = lab.spawn_udp_probe(&h1, &h2.ip, port, 100, 2)?;
+    let after = lab.probe_result(&mut probe, Duration::from_secs(10))?;
+    ensure!(
+        after.received == 0,
+        "{} of 100 datagrams passed a deny rule added before they were sent",
+        after.received
+    );
+    // Other traffic still flows, now with L3 keys (the tenant has an ACL).
+    lab.ping_all(&h1, &h2, 3)?;
+    let list = lab.ctl_json(&["acl", "list", "default"])?;
+    let hits = list["ingress"]["rules"][0]["hits"].as_u64().unwrap_or(0);
+    ensure!(
+        hits >= 100,
+        "the deny rule counted {hits} hits for 100 datagrams: {list}"
+    );
+    let entries = flows(&lab)?;
+    ensure!(
+        entries
+            .iter()
+            .filter(|f| f["current"] == true)
+            .all(|f| f["width"] == "l3"),
+        "live entries keep L2 keys although the tenant has an ACL now: {entries:?}"
+    );
+
+    // Removing the rule lets the same flow through again.
+    lab.ctl_ok(&["acl", "del", "default", "ingress", "1"])?;
+    let mut probe = lab.spawn_udp_probe(&h1, &h2.ip, port, 50, 2)?;
+    let again = lab.probe_result(&mut probe, Duration::from_secs(10))?;
+    ensure!(
+        again.received == 50,
+        "UDP after the rule was removed: {again:?}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_deleted_port_leaves_no_flow_entry_and_no_program() -> Result<()> {
+    let lab = lab!("fastdel", "fpc", 23)?;
+    let (h1, h2) = two_hosts(&lab)?;
+    lab.ping_all(&h1, &h2, 5)?;
+    ensure!(
+        flows(&lab)?.iter().any(|f| f["in"] == h1.port.as_str()),
+        "no entry from h1 after pings: {:?}",
+        flows(&lab)?
+    );
+    lab.ctl_ok(&["port", "del", &h1.port])?;
+    let entries = flows(&lab)?;
+    ensure!(
+        !entries
+            .iter()
+            .any(|f| f["in"].is_null() || f["out"].is_null()),
+        "entries of the deleted port are left: {entries:?}"
+    );
+    ensure!(
+        !lab.programs_attached()?
+            .iter()
+            .any(|p| p.starts_with(&format!("{} ", h1.port))),
+        "a program is left on the deleted port: {:?}",
+        lab.programs_attached()?
+    );
+    let s = lab.ping(&h1, &h2.ip, 2)?;
+    ensure!(s.received == 0, "h1 still reaches h2: {s:?}");
+    Ok(())
+}
+
+#[test]
+fn with_the_fast_path_off_the_workers_switch_everything_alike() -> Result<()> {
+    let lab = lab!("fastoff", "fpd", 24)?;
+    let (h1, h2) = two_hosts(&lab)?;
+    lab.tcp_transfer(&h1, &h2, 4 << 20)?;
+    ensure!(!flows(&lab)?.is_empty(), "no entries with the fast path on");
+
+    lab.ctl_ok(&["tune", "--fast-path", "off"])?;
+    // Entries go at once; the keeper removes them from the table.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while flows(&lab)?.iter().any(|f| f["current"] == true) {
+        ensure!(
+            Instant::now() < deadline,
+            "live entries remain with the fast path off: {:?}",
+            flows(&lab)?
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let fast_before = port_stat(&lab.stats()?, &h1.port, "fast_rx_frames");
+    let workers_before = worker_frames(&lab)?;
+    lab.tcp_transfer(&h1, &h2, 4 << 20)?;
+    let u = lab.udp_exchange(&h1, &h2, 100, 2)?;
+    ensure!(
+        u.received == 100 && u.corrupt == 0,
+        "UDP, fast path off: {u:?}"
+    );
+    let stats = lab.stats()?;
+    ensure!(
+        port_stat(&stats, &h1.port, "fast_rx_frames") == fast_before,
+        "the fast path switched frames while off: {stats}"
+    );
+    ensure!(
+        worker_frames(&lab)? - workers_before > 100,
+        "the workers did not carry the traffic with the fast path off"
+    );
+    ensure!(
+        flows(&lab)?.iter().all(|f| f["current"] != true),
+        "entries were installed with the fast path off"
+    );
+    let saved = std::fs::read_to_string(lab.config_path())?;
+    ensure!(
+        saved.contains("[fast_path]") && saved.contains("enabled = false"),
+        "the setting was not saved:\n{saved}"
+    );
+
+    // Per port, too: on again for the switch, off for h1 only.
+    lab.ctl_ok(&["tune", "--fast-path", "on"])?;
+    lab.ctl_ok(&["port", "fast-path", &h1.port, "off"])?;
+    lab.tcp_transfer(&h1, &h2, 4 << 20)?;
+    let entries = flows(&lab)?;
+    ensure!(
+        !entries.iter().any(|f| f["in"] == h1.port.as_str()),
+        "an entry for frames entering {} although its fast path is off: {entries:?}",
+        h1.port
+    );
+    ensure!(
+        entries.iter().any(|f| f["in"] == h2.port.as_str()),
+        "no entry for the other direction: {entries:?}"
+    );
+    Ok(())
+}
