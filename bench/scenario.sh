@@ -111,7 +111,7 @@ user/sys ns/fr: the switch process's own user and kernel CPU time per delivered 
 EOF
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-for x in xsw xsw-busy xsw-1w; do
+for x in xsw xsw-nofast xsw-xdp xsw-busy xsw-1w; do
   [[ ${STATUS[$x]:-} == ok ]] || continue
   line=""
   for base in bridge bridge-nft afxdp xdp xsw-1w; do
@@ -166,7 +166,7 @@ if ((${#targets[@]})); then
   echo "performance targets (this run):"
   printf '%s\n' "${targets[@]}"
 fi
-for x in xsw xsw-busy xsw-1w; do
+for x in xsw xsw-nofast xsw-xdp xsw-busy xsw-1w; do
   if [[ -f $TMP/$x.stats ]]; then
     echo
     echo "xswctl stats after the ${DESC[$x]} run:"

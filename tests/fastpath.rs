@@ -215,6 +215,11 @@ fn with_the_fast_path_off_the_workers_switch_everything_alike() -> Result<()> {
         worker_frames(&lab)? - workers_before > 100,
         "the workers did not carry the traffic with the fast path off"
     );
+    // The hosts keep checksum offload: the workers finished their checksums.
+    ensure!(
+        port_stat(&stats, &h1.port, "checksums_finished") > 0,
+        "no checksum finished for h1 although it sends with checksum offload: {stats}"
+    );
     ensure!(
         flows(&lab)?.iter().all(|f| f["current"] != true),
         "entries were installed with the fast path off"

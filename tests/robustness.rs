@@ -138,9 +138,15 @@ fn a_foreign_xdp_program_is_refused_unless_forced() -> Result<()> {
 
     lab.ctl_ok(&["port", "add", &h1.port, "--force"])?;
     let link = cmd::ns_ok(&lab.sw, &["ip", "-d", "link", "show", "dev", &h1.port])?;
+    ensure!(!link.contains("someone_elses"), "after --force: {link}");
+    // A veth takes the tc hook by default: xsw's program is on tcx ingress.
     ensure!(
-        link.contains("xsw_steer") && !link.contains("someone_elses"),
-        "after --force: {link}"
+        lab.programs_attached()?
+            .iter()
+            .any(|p| p.starts_with(&format!("{} (tcx ingress", h1.port))),
+        "xsw's program is not on {} after --force: {:?}",
+        h1.port,
+        lab.programs_attached()?
     );
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 3)?;

@@ -48,26 +48,11 @@ fn hosts_and_guest_reach_each_other() -> Result<()> {
         );
     }
 
-    // TCP, 2 MiB each way round the triangle, byte-exact. Every host keeps its
-    // default offloads, so the veth hosts send unfinished checksums that xsw
-    // must finish (and say so in its counters).
+    // TCP, 2 MiB each way round the triangle, byte-exact, every host with its
+    // default offloads (TSO, checksum offload). tests/fastpath.rs covers the
+    // same with the fast path off, where the workers finish checksums.
     for (a, b) in [(&h1, &g1), (&g1, &h2), (&h2, &h1)] {
         lab.tcp_transfer(a, b, 2 << 20)?;
-    }
-    let stats = lab.stats()?;
-    let finished = |port: &str| {
-        stats["ports"]
-            .as_array()
-            .and_then(|ports| ports.iter().find(|p| p["name"] == port))
-            .and_then(|p| p["checksums_finished"].as_u64())
-            .unwrap_or(0)
-    };
-    for host in [&h1, &h2] {
-        ensure!(
-            finished(&host.port) > 0,
-            "no checksum finished for {} although it sends with checksum offload: {stats}",
-            host.name
-        );
     }
     ensure!(lab.xswd_running(), "xswd exited during the test");
     Ok(())

@@ -40,6 +40,17 @@ volatile const __u32 LEN_BIG = 60;
  * other than total length, checksum and source address: with it the header
  * checksum of any variant costs three additions and two folds. */
 volatile const __u32 IP_SUM_BASE = 0;
+/* The template's first 48 bytes (headers, start of payload), written back
+ * before every frame: the page is reused for later frames, and a switch on an
+ * skb path may edit frames in place (a VLAN tag pushed into the data moves
+ * the MACs into the headroom and overwrites bytes 12-15). Without this, such
+ * edits would leak into the generator's next frames. */
+volatile const __u64 HEADER_0 = 0;
+volatile const __u64 HEADER_1 = 0;
+volatile const __u64 HEADER_2 = 0;
+volatile const __u64 HEADER_3 = 0;
+volatile const __u64 HEADER_4 = 0;
+volatile const __u64 HEADER_5 = 0;
 
 /* After a stall (the generator preempted), at most this many frames go out
  * back to back to catch up; older debt is forgiven so a stall does not turn
@@ -112,6 +123,19 @@ int xsw_bench_tx(struct xdp_md *ctx)
 		if (now_ps - st->next_ps > MAX_BURST * INTERVAL_PS)
 			st->next_ps = now_ps - MAX_BURST * INTERVAL_PS;
 		st->next_ps += INTERVAL_PS;
+	}
+
+	{
+		__u64 *h = (void *)(long)ctx->data;
+
+		if ((void *)(h + 6) > (void *)(long)ctx->data_end)
+			return XDP_DROP;
+		h[0] = HEADER_0;
+		h[1] = HEADER_1;
+		h[2] = HEADER_2;
+		h[3] = HEADER_3;
+		h[4] = HEADER_4;
+		h[5] = HEADER_5;
 	}
 
 	if (FLOWS > 1) {

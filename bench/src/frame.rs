@@ -232,9 +232,24 @@ pub struct Variants {
     imix: bool,
     len_big: usize,
     ip_sum_base: u32,
+    /// The template's first 48 bytes (headers and the payload's start) as
+    /// tx.c writes them back before every frame.
+    header_words: [u64; 6],
     next_flow: u32,
     next_mac: u32,
     next_imix: usize,
+}
+
+/// The first 48 bytes of `template` (at least 60 bytes long) as six words in
+/// memory order, so that storing them rebuilds those bytes.
+fn header_words(template: &[u8]) -> [u64; 6] {
+    let mut words = [0u64; 6];
+    for (word, chunk) in words.iter_mut().zip(template.chunks_exact(8)) {
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(chunk);
+        *word = u64::from_ne_bytes(bytes);
+    }
+    words
 }
 
 impl Variants {
@@ -298,6 +313,7 @@ impl Variants {
             imix,
             len_big: template.len(),
             ip_sum_base: ip_sum_base(&template),
+            header_words: header_words(&template),
             next_flow: 0,
             next_mac: 0,
             next_imix: 0,
@@ -323,6 +339,12 @@ impl Variants {
             ("LEN_MID", mem(IMIX_MID)),
             ("LEN_BIG", Global::U32(self.len_big as u32)),
             ("IP_SUM_BASE", Global::U32(self.ip_sum_base)),
+            ("HEADER_0", Global::U64(self.header_words[0])),
+            ("HEADER_1", Global::U64(self.header_words[1])),
+            ("HEADER_2", Global::U64(self.header_words[2])),
+            ("HEADER_3", Global::U64(self.header_words[3])),
+            ("HEADER_4", Global::U64(self.header_words[4])),
+            ("HEADER_5", Global::U64(self.header_words[5])),
         ]
     }
 

@@ -208,7 +208,7 @@ impl Switch {
             let hook = self
                 .dataplane
                 .with_fast_path(|fast| -> Result<PortHook, crate::xdp::XdpError> {
-                    let hook = fast.attach_port(name)?;
+                    let hook = fast.attach_port(name, ifindex, spec.force)?;
                     if let Some(mac) = spec.host_mac {
                         fast.add_host_mac(ifindex, mac)?;
                     }

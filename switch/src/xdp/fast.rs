@@ -207,7 +207,13 @@ impl FastPath {
     }
 
     /// Attaches the port program at `iface`'s ingress (tcx).
-    pub fn attach_port(&mut self, iface: &str) -> Result<PortHook, XdpError> {
+    pub fn attach_port(
+        &mut self,
+        iface: &str,
+        ifindex: u32,
+        force: bool,
+    ) -> Result<PortHook, XdpError> {
+        super::clear_foreign_program(iface, ifindex, force)?;
         let program: &mut SchedClassifier = self
             .ebpf
             .program_mut("xsw_port_ingress")

@@ -91,6 +91,49 @@ fn attached_program_id(ifindex: u32) -> Option<u32> {
     (rc == 0 && prog_id != 0).then_some(prog_id)
 }
 
+/// Refuses an interface that already carries someone else's XDP program
+/// (it would see the port's frames before xsw), or with `force` removes it.
+pub(crate) fn clear_foreign_program(
+    iface: &str,
+    ifindex: u32,
+    force: bool,
+) -> Result<(), XdpError> {
+    if let Some(prog_id) = attached_program_id(ifindex) {
+        if !force {
+            return Err(XdpError::Occupied {
+                iface: iface.to_string(),
+                prog_id,
+            });
+        }
+        tracing::warn!(
+            iface,
+            prog_id,
+            "removing the XDP program already attached (--force)"
+        );
+        // The foreign program may sit in driver or generic mode; a detach
+        // names one mode (0 = the driver's default), so try each.
+        let mut rc = 0;
+        for mode_flags in [0u32, XDP_FLAGS_SKB_MODE, XDP_FLAGS_HW_MODE] {
+            // SAFETY: integer arguments only; libbpf allows a null opts.
+            rc =
+                unsafe { libxdp_sys::bpf_xdp_detach(ifindex as i32, mode_flags, std::ptr::null()) };
+            if attached_program_id(ifindex).is_none() {
+                break;
+            }
+        }
+        if attached_program_id(ifindex).is_some() {
+            return Err(XdpError::ForceFailed {
+                iface: iface.to_string(),
+                reason: format!(
+                    "{} (a program attached through a bpf_link can only be removed by the process that owns it)",
+                    std::io::Error::from_raw_os_error(-rc)
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 impl SteeringProgram {
     pub fn attach(
         iface: &str,
@@ -98,40 +141,7 @@ impl SteeringProgram {
         request: XdpModeRequest,
         force: bool,
     ) -> Result<Self, XdpError> {
-        if let Some(prog_id) = attached_program_id(ifindex) {
-            if !force {
-                return Err(XdpError::Occupied {
-                    iface: iface.to_string(),
-                    prog_id,
-                });
-            }
-            tracing::warn!(
-                iface,
-                prog_id,
-                "removing the XDP program already attached (--force)"
-            );
-            // The foreign program may sit in driver or generic mode; a detach
-            // names one mode (0 = the driver's default), so try each.
-            let mut rc = 0;
-            for mode_flags in [0u32, XDP_FLAGS_SKB_MODE, XDP_FLAGS_HW_MODE] {
-                // SAFETY: integer arguments only; libbpf allows a null opts.
-                rc = unsafe {
-                    libxdp_sys::bpf_xdp_detach(ifindex as i32, mode_flags, std::ptr::null())
-                };
-                if attached_program_id(ifindex).is_none() {
-                    break;
-                }
-            }
-            if attached_program_id(ifindex).is_some() {
-                return Err(XdpError::ForceFailed {
-                    iface: iface.to_string(),
-                    reason: format!(
-                        "{} (a program attached through a bpf_link can only be removed by the process that owns it)",
-                        std::io::Error::from_raw_os_error(-rc)
-                    ),
-                });
-            }
-        }
+        clear_foreign_program(iface, ifindex, force)?;
 
         let mut ebpf = Ebpf::load(STEER_OBJECT).map_err(|e| XdpError::Load(e.to_string()))?;
         let program: &mut Xdp = ebpf

@@ -3,6 +3,7 @@
 mod cli;
 mod render;
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -41,13 +42,18 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     let data = reply.data.unwrap_or(Value::Null);
-    if args.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&data).unwrap_or_default()
-        );
+    let text = if args.json {
+        serde_json::to_string_pretty(&data).unwrap_or_default()
     } else {
-        println!("{}", render::render(&request, &data));
+        render::render(&request, &data)
+    };
+    // A reader that went away (`xswctl stats | head`) is not an error.
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}") {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("error: cannot write the reply: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
-    ExitCode::SUCCESS
 }

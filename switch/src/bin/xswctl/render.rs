@@ -175,7 +175,7 @@ fn stats(data: &Value) -> String {
         .collect();
     let fast = &data["fast_path"];
     out.push_str(&format!(
-        "\n\nfast path: {}, {} of {} flow entries, {} refused (table full), {} slow-path errors",
+        "\n\nfast path: {}, {} of {} flow entries, {} refused (table full)",
         if fast["enabled"].as_bool() == Some(true) {
             "on"
         } else {
@@ -184,7 +184,6 @@ fn stats(data: &Value) -> String {
         text(&fast["entries"]),
         text(&fast["capacity"]),
         text(&fast["refused_table_full"]),
-        text(&fast["slow_path_errors"]),
     ));
     out.push_str("\n\n");
     out.push_str(&table(
