@@ -282,6 +282,8 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	entry->bytes += skb->len;
 	__u32 egress = entry->egress_ifindex;
 	__u8 action = entry->action;
+	if (action == FLOW_DROP)
+		return TC_ACT_SHOT;
 	// The entry pointer is not used after this: a helper that changes the
 	// packet invalidates packet pointers (not map values), but keep it simple.
 	if (apply_tag(skb, entry))

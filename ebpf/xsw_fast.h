@@ -22,6 +22,7 @@
 // flow_entry.action
 #define FLOW_REDIRECT 1      // bpf_redirect to the egress device's transmit
 #define FLOW_REDIRECT_PEER 2 // bpf_redirect_peer: straight into a veth peer's ingress
+#define FLOW_DROP 3          // the pipeline drops these (vid: user space's drop reason)
 
 // flow_entry.tag_op
 #define TAG_KEEP 0

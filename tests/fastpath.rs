@@ -246,3 +246,219 @@ fn with_the_fast_path_off_the_workers_switch_everything_alike() -> Result<()> {
     );
     Ok(())
 }
+
+/// What one pass of the scripted mix delivered and dropped.
+#[derive(Debug, PartialEq, Eq)]
+struct MixResult {
+    unicast_l2: u64,
+    unicast_l3: u64,
+    denied_delivered: u64,
+    acl_deny_drops: u64,
+    spoofed_mac_drops: u64,
+    broadcast_at_a2: u32,
+    broadcast_at_trunk: u32,
+    broadcast_at_b2: u32,
+    untagged_at_a1: u32,
+    tagged_at_trunk: u32,
+}
+
+/// Counts the frames a capture started with `-c limit` prints within
+/// `window` (it exits once it has `limit`); tcpdump's own messages are not
+/// frames.
+fn captured(cap: &mut xsw_integration::cmd::Proc, limit: u32, window: Duration) -> u32 {
+    let deadline = Instant::now() + window;
+    let mut n = 0;
+    while n < limit {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        match cap.next_line(left) {
+            Ok(line) if line.contains("ethertype") => n += 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    n
+}
+
+struct Mix {
+    a1: Host,
+    a2: Host,
+    tr: Host,
+    b1: Host,
+    b2: Host,
+    allowed_port: u16,
+    denied_port: u16,
+    station: String,
+}
+
+impl Mix {
+    /// `round` names this pass's captures (each needs its own log).
+    fn run(&self, lab: &Lab, round: &str) -> Result<MixResult> {
+        use xsw_integration::frames::{self, ETH_EXPERIMENTAL, TPID_8021Q};
+        const N: u32 = 20;
+        let window = Duration::from_secs(2);
+        let deny_before = lab.drop_count(&self.b1.port, "acl_deny")?;
+        let spoof_before = lab.drop_count(&self.b1.port, "spoofed_mac")?;
+
+        // Unicast flows: tenant a (L2 keys), tenant b (L3 keys, ACL, guard).
+        let (_echo_a, port_a) = lab.start_udp_echo(&self.a2, 20)?;
+        let mut pa = lab.spawn_udp_probe(&self.a1, &self.a2.ip, port_a, 100, 2)?;
+        let mut pb = lab.spawn_udp_probe(&self.b1, &self.b2.ip, self.allowed_port, 100, 2)?;
+        let mut pd = lab.spawn_udp_probe(&self.b1, &self.b2.ip, self.denied_port, 50, 2)?;
+        let unicast_l2 = lab.probe_result(&mut pa, Duration::from_secs(10))?.received;
+        let unicast_l3 = lab.probe_result(&mut pb, Duration::from_secs(10))?.received;
+        let denied_delivered = lab.probe_result(&mut pd, Duration::from_secs(10))?.received;
+
+        // Spoofed source MAC from b1 (its guard allows only its own).
+        let spoofed = frames::eth(&self.b2.mac, &lab.mac(77), &[], ETH_EXPERIMENTAL, &[0; 46]);
+        lab.raw_send(&self.b1, &spoofed, N)?;
+
+        // Broadcast from a1: a2 and the trunk (tagged 100) get it, tenant b not.
+        let filter = format!("ether src {} and ether proto 0x88b5", self.a1.mac);
+        let mut at_a2 = lab.capture_as(&self.a2, &format!("bcast-{round}"), &filter, N + 1)?;
+        let mut at_b2 = lab.capture_as(&self.b2, &format!("bcast-{round}"), &filter, N + 1)?;
+        let trunk_filter = format!(
+            "ether src {} and vlan 100 and ether proto 0x88b5",
+            self.a1.mac
+        );
+        let mut at_tr =
+            lab.capture_as(&self.tr, &format!("bcast-{round}"), &trunk_filter, N + 1)?;
+        let bcast = frames::eth(
+            "ff:ff:ff:ff:ff:ff",
+            &self.a1.mac,
+            &[],
+            ETH_EXPERIMENTAL,
+            &[1; 46],
+        );
+        lab.raw_send(&self.a1, &bcast, N)?;
+        let broadcast_at_a2 = captured(&mut at_a2, N + 1, window);
+        let broadcast_at_trunk = captured(&mut at_tr, N + 1, window);
+        let broadcast_at_b2 = captured(&mut at_b2, N + 1, Duration::from_millis(500));
+
+        // Tagged unicast from a station behind the trunk to a1, and back.
+        let filter = format!("ether src {} and ether proto 0x88b5", self.station);
+        let mut at_a1 = lab.capture_as(&self.a1, &format!("from-trunk-{round}"), &filter, N + 1)?;
+        let tagged = frames::eth(
+            &self.a1.mac,
+            &self.station,
+            &[(TPID_8021Q, 100)],
+            ETH_EXPERIMENTAL,
+            &[2; 46],
+        );
+        lab.raw_send(&self.tr, &tagged, N)?;
+        let untagged_at_a1 = captured(&mut at_a1, N + 1, window);
+        let filter = format!(
+            "ether src {} and ether dst {} and vlan 100 and ether proto 0x88b5",
+            self.a1.mac, self.station
+        );
+        let mut at_tr = lab.capture_as(&self.tr, &format!("to-trunk-{round}"), &filter, N + 1)?;
+        let back = frames::eth(&self.station, &self.a1.mac, &[], ETH_EXPERIMENTAL, &[3; 46]);
+        lab.raw_send(&self.a1, &back, N)?;
+        let tagged_at_trunk = captured(&mut at_tr, N + 1, window);
+
+        Ok(MixResult {
+            unicast_l2,
+            unicast_l3,
+            denied_delivered,
+            acl_deny_drops: lab.drop_count(&self.b1.port, "acl_deny")? - deny_before,
+            spoofed_mac_drops: lab.drop_count(&self.b1.port, "spoofed_mac")? - spoof_before,
+            broadcast_at_a2,
+            broadcast_at_trunk,
+            broadcast_at_b2,
+            untagged_at_a1,
+            tagged_at_trunk,
+        })
+    }
+}
+
+#[test]
+fn the_same_mix_gives_the_same_result_with_the_fast_path_on_and_off() -> Result<()> {
+    let lab = lab!("fastdiff", "fpe", 25)?;
+    let a1 = lab.add_veth_host("a1", 1)?;
+    let a2 = lab.add_veth_host("a2", 2)?;
+    let tr = lab.add_veth_host("tr", 9)?;
+    let b1 = lab.add_veth_host("b1", 11)?;
+    let b2 = lab.add_veth_host("b2", 12)?;
+    lab.start_xswd("")?;
+    for t in ["a", "b"] {
+        lab.ctl_ok(&["tenant", "create", t])?;
+    }
+    for (h, t) in [(&a1, "a"), (&a2, "a"), (&b1, "b"), (&b2, "b")] {
+        lab.ctl_ok(&["port", "add", &h.port, "--tenant", t])?;
+    }
+    lab.ctl_ok(&["port", "add", &tr.port, "--trunk"])?;
+    lab.ctl_ok(&["vlan", "add", &tr.port, "100", "a"])?;
+    let b1_ip = format!("{}/32", b1.ip);
+    lab.ctl_ok(&[
+        "antispoof",
+        "set",
+        &b1.port,
+        "--mac",
+        &b1.mac,
+        "--ip",
+        &b1_ip,
+    ])?;
+    let (_echo_allowed, allowed_port) = lab.start_udp_echo(&b2, 60)?;
+    let (_echo_denied, denied_port) = lab.start_udp_echo(&b2, 60)?;
+    let dport = denied_port.to_string();
+    lab.ctl_ok(&[
+        "acl", "add", "b", "ingress", "deny", "--proto", "udp", "--dport", &dport,
+    ])?;
+    lab.wait_reachable(&a1, &a2, Duration::from_secs(5))?;
+    lab.wait_reachable(&b1, &b2, Duration::from_secs(5))?;
+    let mix = Mix {
+        a1,
+        a2,
+        tr,
+        b1,
+        b2,
+        allowed_port,
+        denied_port,
+        station: lab.mac(100),
+    };
+    for (h, width) in [(&mix.a1, "l2"), (&mix.b1, "l3")] {
+        let row = lab.port(&h.port)?.context("port row")?;
+        ensure!(
+            row["fast_path"] == width,
+            "{} should have {width} keys: {row}",
+            h.name
+        );
+    }
+
+    let expected = MixResult {
+        unicast_l2: 100,
+        unicast_l3: 100,
+        denied_delivered: 0,
+        acl_deny_drops: 50,
+        spoofed_mac_drops: 20,
+        broadcast_at_a2: 20,
+        broadcast_at_trunk: 20,
+        broadcast_at_b2: 0,
+        untagged_at_a1: 20,
+        tagged_at_trunk: 20,
+    };
+    let fast_before: u64 = [&mix.a1, &mix.b1, &mix.tr]
+        .iter()
+        .map(|h| port_stat(&lab.stats().unwrap_or_default(), &h.port, "fast_rx_frames"))
+        .sum();
+    let on = mix.run(&lab, "on")?;
+    let stats = lab.stats()?;
+    let fast_after: u64 = [&mix.a1, &mix.b1, &mix.tr]
+        .iter()
+        .map(|h| port_stat(&stats, &h.port, "fast_rx_frames"))
+        .sum();
+    ensure!(
+        fast_after > fast_before + 100,
+        "the mix hardly used the fast path ({fast_before} -> {fast_after}): {stats}"
+    );
+    lab.ctl_ok(&["tune", "--fast-path", "off"])?;
+    let off = mix.run(&lab, "off")?;
+    ensure!(
+        on == expected && off == expected,
+        "fast path on: {on:?}\nfast path off: {off:?}\nexpected: {expected:?}\nstats: {}",
+        lab.stats()?
+    );
+    Ok(())
+}

@@ -30,10 +30,10 @@ use super::worker::WorkerCommand;
 use crate::packet::l4::protocol;
 use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr, TagEdit};
 use crate::pipeline::stages::{AclMatch, Verdict};
-use crate::pipeline::{Decision, DomainId, FdbEntry, Learned, PortId};
+use crate::pipeline::{Decision, DomainId, DropReason, FdbEntry, Learned, PortId};
 use crate::xdp::fast::{
-    FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_REDIRECT, TAG_INSERT, TAG_KEEP, TAG_REMOVE,
-    TAG_REWRITE, UNTAGGED,
+    FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, TAG_INSERT, TAG_KEEP,
+    TAG_REMOVE, TAG_REWRITE, UNTAGGED,
 };
 
 /// `FlowEntry::acl` value: no ACL entry decided in that direction.
@@ -103,20 +103,67 @@ pub struct FlowContext<'a> {
 
 /// The flow entry that switches every later frame with this frame's key the
 /// way the pipeline just switched this one, or None when the decision must
-/// stay in user space: anything but "forward to one known port", a learning
-/// event, a frame the key cannot describe exactly (options, fragments,
-/// extension headers, a second tag), neighbour discovery.
+/// stay in user space: anything but "forward to one known port" or a drop
+/// that depends only on the key (see [`drop_is_keyed`]), a learning event, a
+/// frame the key cannot describe exactly (options, fragments, extension
+/// headers, a second tag), neighbour discovery.
 pub fn flow_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<(FlowKey, FlowEntry)> {
-    let Decision::Forward(egress) = verdict.decision else {
-        return None;
-    };
+    match verdict.decision {
+        Decision::Forward(egress) => forward_entry(cx, verdict, frame, egress),
+        Decision::Drop(reason) if drop_is_keyed(reason, verdict) => {
+            let key = key_for(cx, verdict, frame)?;
+            let entry = FlowEntry {
+                generation: cx.generation,
+                // Guards and ingress ACLs do not age.
+                expires_ns: u64::MAX,
+                egress_port: NO_PORT,
+                action: FLOW_DROP,
+                vid: reason.index() as u16,
+                domain: verdict.domain,
+                acl: [encode_acl(verdict.acl[0]), encode_acl(verdict.acl[1])],
+                ..FlowEntry::default()
+            };
+            Some((key, entry))
+        }
+        _ => None,
+    }
+}
+
+/// The reason a drop entry's frames are counted under.
+pub fn dropped_for(entry: &FlowEntry) -> Option<DropReason> {
+    (entry.action == FLOW_DROP)
+        .then(|| DropReason::ALL.get(usize::from(entry.vid)).copied())
+        .flatten()
+}
+
+/// Egress port of a drop entry: none.
+pub const NO_PORT: PortId = PortId::MAX;
+
+/// Drops decided by the ingress port's guard or the tenant's ingress ACL
+/// before any MAC table lookup: the same key always gets the same drop until
+/// the configuration changes (which makes every entry stale). The frames of
+/// a hostile port then cost the workers nothing.
+fn drop_is_keyed(reason: DropReason, verdict: &Verdict) -> bool {
+    match reason {
+        DropReason::SpoofedMac | DropReason::SpoofedIp | DropReason::InvalidSourceMac => true,
+        // An ingress deny: the egress ACL was never consulted.
+        DropReason::AclDeny => verdict.acl[1].is_none(),
+        _ => false,
+    }
+}
+
+fn forward_entry(
+    cx: &FlowContext,
+    verdict: &Verdict,
+    frame: &[u8],
+    egress: PortId,
+) -> Option<(FlowKey, FlowEntry)> {
     if egress != cx.egress || egress == cx.ingress {
         return None;
     }
     if !matches!(verdict.learned, Learned::Refreshed | Learned::New) {
         return None;
     }
-    let width = cx.snapshot.port(cx.ingress)?.fast?;
     let out = cx.snapshot.port(egress)?;
     if !out.link_up || out.ifindex == 0 {
         return None;
@@ -129,29 +176,7 @@ pub fn flow_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<(Fl
     if destination.port != egress {
         return None;
     }
-    let mut key = FlowKey {
-        port: cx.ingress,
-        dst: info.dst_mac.0,
-        src: info.src_mac.0,
-        ..FlowKey::default()
-    };
-    key.vlan = match info.vlan {
-        None => UNTAGGED,
-        Some(_) => {
-            // Only a single 802.1Q tag: the program keys exactly that.
-            if info.inner_tagged || frame.get(12..14)? != [0x81, 0x00] {
-                return None;
-            }
-            u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?])
-        }
-    };
-    match width {
-        KeyWidth::L2 => key.width = KeyWidth::L2 as u8,
-        KeyWidth::L3 => {
-            key.width = KeyWidth::L3 as u8;
-            l3_fields(&mut key, info, frame)?;
-        }
-    }
+    let key = key_for(cx, verdict, frame)?;
     let (tag_op, vid) = match cx.edit {
         TagEdit::Keep => (TAG_KEEP, 0),
         TagEdit::Insert(vid) => (TAG_INSERT, vid),
@@ -178,6 +203,37 @@ pub fn flow_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<(Fl
         ..FlowEntry::default()
     };
     Some((key, entry))
+}
+
+/// The key the program builds for this frame on the ingress port, at the
+/// width the control plane chose for it.
+fn key_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<FlowKey> {
+    let width = cx.snapshot.port(cx.ingress)?.fast?;
+    let info = verdict.info.as_ref()?;
+    let mut key = FlowKey {
+        port: cx.ingress,
+        dst: info.dst_mac.0,
+        src: info.src_mac.0,
+        ..FlowKey::default()
+    };
+    key.vlan = match info.vlan {
+        None => UNTAGGED,
+        Some(_) => {
+            // Only a single 802.1Q tag: the program keys exactly that.
+            if info.inner_tagged || frame.get(12..14)? != [0x81, 0x00] {
+                return None;
+            }
+            u16::from_be_bytes([*frame.get(14)?, *frame.get(15)?])
+        }
+    };
+    match width {
+        KeyWidth::L2 => key.width = KeyWidth::L2 as u8,
+        KeyWidth::L3 => {
+            key.width = KeyWidth::L3 as u8;
+            l3_fields(&mut key, info, frame)?;
+        }
+    }
+    Some(key)
 }
 
 /// The L3/L4 part of a key, exactly as the program reads it; None for frames
@@ -259,8 +315,14 @@ pub fn fold(
         bump(&c.rx_frames, entry.packets);
         bump(&c.rx_bytes, entry.bytes);
         bump(&c.fast_rx_frames, entry.packets);
+        if let Some(reason) = dropped_for(entry) {
+            bump(&c.drops[reason.index()], entry.packets);
+        }
     }
-    if let Some(c) = stats.port(entry.egress_port) {
+    if let Some(c) = stats
+        .port(entry.egress_port)
+        .filter(|_| entry.action != FLOW_DROP)
+    {
         bump(&c.tx_frames, entry.packets);
         bump(&c.tx_bytes, entry.bytes);
         bump(&c.fast_tx_frames, entry.packets);
@@ -321,6 +383,10 @@ pub fn row(key: &FlowKey, entry: &FlowEntry, generation: u64, now_mono: u64) -> 
         TAG_INSERT => format!("push vlan {}", entry.vid),
         TAG_REMOVE => "pop vlan".to_string(),
         TAG_REWRITE => format!("set vlan {}", entry.vid),
+        _ if entry.action == FLOW_DROP => format!(
+            "drop ({})",
+            dropped_for(entry).map_or("?", DropReason::as_str)
+        ),
         _ => "forward".to_string(),
     };
     FlowRow {
@@ -415,7 +481,7 @@ impl Keeper {
                 }
                 continue;
             }
-            if active && previous.is_some() {
+            if active && previous.is_some() && entry.action != FLOW_DROP {
                 refresh.push((entry.domain, MacAddr(key.src), key.port));
             }
             live.insert(

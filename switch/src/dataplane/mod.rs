@@ -27,7 +27,7 @@ use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
 use crate::port::slow_path::{SlowPathDevice, SlowPathError};
 use crate::port::tap::AnchorTap;
-use crate::xdp::fast::{FastPath, SlowPathDrops, SlowPathHook};
+use crate::xdp::fast::{FastPath, SlowPathDrops, SlowPathHook, FLOW_DROP};
 use crate::xdp::XdpError;
 use fastpath::{FastShared, Keeper, KeeperThread};
 use handoff::Mesh;
@@ -620,8 +620,11 @@ impl Dataplane {
                 t.rx_frames += entry.packets;
                 t.rx_bytes += entry.bytes;
                 t.fast_rx_frames += entry.packets;
+                if let Some(reason) = fastpath::dropped_for(&entry) {
+                    t.drops[reason.index()] += entry.packets;
+                }
             }
-            if let Some(i) = index(entry.egress_port) {
+            if let Some(i) = index(entry.egress_port).filter(|_| entry.action != FLOW_DROP) {
                 let t = &mut all[i];
                 t.tx_frames += entry.packets;
                 t.tx_bytes += entry.bytes;

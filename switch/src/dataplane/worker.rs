@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{Receiver, Sender};
 use xsk_rs::{FrameDesc, Umem};
 
-use super::fastpath::{flow_for, fold, FastShared, FlowContext};
+use super::fastpath::{flow_for, fold, FastShared, FlowContext, NO_PORT};
 use super::handoff::{LearnEvent, Mesh};
 use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
@@ -537,8 +537,8 @@ impl Worker {
             if let Decision::Forward(_) | Decision::Flood = verdict.decision {
                 self.finish_checksum(ingress, &mut desc, verdict.info.as_ref());
             }
-            if let Decision::Forward(egress) = verdict.decision {
-                self.consider_flow(snapshot, ingress, egress, &desc, &verdict);
+            if let Decision::Forward(_) | Decision::Drop(_) = verdict.decision {
+                self.consider_flow(snapshot, ingress, &desc, &verdict);
             }
             match verdict.decision {
                 Decision::Forward(port) => self.deliver(snapshot, port, desc, &verdict),
@@ -561,7 +561,6 @@ impl Worker {
         &mut self,
         snapshot: &Snapshot,
         ingress: PortId,
-        egress: PortId,
         desc: &FrameDesc,
         verdict: &Verdict,
     ) {
@@ -569,12 +568,16 @@ impl Worker {
             return;
         };
         if fast.pending.len() == fast.pending.capacity()
-            || !snapshot.port(ingress).is_some_and(|v| v.fast.is_some())
+            || snapshot.port(ingress).is_none_or(|v| v.fast.is_none())
         {
             return;
         }
-        let Ok(edit) = egress_edit(snapshot, egress, verdict) else {
-            return;
+        let (egress, edit) = match verdict.decision {
+            Decision::Forward(egress) => match egress_edit(snapshot, egress, verdict) {
+                Ok(edit) => (egress, edit),
+                Err(_) => return,
+            },
+            _ => (NO_PORT, TagEdit::Keep),
         };
         let destination = verdict
             .info

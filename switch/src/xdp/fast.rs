@@ -83,6 +83,9 @@ pub const FLOW_REDIRECT: u8 = 1;
 /// `flow_entry.action`: into a veth's peer directly (not used yet: it needs
 /// the peer in another namespace, which xsw does not check yet).
 pub const FLOW_REDIRECT_PEER: u8 = 2;
+/// Dropped in the kernel, as the pipeline would; `vid` holds the
+/// `DropReason` index to count it under.
+pub const FLOW_DROP: u8 = 3;
 
 /// `flow_entry.tag_op`
 pub const TAG_KEEP: u8 = 0;
@@ -640,6 +643,7 @@ mod tests {
             ("MAX_PORT_ID", u64::from(MAX_PORT_ID)),
             ("FLOW_REDIRECT", u64::from(FLOW_REDIRECT)),
             ("FLOW_REDIRECT_PEER", u64::from(FLOW_REDIRECT_PEER)),
+            ("FLOW_DROP", u64::from(FLOW_DROP)),
             ("TAG_KEEP", u64::from(TAG_KEEP)),
             ("TAG_INSERT", u64::from(TAG_INSERT)),
             ("TAG_REMOVE", u64::from(TAG_REMOVE)),
