@@ -398,3 +398,54 @@ fn a_tenant_delegated_to_a_user_or_group_is_all_it_can_manage() -> Result<()> {
     ensure!(lab.xswd_running(), "xswd exited");
     Ok(())
 }
+
+/// Any local user may connect to the control socket. 100 refused requests of
+/// 60 KB each must leave the log a few kilobytes longer, not megabytes, and
+/// say how many refusals it left out.
+#[test]
+fn a_flood_of_refused_requests_keeps_the_log_small() -> Result<()> {
+    let lab = lab!("refusals", "dlr", 192)?;
+    std::fs::set_permissions(&lab.dir, std::fs::Permissions::from_mode(0o755))?;
+    let user = TestUser::create(&[])?;
+    lab.start_xswd("")?;
+    let before = lab.xswd_log().len();
+    let sock = lab.socket().display().to_string();
+    let ctl = lab.bins.xswctl()?.display().to_string();
+    let script = format!(
+        "big=$(head -c 61440 /dev/zero | tr '\\0' x); for i in $(seq 100); do \
+         {ctl} --socket {sock} tenant show \"$big\" >/dev/null 2>&1; done; \
+         {ctl} --socket {sock} tenant show \"$big\" 2>&1 | wc -c"
+    );
+    let out = xsw_integration::cmd::run(&user.argv(&["sh", "-c", &script]), Duration::from_secs(60))?;
+    ensure!(out.success(), "the flood did not run: {}", out.describe());
+    let reply_bytes: usize = out.stdout.trim().parse().unwrap_or(usize::MAX);
+    ensure!(
+        reply_bytes < 2_000,
+        "a refused 60 KB request got a {reply_bytes}-byte reply"
+    );
+    // Let a window pass: the next logged refusal reports what was left out.
+    std::thread::sleep(Duration::from_secs(10));
+    lab.ctl_as(&user, &["status"])?;
+    let log = lab.xswd_log();
+    let grown = log.len() - before;
+    ensure!(
+        grown < 20_000,
+        "101 refused 60 KB requests grew the log by {grown} bytes"
+    );
+    ensure!(
+        log.contains("permission denied") && log.contains(&format!("uid={}", user.uid)),
+        "refusals are not logged at all:\n{log}"
+    );
+    // 101 refusals, 10 logged in the first window: the next line says 91.
+    let left_out: u64 = log
+        .lines()
+        .filter_map(|l| l.split("suppressed=").nth(1))
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0);
+    ensure!(
+        left_out == 91,
+        "the log should say that 91 refusals were left out, says {left_out}:\n{log}"
+    );
+    Ok(())
+}

@@ -643,18 +643,21 @@ pub fn handle_as(switch: &mut Switch, peer: &Peer, request: Request) -> Reply {
     let verdict = authorize(peer, &switch.grants, &request, &LiveView(switch));
     let (rewrite, how) = match verdict {
         Verdict::Deny(why) => {
-            tracing::warn!(
-                uid = peer.uid,
-                gid = peer.gid,
-                pid = peer.pid,
-                command = %command_name(&request),
-                request = ?request,
-                reason = %why,
-                "control request refused: permission denied"
-            );
+            if let Some(suppressed) = super::refusals::admit(peer.uid) {
+                tracing::warn!(
+                    uid = peer.uid,
+                    gid = peer.gid,
+                    pid = peer.pid,
+                    command = %command_name(&request),
+                    request = %super::refusals::bounded(&format!("{request:?}")),
+                    reason = %super::refusals::bounded(&why),
+                    suppressed,
+                    "control request refused: permission denied"
+                );
+            }
             return Reply::failure(
                 ErrorCode::PermissionDenied,
-                format!("permission denied: {why}"),
+                format!("permission denied: {}", super::refusals::bounded(&why)),
             );
         }
         Verdict::Allow { rewrite, narrow } => (rewrite, narrow),

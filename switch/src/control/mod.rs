@@ -9,6 +9,7 @@ mod fdb;
 pub mod persist;
 mod ports;
 pub mod protocol;
+pub mod refusals;
 mod report;
 pub mod server;
 pub mod switch;

@@ -304,10 +304,19 @@ fn serve_client(stream: UnixStream, switch: &Mutex<Switch>, peer: &Peer) {
                 }),
             }
         };
-        if let Some(error) = &reply.error {
+        let mut reply = reply;
+        if let Some(error) = reply.error.as_mut() {
+            // A reason may quote what the client sent: bounded in the log,
+            // and in the replies to users other than root.
+            if !peer.is_root() {
+                error.message = super::refusals::bounded(&error.message);
+            }
+            let logged = super::refusals::bounded(&error.message);
             // Permission refusals were logged, with the command, by access.
             if error.code != ErrorCode::PermissionDenied {
-                tracing::info!(uid = peer.uid, code = ?error.code, message = %error.message, "control request refused");
+                if let Some(suppressed) = super::refusals::admit(peer.uid) {
+                    tracing::info!(uid = peer.uid, code = ?error.code, message = %logged, suppressed, "control request refused");
+                }
             }
         }
         let mut text = serde_json::to_string(&reply).unwrap_or_else(|_| "{\"ok\":false}".into());
@@ -330,13 +339,16 @@ fn refuse_stranger(switch: &Mutex<Switch>, peer: &Peer) -> Option<Reply> {
     if guard.grants.admits(peer) {
         return None;
     }
-    tracing::warn!(
-        uid = peer.uid,
-        gid = peer.gid,
-        pid = peer.pid,
-        command = "(unreadable request)",
-        "control request refused: permission denied"
-    );
+    if let Some(suppressed) = super::refusals::admit(peer.uid) {
+        tracing::warn!(
+            uid = peer.uid,
+            gid = peer.gid,
+            pid = peer.pid,
+            command = "(unreadable request)",
+            suppressed,
+            "control request refused: permission denied"
+        );
+    }
     Some(Reply::failure(
         ErrorCode::PermissionDenied,
         format!(
