@@ -416,7 +416,8 @@ fn a_flood_of_refused_requests_keeps_the_log_small() -> Result<()> {
          {ctl} --socket {sock} tenant show \"$big\" >/dev/null 2>&1; done; \
          {ctl} --socket {sock} tenant show \"$big\" 2>&1 | wc -c"
     );
-    let out = xsw_integration::cmd::run(&user.argv(&["sh", "-c", &script]), Duration::from_secs(60))?;
+    let out =
+        xsw_integration::cmd::run(&user.argv(&["sh", "-c", &script]), Duration::from_secs(60))?;
     ensure!(out.success(), "the flood did not run: {}", out.describe());
     let reply_bytes: usize = out.stdout.trim().parse().unwrap_or(usize::MAX);
     ensure!(
@@ -440,7 +441,12 @@ fn a_flood_of_refused_requests_keeps_the_log_small() -> Result<()> {
     let left_out: u64 = log
         .lines()
         .filter_map(|l| l.split("suppressed=").nth(1))
-        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .filter_map(|rest| {
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
         .max()
         .unwrap_or(0);
     ensure!(

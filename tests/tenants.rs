@@ -491,3 +491,65 @@ vlans = [{{ vlan = 100, tenant = "web" }}]
     lab.ping_all(&h1, &h2, 2)?;
     Ok(())
 }
+
+/// A guest spraying random source MACs fills the MAC table; afterwards hosts
+/// of another tenant, and the sprayer's own tenant-mates, are still learned
+/// (the table makes room from the port holding the most entries), and the
+/// evictions are counted on the sprayer's port.
+#[test]
+fn a_port_spraying_source_macs_cannot_keep_others_from_learning() -> Result<()> {
+    let lab = lab!("fdbfair", "tnf", 172)?;
+    let s1 = lab.add_veth_host("s1", 1)?;
+    let a2 = lab.add_veth_host("a2", 2)?;
+    let a3 = lab.add_veth_host("a3", 3)?;
+    let b1 = lab.add_veth_host("b1", 4)?;
+    let b2 = lab.add_veth_host("b2", 5)?;
+    let mut config = String::from(
+        "[dataplane]\nfdb_capacity = 256\n\n[[tenant]]\nname = \"a\"\n\n[[tenant]]\nname = \"b\"\n",
+    );
+    for (h, t) in [(&s1, "a"), (&a2, "a"), (&a3, "a"), (&b1, "b"), (&b2, "b")] {
+        config.push_str(&format!(
+            "\n[[port]]\nname = \"{}\"\ntenant = \"{t}\"\n",
+            h.port
+        ));
+    }
+    lab.start_xswd(&config)?;
+
+    // 2,000 frames from 1,000 source MACs: four times the table.
+    let spray = frames::eth(
+        "ff:ff:ff:ff:ff:ff",
+        "02:5a:00:00:00:00",
+        &[],
+        frames::ETH_EXPERIMENTAL,
+        &[0; 46],
+    );
+    lab.raw_send_from_many(&s1, &spray, 2_000, 1_000, 1)?;
+    let status = lab.ctl_json(&["status"])?;
+    ensure!(
+        status["fdb_entries"].as_u64().unwrap_or(0) >= 250 && status["fdb_full"] == true,
+        "the spray did not fill the table (or status does not say so): {status}"
+    );
+
+    lab.wait_reachable(&b1, &b2, Duration::from_secs(5))?;
+    lab.wait_reachable(&a2, &a3, Duration::from_secs(5))?;
+    for h in [&a2, &a3, &b1, &b2] {
+        ensure!(
+            !lab.fdb_entries(&h.mac)?.is_empty(),
+            "{} ({}) was not learned after the spray: {:?}",
+            h.name,
+            h.mac,
+            lab.fdb()?.len()
+        );
+    }
+    let stats = lab.stats()?;
+    let evicted = stats["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["name"] == s1.port.as_str()))
+        .and_then(|p| p["learning_evicted"].as_u64())
+        .unwrap_or(0);
+    ensure!(
+        evicted >= 700,
+        "the sprayer's port should count the evictions its spray caused (about 750): {evicted}"
+    );
+    Ok(())
+}

@@ -59,9 +59,27 @@ impl Lab {
 
     /// Sends `frame` `count` times out of `h`'s interface (xsw-nettool raw-send).
     pub fn raw_send(&self, h: &Host, frame: &[u8], count: u32) -> Result<()> {
+        self.raw_send_from_many(h, frame, count, 1, 2)
+    }
+
+    /// [`Lab::raw_send`], frame i with the frame's source MAC plus i mod
+    /// `sources` (a spray of `sources` addresses), `interval_ms` apart.
+    pub fn raw_send_from_many(
+        &self,
+        h: &Host,
+        frame: &[u8],
+        count: u32,
+        sources: u32,
+        interval_ms: u32,
+    ) -> Result<()> {
         let nettool = self.bins.nettool.display().to_string();
         let hex = crate::frames::hex(frame);
-        let c = count.to_string();
+        let (c, k, i) = (
+            count.to_string(),
+            sources.to_string(),
+            interval_ms.to_string(),
+        );
+        let limit = Duration::from_secs(10 + u64::from(count) * u64::from(interval_ms) / 1000);
         let out = self.run_in(
             &h.ns,
             &[
@@ -74,9 +92,13 @@ impl Lab {
                 "--count",
                 &c,
                 "--interval-ms",
-                "2",
+                &i,
+                "--src-count",
+                &k,
+                "--timeout",
+                &limit.as_secs().to_string(),
             ],
-            Duration::from_secs(10),
+            limit,
         )?;
         ensure!(
             out.success(),

@@ -35,6 +35,7 @@ impl Switch {
                     "tx_bytes": t.tx_bytes,
                     "drops": drops,
                     "learning_refused": t.learning_refused,
+                    "learning_evicted": t.learning_evicted,
                     "checksums_finished": t.checksums_finished,
                     "fast_rx_frames": t.fast_rx_frames,
                     "fast_tx_frames": t.fast_tx_frames,
@@ -61,6 +62,9 @@ impl Switch {
             "ports": self.ports.len(),
             "tenants": self.tenants.len(),
             "fdb_entries": fdb_entries,
+            "fdb_capacity": self.settings.fdb_capacity,
+            // Learning then evicts from the busiest port (see ARCHITECTURE.md).
+            "fdb_full": fdb_entries >= self.settings.fdb_capacity,
         }))
     }
 }

@@ -161,7 +161,10 @@ fn forward_entry(
     if egress != cx.egress || egress == cx.ingress {
         return None;
     }
-    if !matches!(verdict.learned, Learned::Refreshed | Learned::New) {
+    if !matches!(
+        verdict.learned,
+        Learned::Refreshed | Learned::New | Learned::Evicted { .. }
+    ) {
         return None;
     }
     let out = cx.snapshot.port(egress)?;

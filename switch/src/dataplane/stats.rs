@@ -24,6 +24,9 @@ pub struct PortCounters {
     /// Source MACs not learned because a MAC limit was reached (the frames
     /// themselves were switched).
     pub learning_refused: AtomicU64,
+    /// This port's MAC entries evicted to make room for another port's (the
+    /// table was full and this port held the most).
+    pub learning_evicted: AtomicU64,
     /// TCP/UDP checksums the sender left to offload, finished by xsw.
     pub checksums_finished: AtomicU64,
     /// Of rx_frames and tx_frames: those the fast path switched in the kernel.
@@ -40,6 +43,7 @@ pub struct PortTotals {
     pub tx_bytes: u64,
     pub drops: [u64; DropReason::COUNT],
     pub learning_refused: u64,
+    pub learning_evicted: u64,
     pub checksums_finished: u64,
     pub fast_rx_frames: u64,
     pub fast_tx_frames: u64,
@@ -52,6 +56,7 @@ impl PortTotals {
         self.tx_frames += c.tx_frames.load(Relaxed);
         self.tx_bytes += c.tx_bytes.load(Relaxed);
         self.learning_refused += c.learning_refused.load(Relaxed);
+        self.learning_evicted += c.learning_evicted.load(Relaxed);
         self.checksums_finished += c.checksums_finished.load(Relaxed);
         self.fast_rx_frames += c.fast_rx_frames.load(Relaxed);
         self.fast_tx_frames += c.fast_tx_frames.load(Relaxed);
@@ -69,6 +74,7 @@ impl PortTotals {
             tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
             drops: [0; DropReason::COUNT],
             learning_refused: self.learning_refused.wrapping_sub(base.learning_refused),
+            learning_evicted: self.learning_evicted.wrapping_sub(base.learning_evicted),
             checksums_finished: self
                 .checksums_finished
                 .wrapping_sub(base.checksums_finished),

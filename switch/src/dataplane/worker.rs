@@ -66,6 +66,33 @@ pub struct WorkerTuning {
     pub tx_ring: u32,
 }
 
+/// Counts refused learning on `port` and evictions on the port that lost
+/// an entry; an evicted address that flow entries forwarded to makes them
+/// stale (the pipeline would flood to it now).
+fn note_learning(stats: &WorkerStats, fast: Option<&WorkerFast>, learned: Learned, port: PortId) {
+    match learned {
+        Learned::LimitReached | Learned::TableFull => {
+            if let Some(c) = stats.port(port) {
+                bump(&c.learning_refused, 1);
+            }
+        }
+        Learned::Evicted {
+            from,
+            flow_destination,
+        } => {
+            if let Some(c) = stats.port(from) {
+                bump(&c.learning_evicted, 1);
+            }
+            if flow_destination {
+                if let Some(fast) = fast {
+                    fast.shared.table.invalidate();
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 /// What a worker's socket is for.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum QueueKind {
@@ -171,6 +198,8 @@ pub struct Worker {
     pollfds: Vec<libc::pollfd>,
     started: Instant,
     fast: Option<WorkerFast>,
+    /// When the next "MAC table full" warning may be logged.
+    mac_table_warned_ns: u64,
 }
 
 /// A worker's share of the fast path: flow entries decided this turn, written
@@ -227,6 +256,7 @@ impl Worker {
             mesh: p.mesh,
             pollfds: Vec::new(),
             started: p.epoch,
+            mac_table_warned_ns: 0,
             fast: p.fast.map(|shared| WorkerFast {
                 scratch: vec![FlowEntry::default(); shared.table.cpus()],
                 pending: Vec::with_capacity(MAX_INSTALLS_PER_TURN),
@@ -251,6 +281,7 @@ impl Worker {
             let now = self.now_ns();
             if now >= next_expiry {
                 self.fdb.expire(now);
+                self.warn_if_mac_table_full(now);
                 self.stats
                     .frames_free
                     .store(self.ledger.free_count() as u64, Relaxed);
@@ -436,10 +467,28 @@ impl Worker {
             }
             if let Some(events) = self.mesh.learned(peer, self.id) {
                 while let Some(event) = events.pop() {
-                    self.fdb.learn(event.domain, event.mac, event.port, now);
+                    let learned = self.fdb.learn(event.domain, event.mac, event.port, now);
+                    if let Learned::Evicted { .. } = learned {
+                        note_learning(&self.stats, self.fast.as_ref(), learned, event.port);
+                    }
                 }
             }
         }
+    }
+
+    /// Once a minute at most, while the MAC table is full: learning now
+    /// evicts entries of the port that holds the most (see `Fdb::learn`).
+    fn warn_if_mac_table_full(&mut self, now: u64) {
+        if self.fdb.len() < self.fdb.capacity() || now < self.mac_table_warned_ns {
+            return;
+        }
+        self.mac_table_warned_ns = now.saturating_add(60_000_000_000);
+        tracing::warn!(
+            worker = self.id,
+            entries = self.fdb.len(),
+            "MAC table full: new addresses take the place of entries of the port that holds the most \
+             (learning_evicted in xswctl stats; raise fdb_capacity or set mac_limit_per_port)"
+        );
     }
 
     fn publish_learning(&self, event: LearnEvent) {
@@ -514,12 +563,9 @@ impl Worker {
                 now,
             );
             self.count_acl_hits(snapshot, &verdict);
-            if verdict.learned == Learned::LimitReached {
-                if let Some(c) = self.stats.port(ingress) {
-                    bump(&c.learning_refused, 1);
-                }
-            }
-            if let Learned::New | Learned::Moved { .. } = verdict.learned {
+            note_learning(&self.stats, self.fast.as_ref(), verdict.learned, ingress);
+            if let Learned::New | Learned::Evicted { .. } | Learned::Moved { .. } = verdict.learned
+            {
                 if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
                     self.publish_learning(LearnEvent {
                         domain: verdict.domain,
@@ -596,6 +642,9 @@ impl Worker {
         // SAFETY: the worker owns the frame (it is in no ring).
         let frame = unsafe { self.umem.data(desc) };
         if let Some((key, entry)) = flow_for(&cx, verdict, frame.contents()) {
+            if let (Decision::Forward(_), Some(info)) = (verdict.decision, verdict.info.as_ref()) {
+                self.fdb.mark_flow_destination(verdict.domain, info.dst_mac);
+            }
             // A burst of one flow: one entry.
             if !fast.pending.iter().any(|(k, _)| *k == key) {
                 fast.pending.push((key, entry));

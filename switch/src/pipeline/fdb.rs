@@ -31,6 +31,12 @@ pub enum Learned {
     /// Learning would take the ingress port or the domain past its limit (see
     /// [`Fdb::set_limits`]): not learned. A refused move leaves the entry on its old port.
     LimitReached,
+    /// As `New`, in a full table: an entry of the port holding the most (`from`) was
+    /// evicted to make room. `flow_destination`: fast-path entries forwarded to it.
+    Evicted {
+        from: PortId,
+        flow_destination: bool,
+    },
 }
 
 /// One row of the table, as shown to the control plane.
@@ -72,6 +78,9 @@ struct Bucket {
     used: u8,
     /// Bit `i` set: way `i` holds a static entry.
     statics: u8,
+    /// Bit `i` set: a fast-path flow entry forwards to way `i`'s address (see
+    /// [`Fdb::mark_flow_destination`]); evicting it must invalidate the flow entries.
+    flowed: u8,
     /// Entries stored past this bucket whose home is this bucket or an earlier one: while
     /// it is 0, a key not found here is not in the table. Kept exact by insert and remove,
     /// so removals leave no tombstones and the table never needs rebuilding.
@@ -107,10 +116,14 @@ impl Bucket {
     }
 }
 
+/// Buckets an eviction searches at most for an entry of the busiest port.
+const EVICTION_SCAN: usize = 256;
+
 /// A MAC table keyed by (domain, MAC), bounded to a fixed number of entries.
 ///
 /// The table is allocated once in [`Fdb::new`] and never reallocates afterwards, so learning
-/// on the data path cannot allocate: an unknown address arriving at capacity is refused.
+/// on the data path cannot allocate: an unknown address arriving at capacity takes the
+/// place of an entry of the port that holds the most ([`Learned::Evicted`]).
 /// Dynamic entries are live for `aging_ns` after they were last learned (`u64::MAX`: never
 /// age); an expired entry is invisible to [`Fdb::lookup`] and is reclaimed by [`Fdb::expire`].
 ///
@@ -134,6 +147,8 @@ pub struct Fdb {
     port_counts: Box<[u32]>,
     /// Entries per domain; index `FDB_MAX_DOMAINS` is shared by every larger id.
     domain_counts: Box<[u32]>,
+    /// Where the next search for an entry to evict starts (see [`Fdb::evict_busiest`]).
+    evict_cursor: usize,
     per_port_limit: Option<u32>,
     per_domain_limit: Option<u32>,
     /// A lower bound of every dynamic entry's last-seen time (`u64::MAX` when none is
@@ -256,6 +271,7 @@ impl Fdb {
             aging_ns,
             port_counts: vec![0; MAX_PORTS + 1].into_boxed_slice(),
             domain_counts: vec![0; FDB_MAX_DOMAINS + 1].into_boxed_slice(),
+            evict_cursor: 0,
             per_port_limit: None,
             per_domain_limit: None,
             oldest_seen_ns: u64::MAX,
@@ -326,6 +342,7 @@ impl Fdb {
                 } else {
                     bucket.statics &= !(1 << way);
                 }
+                bucket.flowed &= !(1 << way);
                 bucket.keys[way] = key;
                 bucket.seen[way] = seen;
                 bucket.ports[way] = port;
@@ -353,6 +370,7 @@ impl Fdb {
         if let Some(bucket) = self.buckets.get_mut(index) {
             bucket.used &= !(1 << way);
             bucket.statics &= !(1 << way);
+            bucket.flowed &= !(1 << way);
         }
         self.len = self.len.saturating_sub(1);
         let mut passed = self.home(key);
@@ -492,13 +510,74 @@ impl Fdb {
         {
             return Learned::LimitReached;
         }
+        let mut learned = Learned::New;
         if self.len >= self.capacity {
-            return Learned::TableFull;
+            let Some((from, flow_destination)) = self.evict_busiest() else {
+                return Learned::TableFull;
+            };
+            learned = Learned::Evicted {
+                from,
+                flow_destination,
+            };
         }
         increment(&mut self.port_counts[port_index(port)]);
         increment(&mut self.domain_counts[domain_index(domain)]);
         self.insert_new(key, port, false, now_ns);
-        Learned::New
+        learned
+    }
+
+    /// Fair learning in a full table: removes a dynamic entry of the port that holds the
+    /// most entries, so no port (and so no tenant) can keep the others from learning; a
+    /// port spraying source addresses ends up recycling its own entries. Returns that port
+    /// and whether a flow entry forwarded to the evicted address. None if no such entry
+    /// turns up within [`EVICTION_SCAN`] buckets (the busiest port's entries are static).
+    ///
+    /// Open vSwitch evicts from the busiest port too; it keeps a list per port to take the
+    /// least recently used one, this takes the next one found after the previous eviction,
+    /// which costs no memory per entry. Only a full table pays for it: a scan of the port
+    /// counts, then a few buckets while the busiest port holds a fair share of the table.
+    #[cold]
+    fn evict_busiest(&mut self) -> Option<(PortId, bool)> {
+        let (busiest, _) = self
+            .port_counts
+            .iter()
+            .enumerate()
+            .max_by_key(|(_, count)| **count)?;
+        let busiest = PortId::try_from(busiest).ok()?;
+        let mask = self.mask();
+        for step in 0..EVICTION_SCAN.min(self.buckets.len()) {
+            let index = (self.evict_cursor + step) & mask;
+            let Some(bucket) = self.buckets.get(index) else {
+                continue;
+            };
+            let candidates = bucket.used & !bucket.statics;
+            for way in 0..WAYS {
+                if candidates & (1 << way) == 0
+                    || port_index(bucket.ports[way]) != usize::from(busiest)
+                {
+                    continue;
+                }
+                let entry = bucket.entry(way);
+                let flowed = bucket.flowed & (1 << way) != 0;
+                self.remove_at(index, way, bucket.keys[way]);
+                decrement(&mut self.port_counts[port_index(entry.port)]);
+                decrement(&mut self.domain_counts[domain_index(entry.domain)]);
+                self.evict_cursor = (index + 1) & mask;
+                return Some((entry.port, flowed));
+            }
+        }
+        self.evict_cursor = (self.evict_cursor + EVICTION_SCAN) & mask;
+        None
+    }
+
+    /// Notes that a fast-path flow entry now forwards to `mac`: evicting its entry must
+    /// then invalidate the flow entries (a move or a removal does anyway).
+    pub fn mark_flow_destination(&mut self, domain: DomainId, mac: MacAddr) {
+        if let Some((index, way)) = self.find(pack_key(domain, mac)) {
+            if let Some(bucket) = self.buckets.get_mut(index) {
+                bucket.flowed |= 1 << way;
+            }
+        }
     }
 
     /// The port `mac` was learned on in `domain`, unless unknown or expired at `now_ns`.
@@ -822,18 +901,78 @@ mod tests {
     }
 
     #[test]
-    fn full_table_refuses_new_addresses_but_serves_known_ones() {
+    fn a_full_table_makes_room_from_the_busiest_port() {
         let mut fdb = Fdb::new(2, AGING);
         assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::New);
         assert_eq!(fdb.learn(0, mac(2), 1, 0), Learned::New);
-        assert_eq!(fdb.learn(0, mac(3), 1, 0), Learned::TableFull);
+        assert_eq!(
+            fdb.learn(0, mac(3), 2, 0),
+            Learned::Evicted {
+                from: 1,
+                flow_destination: false
+            }
+        );
         assert_eq!(fdb.len(), 2);
-        assert_eq!(fdb.lookup(0, mac(3), 0), None);
-        assert_eq!(fdb.learn(0, mac(1), 1, 50), Learned::Refreshed);
-        assert_eq!(fdb.learn(0, mac(2), 2, 50), Learned::Moved { from: 1 });
-        assert_eq!(fdb.insert_static(0, mac(3), 1), Err(FdbError::TableFull));
+        assert_eq!(fdb.lookup(0, mac(3), 0), Some(2));
+        assert_eq!(fdb.port_entries(1), 1);
+        assert_counts(&fdb);
+        // Static entries never give way, and a static insert never evicts.
+        assert_eq!(fdb.insert_static(0, mac(4), 1), Err(FdbError::TableFull));
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn a_port_spraying_addresses_recycles_its_own_entries_and_others_still_learn() {
+        let mut fdb = Fdb::new(100, AGING);
+        let sprayed = |n: u64| MacAddr::from_u64(0x0200_0000_0000 | n);
+        for n in 0..1_000 {
+            let learned = fdb.learn(0, sprayed(n), 9, n);
+            assert!(
+                matches!(learned, Learned::New | Learned::Evicted { from: 9, .. }),
+                "{learned:?}"
+            );
+        }
+        assert_eq!(fdb.len(), 100);
+        // A host on another port, in another tenant: learned, at the sprayer's expense.
+        assert_eq!(
+            fdb.learn(7, mac(1), 1, 2_000),
+            Learned::Evicted {
+                from: 9,
+                flow_destination: false
+            }
+        );
+        assert_eq!(fdb.lookup(7, mac(1), 2_000), Some(1));
+        assert_eq!(fdb.port_entries(9), 99);
+        assert_counts(&fdb);
+    }
+
+    #[test]
+    fn evicting_a_flow_destination_says_so() {
+        let mut fdb = Fdb::new(1, AGING);
+        fdb.learn(0, mac(1), 1, 0);
+        fdb.mark_flow_destination(0, mac(1));
+        assert_eq!(
+            fdb.learn(0, mac(2), 2, 0),
+            Learned::Evicted {
+                from: 1,
+                flow_destination: true
+            }
+        );
+        // The mark went with the entry.
+        assert_eq!(
+            fdb.learn(0, mac(3), 3, 0),
+            Learned::Evicted {
+                from: 2,
+                flow_destination: false
+            }
+        );
+    }
+
+    #[test]
+    fn a_table_of_static_entries_refuses_learning() {
+        let mut fdb = Fdb::new(1, AGING);
         assert_eq!(fdb.insert_static(0, mac(1), 1), Ok(()));
-        assert_eq!(fdb.len(), 2);
+        assert_eq!(fdb.learn(0, mac(2), 2, 0), Learned::TableFull);
     }
 
     #[test]
@@ -850,7 +989,6 @@ mod tests {
         let mut fdb = Fdb::new(capacity, AGING);
         let allocated = fdb.allocated_capacity();
         let address = |n: u64| MacAddr::from_u64(0x0200_0000_0000 | n);
-        let never_fits = address(0xdead_beef);
         for n in 0..capacity as u64 {
             assert_eq!(fdb.learn(0, address(n), 1, 0), Learned::New);
         }
@@ -858,7 +996,6 @@ mod tests {
         for n in capacity as u64..50 * capacity as u64 {
             assert!(fdb.remove(0, address(n - capacity as u64)));
             assert_eq!(fdb.learn(0, address(n), 1, 0), Learned::New);
-            assert_eq!(fdb.learn(0, never_fits, 1, 0), Learned::TableFull);
             assert!(fdb.allocated_capacity() <= allocated, "reallocated at {n}");
         }
         assert_eq!(fdb.len(), capacity);
@@ -1000,7 +1137,13 @@ mod tests {
         fdb.set_limits(Some(1), None);
         assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::New);
         assert_eq!(fdb.learn(0, mac(2), 1, 0), Learned::LimitReached);
-        assert_eq!(fdb.learn(0, mac(2), 2, 0), Learned::TableFull);
+        assert_eq!(
+            fdb.learn(0, mac(2), 2, 0),
+            Learned::Evicted {
+                from: 1,
+                flow_destination: false
+            }
+        );
     }
 
     #[test]
@@ -1267,7 +1410,23 @@ mod tests {
                 {
                     Learned::LimitReached
                 }
-                None if self.entries.len() >= self.capacity => Learned::TableFull,
+                None if self.entries.len() >= self.capacity => {
+                    // Fairness: the port holding the most entries (the last of
+                    // equals, as the table counts) gives up a dynamic one, which
+                    // the caller removes (it knows which one the table chose).
+                    let Some(busiest) = (0..3).max_by_key(|p| self.on_port(*p)) else {
+                        return Learned::TableFull;
+                    };
+                    let has_dynamic = self.entries.values().any(|e| e.0 == busiest && !e.1);
+                    if self.capacity == 0 || !has_dynamic {
+                        return Learned::TableFull;
+                    }
+                    self.entries.insert(key, (port, false, now));
+                    Learned::Evicted {
+                        from: busiest,
+                        flow_destination: false,
+                    }
+                }
                 None => {
                     self.entries.insert(key, (port, false, now));
                     Learned::New
@@ -1333,10 +1492,20 @@ mod tests {
             now += advance;
             match op {
                 Op::Learn(d, m, p) => {
-                    prop_assert_eq!(
-                        fdb.learn(d, mac(m), p, now),
-                        model.learn((d, mac(m)), p, now)
-                    );
+                    let learned = fdb.learn(d, mac(m), p, now);
+                    prop_assert_eq!(learned, model.learn((d, mac(m)), p, now));
+                    if let Learned::Evicted { from, .. } = learned {
+                        // Which entry of `from` went is the table's choice.
+                        let victim = model
+                            .entries
+                            .iter()
+                            .find(|(k, e)| e.0 == from && !e.1 && fdb.get(k.0, k.1).is_none())
+                            .map(|(k, _)| *k);
+                        prop_assert!(victim.is_some(), "no entry of port {} was evicted", from);
+                        if let Some(victim) = victim {
+                            model.entries.remove(&victim);
+                        }
+                    }
                 }
                 Op::Lookup(d, m) => {
                     prop_assert_eq!(fdb.lookup(d, mac(m), now), model.lookup((d, mac(m)), now));

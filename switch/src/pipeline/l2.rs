@@ -217,11 +217,25 @@ mod tests {
     }
 
     #[test]
-    fn full_table_still_forwards_known_destinations() {
-        let mut fdb = Fdb::new(1, AGING);
+    fn full_table_makes_room_and_still_forwards_known_destinations() {
+        const HOST_C: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0c]);
+        let mut fdb = Fdb::new(2, AGING);
         decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
-        let result = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 1);
-        assert_eq!(result, (Decision::Forward(PORT_2.id), Learned::TableFull));
+        decide(&mut fdb, PORT_2, &frame(HOST_C, MacAddr::BROADCAST), 0);
+        // The source takes the place of one of port 2's two entries (learning
+        // comes before the lookup): B is forwarded to unless it was that one.
+        let (decision, learned) = decide(&mut fdb, PORT_1, &frame(HOST_A, HOST_B), 1);
+        assert!(
+            matches!(learned, Learned::Evicted { from, .. } if from == PORT_2.id),
+            "{learned:?}"
+        );
+        let expected = if fdb.lookup(PORT_2.domain, HOST_B, 1).is_some() {
+            Decision::Forward(PORT_2.id)
+        } else {
+            Decision::Flood
+        };
+        assert_eq!(decision, expected);
+        assert_eq!(fdb.lookup(PORT_1.domain, HOST_A, 1), Some(PORT_1.id));
     }
 
     #[test]

@@ -18,7 +18,7 @@ USAGE:
                           [--wait-ms MS] [--timeout SECS]
     xsw-nettool tcp-sink  --bind IP:PORT [--timeout SECS]
     xsw-nettool tcp-send  --to IP:PORT --bytes N [--seed S] [--timeout SECS]
-    xsw-nettool raw-send  --iface IF --frame HEX [--count N] [--interval-ms MS]
+    xsw-nettool raw-send  --iface IF --frame HEX [--count N] [--interval-ms MS] [--src-count K]
     xsw-nettool tcx-query --iface IF
 
 udp-echo   answers every datagram with the same bytes; prints `ready` once bound,
@@ -31,7 +31,9 @@ tcp-sink   accepts one connection, reads to end-of-stream, prints
 tcp-send   connects, sends N pseudo-random bytes (xorshift seeded by S), half-closes,
            waits for the peer to close, prints {\"bytes\":N,\"fnv64\":\"HEX\"}.
 raw-send   sends the Ethernet frame given in hex (whole frame, from the destination
-           MAC on) N times out of IF through AF_PACKET; prints {\"sent\":N}.
+           MAC on) N times out of IF through AF_PACKET; prints {\"sent\":N}. With
+           --src-count K, frame i carries the frame's source MAC plus i mod K (in its
+           low 24 bits): K different sources.
 tcx-query  asks the kernel (BPF_PROG_QUERY) which programs are attached to IF's
            tcx ingress hook; prints {\"tcx_ingress\":[PROG_ID,...]}. (bpftool 7.1
            lists tcx links without their interface.)
@@ -93,6 +95,8 @@ struct Opts {
     timeout: f64,
     iface: Option<String>,
     frame: Vec<u8>,
+    /// raw-send: give frame i the source MAC of the frame + (i mod this).
+    src_count: u64,
 }
 
 impl Opts {
@@ -104,6 +108,7 @@ impl Opts {
             interval_ms: 10,
             size: 64,
             wait_ms: 500,
+            src_count: 1,
             bytes: 1 << 20,
             seed: 1,
             timeout: 10.0,
@@ -126,6 +131,7 @@ impl Opts {
                 "--timeout" => o.timeout = v.parse().map_err(|e| bad(&e))?,
                 "--iface" => o.iface = Some(v.clone()),
                 "--frame" => o.frame = parse_hex(v)?,
+                "--src-count" => o.src_count = v.parse().map_err(|e| bad(&e))?,
                 _ => return Err(format!("unknown option {k}")),
             }
         }
@@ -389,14 +395,20 @@ fn raw_send(o: &Opts) -> Result<(), String> {
     addr.sll_ifindex = ifindex as i32;
     addr.sll_halen = 6;
     addr.sll_addr[..6].copy_from_slice(&o.frame[..6]);
-    for _ in 0..o.count {
+    let mut frame = o.frame.clone();
+    let base = u32::from_be_bytes([0, frame[9], frame[10], frame[11]]);
+    for i in 0..o.count {
+        if o.src_count > 1 {
+            let low = base.wrapping_add((i % o.src_count) as u32).to_be_bytes();
+            frame[9..12].copy_from_slice(&low[1..]);
+        }
         // SAFETY: the buffer and address are live for the call with the
         // lengths given.
         let rc = unsafe {
             libc::sendto(
                 fd,
-                o.frame.as_ptr() as *const libc::c_void,
-                o.frame.len(),
+                frame.as_ptr() as *const libc::c_void,
+                frame.len(),
                 0,
                 &addr as *const libc::sockaddr_ll as *const libc::sockaddr,
                 std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
