@@ -823,6 +823,9 @@ impl Worker {
     /// copies nothing). Copies are taken before the original is edited.
     fn flood(&mut self, snapshot: &Snapshot, ingress: PortId, desc: FrameDesc, verdict: &Verdict) {
         let mut pending: Option<(PortId, TagEdit)> = None;
+        // A member that refused the frame counted it already: the frame is
+        // then not also a `no_egress` drop (each drop has one reason).
+        let mut refused = false;
         for &port in snapshot.flood_members(verdict.domain) {
             if port == ingress || !snapshot.port(port).is_some_and(|view| view.link_up) {
                 continue;
@@ -831,6 +834,7 @@ impl Worker {
                 Ok(edit) => edit,
                 Err(reason) => {
                     self.stats.drop_frame(port, reason);
+                    refused = true;
                     continue;
                 }
             };
@@ -844,7 +848,9 @@ impl Worker {
         match pending {
             Some((last, edit)) => self.deliver_edited(snapshot, last, desc, edit),
             None => {
-                self.stats.drop_frame(ingress, DropReason::NoEgress);
+                if !refused {
+                    self.stats.drop_frame(ingress, DropReason::NoEgress);
+                }
                 self.ledger.release(desc);
             }
         }
