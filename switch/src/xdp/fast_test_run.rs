@@ -17,13 +17,17 @@
 //! - VLAN tags: the kernel takes no `vlan_*` field in the context, so the
 //!   program never sees a tag out of band (`skb->vlan_present`), and what
 //!   bpf_skb_vlan_push adds is out of band too (`skb->vlan_tci`), which a
-//!   test run does not return. So for the tc program the tests prove that
+//!   test run does not return. So test runs of the tc program prove that
 //!   each tag operation succeeds (a failed one is TC_ACT_SHOT) and leaves
-//!   the data as it was, not which tag it left; the pop and rewrite of a
-//!   frame that arrives tagged cannot be run at all. The slow path's XDP
-//!   program reads its tag from the data, so it is covered whole.
+//!   the data as it was, not which tag it left, and cannot give it a frame
+//!   that arrives tagged. One test therefore sends real frames through the
+//!   attached program in a namespace of its own and captures what leaves,
+//!   tag included ([`tag_operations_and_the_slow_path_tag_on_real_traffic`]).
+//!   The slow path's XDP program reads its tag from the data, so test runs
+//!   cover it whole.
 //! - A buffer shorter than an Ethernet header is refused by the kernel
-//!   (EINVAL) before the program runs ([`runts_cannot_be_test_run`]).
+//!   (EINVAL) before the program runs ([`runts_cannot_be_test_run`]), and
+//!   so, since a 2026 fix, is an IPv4 or IPv6 header cut short.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd};
@@ -1273,5 +1277,338 @@ fn the_slow_path_steers_each_queue_to_its_socket() {
         assert_eq!(run.data[..4], 42u32.to_ne_bytes());
         let (run, _) = xdp(&fast, &frame, queue_device, 0);
         assert_eq!(run.retval, XDP_DROP, "queue 0 has none");
+    });
+}
+
+// ---------------------------------------------------------------------------
+// Real traffic: the tags test runs cannot show
+
+/// An AF_PACKET socket on one interface of the current namespace.
+struct PacketSocket {
+    fd: std::os::fd::OwnedFd,
+    ifindex: u32,
+}
+
+/// What a capture read: the out-of-band tag, if any, and the frame.
+#[derive(Debug, PartialEq, Eq)]
+struct Captured {
+    tci: Option<u16>,
+    frame: Vec<u8>,
+}
+
+impl PacketSocket {
+    /// A socket that sends on `name` (protocol 0: it receives nothing).
+    fn sender(name: &str) -> PacketSocket {
+        Self::open(name, 0)
+    }
+
+    /// A socket that receives every frame arriving at `name`, with the tag
+    /// the kernel holds out of band (PACKET_AUXDATA).
+    fn capture(name: &str) -> PacketSocket {
+        let socket = Self::open(name, (libc::ETH_P_ALL as u16).to_be());
+        socket.set_option(libc::SOL_PACKET, libc::PACKET_AUXDATA, &1 as &libc::c_int);
+        let timeout = libc::timeval {
+            tv_sec: 0,
+            tv_usec: 200_000,
+        };
+        socket.set_option(libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout);
+        socket
+    }
+
+    /// setsockopt(level, option) to `value` (a plain C value).
+    fn set_option<T>(&self, level: libc::c_int, option: libc::c_int, value: &T) {
+        // SAFETY: `value` is a live T of the size given, which the kernel
+        // only reads.
+        let rc = unsafe {
+            libc::setsockopt(
+                self.fd.as_raw_fd(),
+                level,
+                option,
+                (value as *const T).cast(),
+                std::mem::size_of::<T>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            rc,
+            0,
+            "setsockopt({level}, {option}): {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    fn open(name: &str, protocol: u16) -> PacketSocket {
+        use std::os::fd::FromRawFd;
+        let ifindex = ifindex(name);
+        // SAFETY: plain socket(2) call; the result is checked below.
+        let fd = unsafe {
+            libc::socket(
+                libc::AF_PACKET,
+                libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+                libc::c_int::from(protocol),
+            )
+        };
+        assert!(
+            fd >= 0,
+            "AF_PACKET socket: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: fd is a descriptor just returned to us and owned by no one else.
+        let fd = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let socket = PacketSocket { fd, ifindex };
+        if protocol != 0 {
+            let address = socket.address(protocol);
+            // SAFETY: `address` is a live sockaddr_ll of the size given.
+            let rc = unsafe {
+                libc::bind(
+                    socket.fd.as_raw_fd(),
+                    (&address as *const libc::sockaddr_ll).cast(),
+                    std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+                )
+            };
+            assert_eq!(
+                rc,
+                0,
+                "binding to {name}: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        socket
+    }
+
+    fn address(&self, protocol: u16) -> libc::sockaddr_ll {
+        // SAFETY: sockaddr_ll is plain data, valid all zero.
+        let mut address: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+        address.sll_family = libc::AF_PACKET as u16;
+        address.sll_protocol = protocol;
+        address.sll_ifindex = self.ifindex as i32;
+        address
+    }
+
+    fn send(&self, frame: &[u8]) {
+        let address = self.address(0);
+        // SAFETY: frame and address are live for the call, of the sizes given.
+        let sent = unsafe {
+            libc::sendto(
+                self.fd.as_raw_fd(),
+                frame.as_ptr().cast(),
+                frame.len(),
+                0,
+                (&address as *const libc::sockaddr_ll).cast(),
+                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(
+            sent,
+            frame.len() as isize,
+            "sending: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+
+    /// The frames that arrived (not those the interface sent) with `ethertype`
+    /// after their tags in the data, until none came for 200 ms.
+    fn received(&self, ethertype: u16) -> Vec<Captured> {
+        let mut out = Vec::new();
+        loop {
+            let mut buffer = vec![0u8; 4096];
+            // Room for one cmsghdr and a tpacket_auxdata, 8-byte aligned.
+            let mut control = [0u64; 16];
+            // SAFETY: plain data, valid all zero.
+            let mut from: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+            let mut iov = libc::iovec {
+                iov_base: buffer.as_mut_ptr().cast(),
+                iov_len: buffer.len(),
+            };
+            // SAFETY: plain data, valid all zero; the fields are set below.
+            let mut message: libc::msghdr = unsafe { std::mem::zeroed() };
+            message.msg_name = (&mut from as *mut libc::sockaddr_ll).cast();
+            message.msg_namelen = std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t;
+            message.msg_iov = &mut iov;
+            message.msg_iovlen = 1;
+            message.msg_control = control.as_mut_ptr().cast();
+            message.msg_controllen = std::mem::size_of_val(&control);
+            // SAFETY: every pointer in `message` refers to live buffers of
+            // the lengths it gives.
+            let n = unsafe { libc::recvmsg(self.fd.as_raw_fd(), &mut message, 0) };
+            if n < 0 {
+                let error = std::io::Error::last_os_error();
+                assert_eq!(
+                    error.kind(),
+                    std::io::ErrorKind::WouldBlock,
+                    "receiving: {error}"
+                );
+                return out;
+            }
+            buffer.truncate(n as usize);
+            let mut tci = None;
+            // SAFETY: `message` was filled by recvmsg; CMSG_FIRSTHDR and
+            // CMSG_NXTHDR stay within its control buffer, and an
+            // SOL_PACKET/PACKET_AUXDATA message holds a tpacket_auxdata
+            // (read unaligned, as CMSG_DATA need not be aligned for it).
+            unsafe {
+                let mut cmsg = libc::CMSG_FIRSTHDR(&message);
+                while !cmsg.is_null() {
+                    if (*cmsg).cmsg_level == libc::SOL_PACKET
+                        && (*cmsg).cmsg_type == libc::PACKET_AUXDATA
+                    {
+                        let aux: libc::tpacket_auxdata =
+                            std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast());
+                        if aux.tp_status & libc::TP_STATUS_VLAN_VALID != 0 {
+                            tci = Some(aux.tp_vlan_tci);
+                        }
+                    }
+                    cmsg = libc::CMSG_NXTHDR(&message, cmsg);
+                }
+            }
+            if from.sll_pkttype == libc::PACKET_OUTGOING {
+                continue;
+            }
+            let mut at = 12;
+            while buffer.get(at..at + 2) == Some(&ETH_8021Q.to_be_bytes()[..]) {
+                at += 4;
+            }
+            if buffer.get(at..at + 2) == Some(&ethertype.to_be_bytes()[..]) {
+                out.push(Captured { tci, frame: buffer });
+            }
+        }
+    }
+}
+
+#[test]
+fn tag_operations_and_the_slow_path_tag_on_real_traffic() {
+    // Frames sent into a port's veth reach the program at its tc ingress
+    // with their tag out of band, as in service; what the program sends on
+    // is captured at the egress and slow-path veths' peers, with the tag the
+    // kernel holds out of band (PACKET_AUXDATA).
+    in_fresh_netns(|| {
+        for (name, peer) in [("pin", "pinp"), ("pout", "poutp"), ("slow", "slowp")] {
+            ip(&["link", "add", name, "type", "veth", "peer", "name", peer]);
+            ip(&["link", "set", name, "up"]);
+            ip(&["link", "set", peer, "up"]);
+        }
+        let (port_if, egress_if, slow_if) = (ifindex("pin"), ifindex("pout"), ifindex("slow"));
+        let mut fast = FastPath::load(16)
+            .unwrap_or_else(|e| panic!("loading the fast path: {}", crate::error::chain(&e)));
+        const PORT_ID: u16 = 5;
+        fast.set_port(
+            port_if,
+            PortConf {
+                port: PORT_ID,
+                flags: PORT_FAST,
+                pad: 0,
+            },
+        )
+        .expect("configuring the port");
+        fast.set_slow_path(slow_if)
+            .expect("setting the slow-path device");
+        let _hook = fast
+            .attach_port("pin", port_if, false)
+            .unwrap_or_else(|e| panic!("attaching to pin: {}", crate::error::chain(&e)));
+        let table = fast.table();
+        let mut scratch = vec![FlowEntry::default(); table.cpus()];
+
+        let send = PacketSocket::sender("pinp");
+        let at_egress = PacketSocket::capture("poutp");
+        let at_slow_path = PacketSocket::capture("slowp");
+
+        /// A frame from source MAC ...:`last`, sent with `tci_in`, whose
+        /// entry does `tag_op` with `vid`, and leaves with `tci_out`.
+        struct Case {
+            last: u8,
+            tci_in: Option<u16>,
+            tag_op: u8,
+            vid: u16,
+            tci_out: Option<u16>,
+        }
+        let case = |last, tci_in, tag_op, vid, tci_out| Case {
+            last,
+            tci_in,
+            tag_op,
+            vid,
+            tci_out,
+        };
+        let cases = [
+            case(1, None, TAG_INSERT, 100, Some(100)),
+            case(2, Some(0xa00a), TAG_REMOVE, 0, None),
+            // Priority 5 kept, VID 10 becomes 200.
+            case(3, Some(0xa00a), TAG_REWRITE, 200, Some(0xa0c8)),
+            case(4, Some(0x0014), TAG_KEEP, 0, Some(0x0014)),
+        ];
+        let frame_from = |last: u8| {
+            let mut frame = l2_frame();
+            frame[11] = last;
+            frame
+        };
+        let on_the_wire = |frame: &[u8], tci: Option<u16>| match tci {
+            Some(tci) => tagged(frame, tci),
+            None => frame.to_vec(),
+        };
+        for c in &cases {
+            let frame = frame_from(c.last);
+            let key = FlowKey {
+                port: PORT_ID,
+                vlan: c.tci_in.unwrap_or(UNTAGGED),
+                ..l2_key(&frame)
+            };
+            let entry = FlowEntry {
+                generation: table.generation(),
+                expires_ns: u64::MAX,
+                egress_ifindex: egress_if,
+                egress_port: 6,
+                action: FLOW_REDIRECT,
+                tag_op: c.tag_op,
+                vid: c.vid,
+                ..FlowEntry::default()
+            };
+            table
+                .insert(&key, &entry, &mut scratch)
+                .unwrap_or_else(|e| panic!("inserting {key:?}: {e:?}"));
+            send.send(&on_the_wire(&frame, c.tci_in));
+        }
+        let mut got = at_egress.received(ETH_EXPERIMENTAL);
+        got.sort_by_key(|c| c.frame[11]);
+        let expected: Vec<Captured> = cases
+            .iter()
+            .map(|c| Captured {
+                tci: c.tci_out,
+                frame: frame_from(c.last),
+            })
+            .collect();
+        assert_eq!(got, expected, "at the egress port");
+        assert_eq!(
+            table.read_all().iter().map(|(_, e)| e.packets).sum::<u64>(),
+            4,
+            "each entry counted its frame"
+        );
+        assert!(
+            at_slow_path.received(ETH_EXPERIMENTAL).is_empty(),
+            "a hit also reached the slow path"
+        );
+
+        // Misses: tagged with the port id; a tag the frame had stays inside.
+        let untagged = frame_from(7);
+        send.send(&untagged);
+        let inner = frame_from(8);
+        send.send(&tagged(&inner, 0x001e));
+        let mut got = at_slow_path.received(ETH_EXPERIMENTAL);
+        got.sort_by_key(|c| c.frame[11]);
+        assert_eq!(
+            got,
+            vec![
+                Captured {
+                    tci: Some(PORT_ID),
+                    frame: untagged,
+                },
+                Captured {
+                    tci: Some(PORT_ID),
+                    frame: tagged(&inner, 0x001e),
+                },
+            ],
+            "at the slow-path device"
+        );
+        assert!(
+            at_egress.received(ETH_EXPERIMENTAL).is_empty(),
+            "a miss also reached the egress port"
+        );
     });
 }
