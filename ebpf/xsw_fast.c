@@ -127,10 +127,21 @@ static __always_inline int is_for_host(struct __sk_buff *skb, struct ethhdr *eth
 // Fills the L3/L4 part of the key. Returns 0 when the frame has no key the
 // pipeline would install: not IP, IP options, fragments, IPv6 extension
 // headers, a missing or cut L4 header. Such frames take the slow path.
-static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end, __u16 ethertype)
+// l3_len: the packet's length from the L3 header on (skb->len counts the
+// paged part too, which data_end does not reach); gso: it is a GSO packet.
+//
+// The L4 header must also lie within the IP packet's own length, and that
+// length within the packet, as the pipeline's parser requires (packet::ipv4,
+// packet::ipv6, packet::l4): it reads nothing past the IP length (Ethernet
+// padding), so a frame whose length fields cut the L4 header is one without
+// ports, and one whose length runs past the packet is malformed. Keyed from
+// the bytes alone, such frames would match the entry of a well-formed flow.
+static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end, __u16 ethertype,
+				  __u32 l3_len, int gso)
 {
 	__u8 proto;
 	void *l4;
+	__u32 l4_len;
 	if (ethertype == bpf_htons(ETH_P_IP)) {
 		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > data_end)
@@ -140,6 +151,13 @@ static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end
 		// More fragments, or a non-zero offset.
 		if (ip->frag_off & bpf_htons(0x3fff))
 			return 0;
+		__u32 ip_len = bpf_ntohs(ip->tot_len);
+		// BIG TCP: a GSO packet over 64 KiB says 0 (the kernel's iph_totlen()).
+		if (ip_len == 0 && gso)
+			ip_len = l3_len;
+		if (ip_len < sizeof(*ip) || ip_len > l3_len)
+			return 0;
+		l4_len = ip_len - sizeof(*ip);
 		proto = ip->protocol;
 		__builtin_memcpy(key->src_ip, &ip->saddr, 4);
 		__builtin_memcpy(key->dst_ip, &ip->daddr, 4);
@@ -149,6 +167,11 @@ static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end
 		if ((void *)(ip6 + 1) > data_end)
 			return 0;
 		if (ip6->version != 6)
+			return 0;
+		l4_len = bpf_ntohs(ip6->payload_len);
+		if (l4_len == 0 && gso) // BIG TCP, likewise
+			l4_len = l3_len - sizeof(*ip6);
+		if (l4_len > l3_len - sizeof(*ip6))
 			return 0;
 		proto = ip6->nexthdr;
 		__builtin_memcpy(key->src_ip, &ip6->saddr, 16);
@@ -163,13 +186,16 @@ static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end
 		struct tcphdr *tcp = l4;
 		if ((void *)(tcp + 1) > data_end)
 			return 0;
+		// The data offset: at least the 20 fixed bytes, within the segment.
+		if (tcp->doff < 5 || tcp->doff * 4 > l4_len)
+			return 0;
 		key->sport = tcp->source;
 		key->dport = tcp->dest;
 		// The flags byte: FIN..CWR (the pipeline's tcp_flags).
 		key->tcp_flags = ((__u8 *)tcp)[13];
 	} else if (proto == IPPROTO_UDP) {
 		struct udphdr *udp = l4;
-		if ((void *)(udp + 1) > data_end)
+		if ((void *)(udp + 1) > data_end || l4_len < sizeof(*udp))
 			return 0;
 		key->sport = udp->source;
 		key->dport = udp->dest;
@@ -178,7 +204,7 @@ static __always_inline int key_l3(struct flow_key *key, void *l3, void *data_end
 		if ((proto == IPPROTO_ICMP) != (ethertype == bpf_htons(ETH_P_IP)))
 			return 0;
 		__u8 *icmp = l4;
-		if ((void *)(icmp + 4) > data_end)
+		if ((void *)(icmp + 4) > data_end || l4_len < 4)
 			return 0;
 		key->icmp_type = icmp[0];
 	} else {
@@ -262,7 +288,8 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	__builtin_memcpy(key.src, eth->h_source, ETH_ALEN);
 	if (conf->flags & PORT_L3) {
 		key.width = WIDTH_L3;
-		if (!key_l3(&key, eth + 1, data_end, ethertype))
+		if (!key_l3(&key, eth + 1, data_end, ethertype, skb->len - sizeof(*eth),
+			    skb->gso_size != 0))
 			return to_slow_path(skb, conf->port);
 	} else {
 		key.width = WIDTH_L2;

@@ -374,6 +374,21 @@ impl FastPath {
     }
 }
 
+/// For the program tests (`xdp::fast_test_run`), which run the loaded
+/// programs on crafted frames with BPF_PROG_TEST_RUN. Test builds only.
+#[cfg(test)]
+impl FastPath {
+    /// The descriptor of the loaded program `name`.
+    pub(crate) fn program_fd(&self, name: &str) -> std::os::fd::BorrowedFd<'_> {
+        self.ebpf
+            .program(name)
+            .unwrap_or_else(|| panic!("program {name} is missing from the object"))
+            .fd()
+            .unwrap_or_else(|e| panic!("program {name} is not loaded: {e}"))
+            .as_fd()
+    }
+}
+
 /// Frames entering one port that the fast path missed and could not pass to
 /// the workers.
 #[derive(Clone, Copy, Debug, Default, serde::Serialize)]

@@ -6,6 +6,8 @@
 //! it, or the death of xswd for any reason (SIGKILL included), detaches it.
 
 pub mod fast;
+#[cfg(test)]
+mod fast_test_run;
 
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
