@@ -10,6 +10,9 @@ packages=(
   iproute2 iputils-ping ethtool iperf3 netcat-openbsd bpftool tcpdump procps
   # service tests: run xswd with only the unit's capabilities, check its sandbox
   util-linux strace systemd
+  # VM tests (tests/vm.rs): a real virtio-net guest under QEMU (TCG); the guest
+  # is built by tests/vm/build-guest.sh from Debian's cloud kernel and busybox
+  qemu-system-x86 busybox-static cpio gzip dpkg binutils
   # benchmark baselines and profiles
   bridge-utils nftables linux-perf
 )

@@ -17,8 +17,10 @@ pub mod frames;
 pub mod service;
 pub mod tenancy;
 pub mod users;
+pub mod vm;
 
 pub use cmd::{Output, Proc};
+use vm::Peer;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
@@ -290,7 +292,7 @@ impl Lab {
     /// Host `name` (at most 4 bytes) in its own namespace, attached by a veth
     /// pair whose other end (the switch port, named `<tag>-<name>`) lives in
     /// the switch namespace. Address 198.18.X.idx/24, MAC 02:78:X:00:00:idx,
-    /// TX checksum offload off on the host side (as the README documents).
+    /// the kernel's default offloads on the host side.
     pub fn add_veth_host(&self, name: &str, idx: u8) -> Result<Host> {
         ensure!(
             !name.is_empty() && name.len() <= 4,
@@ -785,7 +787,8 @@ impl Lab {
         }
     }
 
-    fn next_port(&self) -> u16 {
+    /// A port for the traffic tools, distinct within the lab.
+    pub(crate) fn next_port(&self) -> u16 {
         let p = self.port_seq.get();
         self.port_seq.set(p + 1);
         p
@@ -852,7 +855,8 @@ impl Lab {
     }
 
     /// A UDP exchange: `count` datagrams from `from` to an echo server on `to`,
-    /// every one checked on return.
+    /// every one checked on return (see [`vm::udp_exchange`], which serves
+    /// hosts and VMs alike).
     pub fn udp_exchange(
         &self,
         from: &Host,
@@ -860,65 +864,14 @@ impl Lab {
         count: u32,
         interval_ms: u32,
     ) -> Result<UdpStats> {
-        let secs = count * interval_ms / 1000 + 8;
-        let (_echo, port) = self.start_udp_echo(to, secs)?;
-        let mut probe = self.spawn_udp_probe(from, &to.ip, port, count, interval_ms)?;
-        self.probe_result(&mut probe, Duration::from_secs(secs as u64))
+        vm::udp_exchange(self, Peer::Host(from), Peer::Host(to), count, interval_ms)
     }
 
     /// Sends `bytes` pseudo-random bytes over TCP from `from` to `to` and checks
-    /// that the receiver got exactly those bytes (length and FNV-1a hash).
+    /// that the receiver got exactly those bytes (length and FNV-1a hash; see
+    /// [`vm::tcp_transfer`], which serves hosts and VMs alike).
     pub fn tcp_transfer(&self, from: &Host, to: &Host, bytes: u64) -> Result<()> {
-        let port = self.next_port();
-        let nettool = self.bins.nettool.display().to_string();
-        let bind = format!("{}:{port}", to.ip);
-        let mut sink = self.spawn_in(
-            &to.ns,
-            &format!("tcp-sink-{}-{port}", to.name),
-            &[&nettool, "tcp-sink", "--bind", &bind, "--timeout", "15"],
-        )?;
-        sink.wait_line("ready", Duration::from_secs(5))?;
-        let n = bytes.to_string();
-        let seed = (port as u64 * 7919).to_string();
-        let sent = self.run_in(
-            &from.ns,
-            &[
-                &nettool,
-                "tcp-send",
-                "--to",
-                &bind,
-                "--bytes",
-                &n,
-                "--seed",
-                &seed,
-                "--timeout",
-                "15",
-            ],
-            Duration::from_secs(20),
-        )?;
-        ensure!(
-            sent.success(),
-            "TCP transfer {} -> {} failed:\n{}\nsink log:\n{}\nxswd log:\n{}",
-            from.name,
-            to.name,
-            sent.describe(),
-            sink.log_text(),
-            self.xswd_log()
-        );
-        let got = sink.wait_line("{", Duration::from_secs(5))?;
-        let s: Value = serde_json::from_str(sent.stdout.trim())?;
-        let r: Value = serde_json::from_str(&got)?;
-        ensure!(
-            s["bytes"].as_u64() == Some(bytes),
-            "sender reports {s}, expected {bytes} bytes"
-        );
-        ensure!(
-            s == r,
-            "TCP {} -> {}: sent {s} but the receiver got {r}",
-            from.name,
-            to.name
-        );
-        Ok(())
+        vm::tcp_transfer(self, Peer::Host(from), Peer::Host(to), bytes).map(|_| ())
     }
 
     /// Starts tcpdump on `h`'s interface (bounded by `timeout 15` and `-c`),
