@@ -10,8 +10,11 @@ packages=(
   iproute2 iputils-ping ethtool iperf3 netcat-openbsd bpftool tcpdump procps
   # service tests: run xswd with only the unit's capabilities, check its sandbox
   util-linux strace systemd
-  # benchmark baselines and profiles
-  bridge-utils nftables linux-perf
+  # benchmark baselines and profiles. openvswitch-switch: the bench's "ovs"
+  # system (userspace datapath, AF_XDP ports), run from the bench's own
+  # temporary directory inside its namespace; the package's own service (where
+  # systemd starts it) is not used. iperf3 (above): the TCP scenario.
+  bridge-utils nftables linux-perf openvswitch-switch
 )
 
 missing=()
