@@ -314,6 +314,7 @@ declare -A DESC=(
   [xsw-xdp]="xsw, XDP hook (AF_XDP only)"
   [xsw-1w]="xsw, 1 worker"
   [afxdp]="bare AF_XDP forwarder"  # adaptive, like xsw's default
+  [ovs]="Open vSwitch (AF_XDP, PMD)"
   [xdp]="bare XDP DEVMAP redirect"
   [direct]="no switch: gen -> sink"
   [direct-tap]="no switch: gen -> tap -> guest"
@@ -457,6 +458,131 @@ system_xsw-nofast() { XSW_FAST_PATH=false xsw_run xsw-nofast adaptive "${XSW_WOR
 system_xsw-xdp() { XSW_HOOK=xdp xsw_run xsw-xdp adaptive "${XSW_WORKERS:-$SWITCH_CPU}" "$@"; }
 system_xsw-busy() { xsw_run xsw-busy busy-poll "${XSW_WORKERS:-$SWITCH_CPU}" "$@"; }
 system_xsw-1w() { xsw_run xsw-1w adaptive "$SWITCH_CPU" "$@"; }
+
+# Open vSwitch as a user would run it for AF_XDP: the userspace datapath
+# (datapath_type=netdev), both ports type=afxdp, the default NORMAL pipeline
+# (MAC learning) plus the static entry for the sink's MAC, and one PMD thread
+# pinned to SWITCH_CPU. ovsdb-server and ovs-vswitchd run inside NS_SW, with
+# their database, sockets, pid files and logs in $TMP/ovs (never the host's
+# /var/run/openvswitch), so they see and touch only the switch namespace's
+# devices; both are stopped, and the XDP programs removed, before the next
+# system runs. OVS_XDP_MODE: native (default: on veths here neither native
+# nor generic was faster beyond the noise, and native is what xsw's XDP hook
+# and the bare AF_XDP forwarder use) or generic; native-with-zerocopy needs a
+# driver with zero-copy, which veths do not have.
+OVS_XDP_MODE=${OVS_XDP_MODE:-native}
+OVS_DIR="" OVS_WHY=""
+
+ovs_vsctl() { ovs-vsctl --db="unix:$OVS_DIR/db.sock" --timeout=20 "$@"; }
+ovs_appctl() { ovs-appctl --timeout=20 -t "$OVS_DIR/ovs-vswitchd.ctl" "$@"; }
+
+# ovs_daemon NAME ARGS...: one OVS daemon in the foreground inside NS_SW (so
+# the clean-up trap can stop it by its PID), with every path under OVS_DIR.
+ovs_daemon() {
+  local name=$1
+  shift
+  ip netns exec "$NS_SW" env OVS_RUNDIR="$OVS_DIR" OVS_DBDIR="$OVS_DIR" OVS_LOGDIR="$OVS_DIR" \
+    OVS_SYSCONFDIR="$OVS_DIR" "$name" "$@" --unixctl="$OVS_DIR/$name.ctl" \
+    --pidfile="$OVS_DIR/$name.pid" --log-file="$OVS_DIR/$name.log" 2>>"$OVS_DIR/$name.stderr" &
+  OVS_PID=$!
+  PIDS+=("$OVS_PID")
+}
+
+# ovs_up: both daemons, the bridge and its ports. Sets OVS_DB_PID and
+# OVS_SW_PID (empty when not started) and, on failure, OVS_WHY. Not in a
+# subshell: the daemons must stay this shell's children.
+ovs_up() {
+  local mask port err tool
+  OVS_DB_PID="" OVS_SW_PID=""
+  for tool in ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-appctl; do
+    command -v "$tool" >/dev/null ||
+      { OVS_WHY="$tool not found: Open vSwitch is not installed (deploy/install-deps.sh installs openvswitch-switch)"; return 1; }
+  done
+  OVS_DIR=$TMP/ovs
+  rm -rf "$OVS_DIR"
+  mkdir -p "$OVS_DIR"
+  ovsdb-tool create "$OVS_DIR/conf.db" /usr/share/openvswitch/vswitch.ovsschema >"$OVS_DIR/ovsdb-tool.log" 2>&1 ||
+    { OVS_WHY="ovsdb-tool create: $(tail -1 "$OVS_DIR/ovsdb-tool.log")"; return 1; }
+  ovs_daemon ovsdb-server "$OVS_DIR/conf.db" --remote="punix:$OVS_DIR/db.sock"
+  OVS_DB_PID=$OVS_PID
+  for _ in $(seq 100); do
+    [[ -S $OVS_DIR/db.sock ]] && break
+    kill -0 "$OVS_DB_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -S $OVS_DIR/db.sock ]] || { OVS_WHY="ovsdb-server did not start: $(tail -1 "$OVS_DIR/ovsdb-server.stderr")"; return 1; }
+  mask=$(printf '0x%x' $((1 << SWITCH_CPU)))
+  ovs_vsctl --no-wait init -- set Open_vSwitch . other_config:pmd-cpu-mask="$mask" >/dev/null 2>&1 ||
+    { OVS_WHY="ovs-vsctl init failed"; return 1; }
+  ovs_daemon ovs-vswitchd "unix:$OVS_DIR/db.sock"
+  OVS_SW_PID=$OVS_PID
+  for _ in $(seq 100); do
+    [[ -S $OVS_DIR/ovs-vswitchd.ctl ]] && break
+    kill -0 "$OVS_SW_PID" 2>/dev/null || break
+    sleep 0.1
+  done
+  [[ -S $OVS_DIR/ovs-vswitchd.ctl ]] ||
+    { OVS_WHY="ovs-vswitchd did not start: $(tail -1 "$OVS_DIR/ovs-vswitchd.stderr")"; return 1; }
+  ovs_vsctl add-br br0 -- set bridge br0 datapath_type=netdev >"$OVS_DIR/vsctl.log" 2>&1 ||
+    { OVS_WHY="add-br: $(tail -1 "$OVS_DIR/vsctl.log")"; return 1; }
+  for port in "$SW_IN" "$SW_OUT"; do
+    ovs_vsctl add-port br0 "$port" -- set interface "$port" type=afxdp options:xdp-mode="$OVS_XDP_MODE" \
+      options:n_rxq=1 >>"$OVS_DIR/vsctl.log" 2>&1 || { OVS_WHY="add-port $port: $(tail -1 "$OVS_DIR/vsctl.log")"; return 1; }
+    err=$(ovs_vsctl get interface "$port" error 2>&1 || true)
+    if [[ $err != "[]" ]]; then
+      OVS_WHY="afxdp port $port: ${err//\"/} ($(grep -E 'ERR|WARN' "$OVS_DIR/ovs-vswitchd.log" | tail -1 | cut -d'|' -f5-))"
+      return 1
+    fi
+    echo "ovs: $port: $(ovs_vsctl get interface "$port" status 2>&1)" >>"$OVS_DIR/vsctl.log"
+  done
+  # The same static entry for the sink's MAC as the bridge and xsw get.
+  ovs_appctl fdb/add br0 "$SW_OUT" 0 "$DST_MAC" >>"$OVS_DIR/vsctl.log" 2>&1 ||
+    { OVS_WHY="fdb/add: $(tail -1 "$OVS_DIR/vsctl.log")"; return 1; }
+}
+
+# ovs_down: the bridge removed (OVS detaches its XDP programs), both daemons
+# stopped, and any XDP program they left on the ports removed.
+ovs_down() {
+  local port
+  if [[ -n $OVS_SW_PID ]] && kill -0 "$OVS_SW_PID" 2>/dev/null; then
+    ovs_vsctl --if-exists del-br br0 >/dev/null 2>&1 || true
+  fi
+  [[ -z $OVS_SW_PID ]] || stop "$OVS_SW_PID"
+  [[ -z $OVS_DB_PID ]] || stop "$OVS_DB_PID"
+  for port in "$SW_IN" "$SW_OUT"; do
+    ip -n "$NS_SW" link set dev "$port" xdp off 2>/dev/null || true
+    ip -n "$NS_SW" link set dev "$port" xdpgeneric off 2>/dev/null || true
+  done
+  if [[ -n $OVS_DIR ]] && pgrep -f "$OVS_DIR/" >/dev/null; then
+    note "warning: OVS processes still running after the ovs run: $(pgrep -af "$OVS_DIR/" | tr '\n' ' ')"
+  fi
+}
+
+system_ovs() {
+  # With no native XDP program on SW_IN (generic mode), GRO gives the veth
+  # the NAPI that the generator's XDP frames need, as for the bridge.
+  ip netns exec "$NS_SW" ethtool -K "$SW_IN" gro on >/dev/null
+  if ovs_up; then
+    SW_PID=$OVS_SW_PID
+    "$@" ovs
+    SW_PID=""
+  else
+    STATUS[ovs]="failed: $OVS_WHY"
+  fi
+  ovs_down
+  ip netns exec "$NS_SW" ethtool -K "$SW_IN" gro off >/dev/null
+}
+
+# print_xsw_stats "SYSTEMS": xswctl's counters after each xsw run among them.
+print_xsw_stats() {
+  local x
+  for x in $1; do
+    [[ -f $TMP/$x.stats ]] || continue
+    echo
+    echo "xswctl stats after the ${DESC[$x]} run:"
+    cat "$TMP/$x.stats"
+  done
+}
 
 # run_system SYSTEM MEASUREMENT...: one system, or a "not known" refusal.
 run_system() {

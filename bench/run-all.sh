@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every benchmark, one after the other, with the reports kept: the five
+# Every benchmark, one after the other, with the reports kept: the six
 # scenarios, the RFC 2544 searches with their plots, and the pure-pipeline
 # micro-benchmarks. About 30 minutes on a 2-core machine.
 #
@@ -13,7 +13,7 @@ OUT=${OUT:-$HERE/results/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT" || exit 1
 failed=()
 
-for scenario in port-to-port veth-tap acl flows two-workers; do
+for scenario in port-to-port veth-tap acl flows two-workers tcp; do
   echo "=== scenario $scenario" | tee -a "$OUT/summary.txt"
   if ! RESULTS=$OUT/scenarios.jsonl "$HERE/scenario.sh" "$scenario" 2>"$OUT/$scenario.log" | tee "$OUT/$scenario.txt"; then
     failed+=("$scenario")

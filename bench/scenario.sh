@@ -5,8 +5,9 @@
 #   sudo bench/scenario.sh SCENARIO [DURATION]    # DURATION: seconds per system (10)
 #
 # Scenarios (each builds its namespaces, veths and taps, and removes them):
-#   port-to-port  veth -> veth, one worker. Systems: bridge, xsw (adaptive and
-#                 busy-poll), bare AF_XDP forwarder, bare XDP redirect, no switch.
+#   port-to-port  veth -> veth, one worker. Systems: bridge, xsw (adaptive,
+#                 fast path off, XDP hook, busy-poll), bare AF_XDP forwarder,
+#                 Open vSwitch (AF_XDP ports, one PMD), bare XDP redirect, no switch.
 #   veth-tap      veth -> tap read by a "guest" process (xsw-bench tap-sink, like
 #                 QEMU). Systems: bridge, xsw, bare AF_XDP forwarder, no switch
 #                 (veth, for the generator's cost), and the generator writing
@@ -18,6 +19,8 @@
 #                 Systems: bridge, xsw, bare AF_XDP forwarder, no switch.
 #   two-workers   two-queue veths, two generators (one per core), xsw with one
 #                 worker per core. Systems: bridge, xsw with 1 worker, xsw with 2.
+#   tcp           iperf3 between two veth hosts: runs bench/tcp.sh (its own
+#                 measurement and report).
 #
 # Environment (optional):
 #   DURATION=10     seconds measured per system (plus 1 s warm-up)
@@ -30,6 +33,8 @@
 #   RESULTS=FILE    append one JSON line per result (for xsw-bench plot)
 #   REBUILD=1       rebuild the binaries; KEEP_LOGS=1 keep the per-run logs
 #   XSWD, XSWCTL, XSW_BENCH   binaries to use instead of target/release/*
+# TCP bulk transfer (iperf3 between two hosts) measures otherwise: bench/tcp.sh.
+[[ ${1:-} != tcp ]] || exec "$(dirname "${BASH_SOURCE[0]}")/tcp.sh" "${@:2}"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCENARIO=${1:-}
@@ -38,12 +43,12 @@ SIZE=${SIZE:-64}
 LAT_DURATION=${LAT_DURATION:-5}
 LAT_RATE=${LAT_RATE:-}
 case $SCENARIO in
-  port-to-port) DEFAULT_SYSTEMS="bridge xsw xsw-nofast xsw-xdp xsw-busy afxdp xdp direct" ;;
+  port-to-port) DEFAULT_SYSTEMS="bridge xsw xsw-nofast xsw-xdp xsw-busy afxdp ovs xdp direct" ;;
   veth-tap) DEFAULT_SYSTEMS="bridge xsw afxdp direct direct-tap" ;;
   flows) DEFAULT_SYSTEMS="bridge xsw afxdp direct" ;;
   acl) DEFAULT_SYSTEMS="bridge-nft xsw afxdp direct" ;;
   two-workers) DEFAULT_SYSTEMS="bridge xsw-1w xsw direct" ;;
-  *) die "usage: $0 port-to-port|veth-tap|acl|flows|two-workers [DURATION] (got '${SCENARIO}')" ;;
+  *) die "usage: $0 port-to-port|veth-tap|acl|flows|two-workers|tcp [DURATION] (got '${SCENARIO}')" ;;
 esac
 SYSTEMS=${SYSTEMS:-$DEFAULT_SYSTEMS}
 check_whole DURATION "$DURATION" 1 3600
@@ -107,14 +112,14 @@ CPU ns/fr: busy time of ALL cores (generator, switch, kernel softirq) per delive
 net ns/fr: that minus what the generator-to-sink path alone costs for the frames offered
   (the "no switch" row's CPU per frame x offered / delivered): the cost of the switch.
 user/sys ns/fr: the switch process's own user and kernel CPU time per delivered frame
-  (xsw and the bare AF_XDP forwarder; the bridge and XDP run in softirq, not in a process).
+  (xsw, the bare AF_XDP forwarder, OVS; the bridge and XDP run in softirq, not in a process).
 EOF
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 for x in xsw xsw-nofast xsw-xdp xsw-busy xsw-1w; do
   [[ ${STATUS[$x]:-} == ok ]] || continue
   line=""
-  for base in bridge bridge-nft afxdp xdp xsw-1w; do
+  for base in bridge bridge-nft afxdp ovs xdp xsw-1w; do
     [[ $base != "$x" && ${STATUS[$base]:-} == ok ]] || continue
     line+="  ${DESC[$base]}: $(ratio "${FPS[$x]}" "${FPS[$base]}")x frames/s"
     [[ ${NET[$x]:--} != - && ${NET[$base]:--} != - ]] && line+=", $(ratio "${NET[$x]}" "${NET[$base]}")x net CPU/frame"
@@ -166,13 +171,7 @@ if ((${#targets[@]})); then
   echo "performance targets (this run):"
   printf '%s\n' "${targets[@]}"
 fi
-for x in xsw xsw-nofast xsw-xdp xsw-busy xsw-1w; do
-  if [[ -f $TMP/$x.stats ]]; then
-    echo
-    echo "xswctl stats after the ${DESC[$x]} run:"
-    cat "$TMP/$x.stats"
-  fi
-done
+print_xsw_stats "$SYSTEMS"
 for sys in $SYSTEMS; do
   [[ ${STATUS[$sys]:-} == ok ]] || exit 1 # the table above says why
   ((LAT_DURATION == 0)) || [[ ${LSTATUS[$sys]:-} == ok ]] || exit 1

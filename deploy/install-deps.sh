@@ -13,8 +13,11 @@ packages=(
   # VM tests (tests/vm.rs): a real virtio-net guest under QEMU (TCG); the guest
   # is built by tests/vm/build-guest.sh from Debian's cloud kernel and busybox
   qemu-system-x86 busybox-static cpio gzip dpkg binutils
-  # benchmark baselines and profiles
-  bridge-utils nftables linux-perf
+  # benchmark baselines and profiles. openvswitch-switch: the bench's "ovs"
+  # system (userspace datapath, AF_XDP ports), run from the bench's own
+  # temporary directory inside its namespace; the package's own service (where
+  # systemd starts it) is not used. iperf3 (above): the TCP scenario.
+  bridge-utils nftables linux-perf openvswitch-switch
 )
 
 missing=()

@@ -50,17 +50,23 @@ fn run_script(script: &str, args: &[&str], env: &[(&str, String)]) -> Result<Str
 
 /// The report row of `system`: its frames/s, which must be a positive number.
 fn row_frames_per_sec(report: &str, system: &str) -> Result<f64> {
+    row_first_number(report, system, "frames/s")
+}
+
+/// The first column of `system`'s row in a report (`what` it measures), which
+/// must be a positive number.
+fn row_first_number(report: &str, system: &str, what: &str) -> Result<f64> {
     let line = report
         .lines()
         .find(|l| l.starts_with(system))
         .with_context(|| format!("no row for {system:?} in the report:\n{report}"))?;
-    let fps: f64 = line[system.len()..]
+    let value: f64 = line[system.len()..]
         .split_whitespace()
         .next()
         .and_then(|w| w.parse().ok())
-        .with_context(|| format!("row for {system:?} has no frames/s: {line}"))?;
-    ensure!(fps > 0.0, "{system} forwarded nothing: {line}");
-    Ok(fps)
+        .with_context(|| format!("row for {system:?} has no {what}: {line}"))?;
+    ensure!(value > 0.0, "{system} forwarded nothing: {line}");
+    Ok(value)
 }
 
 fn scenario(name: &str, systems: &[&str]) -> Result<String> {
@@ -86,6 +92,7 @@ fn port_to_port_scenario_runs_every_system_and_checks_the_targets() -> Result<()
             "xsw (adaptive)",
             "xsw (busy-poll)",
             "bare AF_XDP forwarder",
+            "Open vSwitch (AF_XDP, PMD)",
             "bare XDP DEVMAP redirect",
             "no switch: gen -> sink",
         ],
@@ -147,6 +154,34 @@ fn flows_and_two_worker_scenarios_run() -> Result<()> {
         "two-workers",
         &["Linux bridge", "xsw, 1 worker", "xsw (adaptive)"],
     )?;
+    Ok(())
+}
+
+/// iperf3 between two veth hosts through each system, at default offloads:
+/// every row has a transfer rate and a retransmit count.
+#[test]
+fn tcp_scenario_carries_iperf3_through_every_system() -> Result<()> {
+    let _lab = lab!("bench-tcp", "btc", 245)?;
+    let report = run_script("scenario.sh", &["tcp", "1"], &[])?;
+    for system in [
+        "Linux bridge",
+        "xsw (adaptive)",
+        "xsw, fast path off",
+        "xsw, XDP hook (AF_XDP only)",
+        "no switch: host A -> host B",
+    ] {
+        row_first_number(&report, system, "Gbit/s")?;
+        let line = report.lines().find(|l| l.starts_with(system)).unwrap_or("");
+        let retransmits = line[system.len()..].split_whitespace().nth(1);
+        ensure!(
+            retransmits.is_some_and(|r| r.parse::<u64>().is_ok()),
+            "row for {system:?} has no retransmit count: {line}"
+        );
+    }
+    ensure!(
+        report.contains("scenario tcp: iperf3") && !report.contains("bad TCP checksums"),
+        "no TCP report, or a switch delivered bad checksums:\n{report}"
+    );
     Ok(())
 }
 
