@@ -97,6 +97,29 @@ fn known_flows_are_switched_in_the_kernel_and_counted() -> Result<()> {
     Ok(())
 }
 
+/// A host with a static MAC entry (a sink, a router) gets flow entries in
+/// both directions, like any other.
+#[test]
+fn a_host_with_a_static_mac_is_fast_pathed_both_ways() -> Result<()> {
+    let lab = lab!("faststatic", "fpf", 26)?;
+    let (h1, h2) = two_hosts(&lab)?;
+    lab.ctl_ok(&["fdb", "add", &h2.mac, &h2.port])?;
+    lab.tcp_transfer(&h1, &h2, 8 << 20)?;
+    let entries = flows(&lab)?;
+    for (from, to) in [(&h1, &h2), (&h2, &h1)] {
+        ensure!(
+            entries.iter().any(|f| f["in"] == from.port.as_str()
+                && f["out"] == to.port.as_str()
+                && f["current"] == true
+                && f["packets"].as_u64().unwrap_or(0) > 0),
+            "no live entry {} -> {} with traffic: {entries:?}",
+            from.name,
+            to.name
+        );
+    }
+    Ok(())
+}
+
 #[test]
 fn an_acl_added_under_traffic_stops_a_fast_pathed_flow_at_once() -> Result<()> {
     let lab = lab!("fastacl", "fpb", 22)?;

@@ -161,9 +161,12 @@ fn forward_entry(
     if egress != cx.egress || egress == cx.ingress {
         return None;
     }
+    // Later frames of the flow change nothing in the MAC table: their source
+    // is refreshed, or static (a host with a static entry must get entries
+    // too). Refused learning is counted per frame, so it stays in user space.
     if !matches!(
         verdict.learned,
-        Learned::Refreshed | Learned::New | Learned::Evicted { .. }
+        Learned::Refreshed | Learned::New | Learned::Evicted { .. } | Learned::StaticKept
     ) {
         return None;
     }
