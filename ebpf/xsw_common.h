@@ -1,13 +1,25 @@
 // SPDX-License-Identifier: GPL-2.0 OR Apache-2.0
 //
-// What xsw's two BPF objects (xsw_steer.c, xsw_fast.c) share: ARP parsing
-// for the host stage, which both run before anything else.
+// What xsw's two BPF objects (xsw_steer.c, xsw_fast.c) share: the AF_XDP
+// socket map each steers into (one instance per object), and ARP parsing for
+// the host stage, which both run before anything else.
 #ifndef XSW_COMMON_H
 #define XSW_COMMON_H
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_helpers.h>
+
+// Rx queues an object's sockets may sit on (XSKMAP key: the rx queue index).
+#define MAX_QUEUES 256
+
+struct {
+	__uint(type, BPF_MAP_TYPE_XSKMAP);
+	__uint(max_entries, MAX_QUEUES);
+	__type(key, __u32);
+	__type(value, __u32);
+} xsks SEC(".maps");
 
 // ARP opcodes; linux/if_arp.h drags in libc headers that do not build for BPF.
 #define ARPOP_REQUEST 1

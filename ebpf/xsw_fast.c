@@ -32,8 +32,6 @@
 #include "xsw_common.h"
 #include "xsw_fast.h"
 #define ETH_P_8021Q_ 0x8100
-#define MAX_QUEUES 256
-
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
@@ -104,13 +102,6 @@ struct {
 	__type(key, __u32);
 	__type(value, __u64);
 } slow_path_drops SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
 
 static __always_inline int is_for_host(struct __sk_buff *skb, struct ethhdr *eth, void *data_end)
 {

@@ -20,15 +20,6 @@
 
 #include "xsw_common.h"
 
-#define MAX_QUEUES 256
-
-struct {
-	__uint(type, BPF_MAP_TYPE_XSKMAP);
-	__uint(max_entries, MAX_QUEUES);
-	__type(key, __u32);
-	__type(value, __u32);
-} xsks SEC(".maps");
-
 // Key: a MAC address in the low 6 bytes of a u64 (byte order as on the
 // wire, rest zero). Present means "hand to the kernel".
 struct {

@@ -613,7 +613,10 @@ impl Dataplane {
                 totals
             })
             .collect();
-        let index = |port: PortId| ports.iter().position(|&p| p == port);
+        // Port id -> place in `ports`, so the table is read once, not per port.
+        let places: std::collections::HashMap<PortId, usize> =
+            ports.iter().enumerate().map(|(i, &p)| (p, i)).collect();
+        let index = |port: PortId| places.get(&port).copied();
         for (key, entry) in self.fast_shared.table.read_all() {
             if let Some(i) = index(key.port) {
                 let t = &mut all[i];

@@ -217,17 +217,8 @@ impl FastPath {
         force: bool,
     ) -> Result<PortHook, XdpError> {
         super::clear_foreign_program(iface, ifindex, force)?;
-        let program: &mut SchedClassifier = self
-            .ebpf
-            .program_mut("xsw_port_ingress")
-            .ok_or_else(|| XdpError::Load("program xsw_port_ingress missing".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
-        let attach = |e: aya::programs::ProgramError| XdpError::Attach {
-            iface: iface.to_string(),
-            mode: "tc",
-            reason: crate::error::chain(&e),
-        };
+        let program: &mut SchedClassifier = program(&mut self.ebpf, "xsw_port_ingress")?;
+        let attach = attach_error(iface, "tc");
         let id = program
             .attach_with_options(
                 iface,
@@ -241,17 +232,8 @@ impl FastPath {
 
     /// Attaches the slow-path program to the internal device's receiving end.
     pub fn attach_slow_path(&mut self, iface: &str) -> Result<SlowPathHook, XdpError> {
-        let program: &mut Xdp = self
-            .ebpf
-            .program_mut("xsw_slow_path")
-            .ok_or_else(|| XdpError::Load("program xsw_slow_path missing".into()))?
-            .try_into()
-            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
-        let attach = |e: aya::programs::ProgramError| XdpError::Attach {
-            iface: iface.to_string(),
-            mode: "native",
-            reason: crate::error::chain(&e),
-        };
+        let program: &mut Xdp = program(&mut self.ebpf, "xsw_slow_path")?;
+        let attach = attach_error(iface, "native");
         let id = program.attach(iface, XdpFlags::DRV_MODE).map_err(attach)?;
         let link = program.take_link(id).map_err(attach)?;
         Ok(SlowPathHook { _link: link })
@@ -401,6 +383,29 @@ pub struct SlowPathDrops {
 
 /// Must equal SLOW_PATH_TOO_BIG in xsw_fast.h.
 const SLOW_PATH_TOO_BIG: usize = 1;
+
+/// Program `name` of the object, as the kind `T` it must be.
+fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, XdpError>
+where
+    &'a mut T: TryFrom<&'a mut aya::programs::Program, Error = aya::programs::ProgramError>,
+{
+    ebpf.program_mut(name)
+        .ok_or_else(|| XdpError::Load(format!("program {name} missing from the object")))?
+        .try_into()
+        .map_err(|e: aya::programs::ProgramError| XdpError::Load(crate::error::chain(&e)))
+}
+
+/// How an attach failure of a program at `iface` (in `mode`) is reported.
+fn attach_error<'a>(
+    iface: &'a str,
+    mode: &'static str,
+) -> impl Fn(aya::programs::ProgramError) -> XdpError + Copy + 'a {
+    move |e| XdpError::Attach {
+        iface: iface.to_string(),
+        mode,
+        reason: crate::error::chain(&e),
+    }
+}
 
 /// The generation counter, mapped into this process: entries are valid while
 /// they carry its current value.
