@@ -17,3 +17,6 @@ echo "== tests"
 export XSW_BIN_DIR="$PWD/target/debug"
 # Two cores: integration tests each run a switch; keep them from starving.
 cargo test --workspace -- --test-threads=2
+# Coverage-guided fuzzing, briefly (replays the corpus and saved crashes first); run
+# scripts/fuzz.sh with more seconds per target for a longer session.
+./scripts/fuzz.sh "${XSW_FUZZ_SECONDS:-45}"
