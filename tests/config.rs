@@ -6,7 +6,7 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use xsw_integration::{cmd, lab, normalize, Lab};
+use xsw_integration::{cmd, lab, normalize, threads, Lab};
 
 fn state(lab: &Lab) -> Result<Vec<Value>> {
     Ok(vec![
@@ -89,12 +89,10 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
         before[3],
         after[3]
     );
-    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
-    ensure!(
-        restarted.elapsed() < Duration::from_secs(10),
-        "traffic took {:?} to flow again",
-        restarted.elapsed()
-    );
+    // Flowing again is the behaviour; the bound only catches a hang (about
+    // 1 s here, so a machine ten times slower still meets it).
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(30))?;
+    eprintln!("traffic flowed {:?} after the restart began", restarted.elapsed());
     lab.ping_all(&h1, &h2, 3)?;
     Ok(())
 }
@@ -333,13 +331,29 @@ fn live_tuning_takes_effect_and_is_saved() -> Result<()> {
         worker_sleeps(&lab)? == busy,
         "a busy-polling worker still sleeps"
     );
-    lab.ping_all(&h1, &h2, 2)?;
-
-    // One-second aging: with the hosts silent, their MACs leave the table.
+    // One-second aging. While h1 and h2 talk every 0.2 s their entries stay
+    // (aging far too fast would empty the table between two pings) ...
+    let learned = |lab: &Lab| -> Result<usize> {
+        Ok(lab
+            .fdb()?
+            .iter()
+            .filter(|e| e["static"] == false && (e["mac"] == h1.mac.as_str() || e["mac"] == h2.mac.as_str()))
+            .count())
+    };
+    let mut pings = lab.spawn_ping(&h1, &h2.ip, 20, "0.2")?;
+    std::thread::sleep(Duration::from_millis(600));
+    for _ in 0..5 {
+        let n = learned(&lab)?;
+        ensure!(n == 2, "{n} of h1 and h2 in the table while they talk: {:?}", lab.fdb()?);
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let s = lab.ping_result(&mut pings, Duration::from_secs(10))?;
+    ensure!(s.received == 20, "pings lost with one-second aging: {s:?}");
+    ensure!(learned(&lab)? == 2, "h1 and h2 not learned when the pings stopped");
+    // ... and once they are silent, their MACs leave the table.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        let learned = lab.fdb()?.iter().filter(|e| e["static"] == false).count();
-        if learned == 0 {
+        if learned(&lab)? == 0 {
             break;
         }
         ensure!(
@@ -386,9 +400,12 @@ fn workers_and_rings_change_live_and_every_port_comes_back() -> Result<()> {
     ])?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 2)?;
-    let hits_before = lab.ctl_json(&["acl", "list", "default"])?["ingress"]["rules"][0]["hits"]
-        .as_u64()
-        .unwrap_or(0);
+    let icmp_hits = |lab: &Lab| -> Result<u64> {
+        lab.ctl_json(&["acl", "list", "default"])?["ingress"]["rules"][0]["hits"]
+            .as_u64()
+            .context("hits of the ICMP rule")
+    };
+    let hits_before = icmp_hits(&lab)?;
     ensure!(
         hits_before > 0,
         "the ICMP rule saw no hits before the change"
@@ -398,6 +415,12 @@ fn workers_and_rings_change_live_and_every_port_comes_back() -> Result<()> {
     ensure!(
         reply["recreated_queues"] == 2,
         "tune --workers reply: {reply}"
+    );
+    // Nothing pinged since: the rebuilt workers show the old count exactly.
+    let hits_rebuilt = icmp_hits(&lab)?;
+    ensure!(
+        hits_rebuilt == hits_before,
+        "ACL hits changed across the rebuild without traffic: {hits_before} -> {hits_rebuilt}"
     );
     let workers: Vec<u64> = lab
         .ports()?
@@ -414,13 +437,14 @@ fn workers_and_rings_change_live_and_every_port_comes_back() -> Result<()> {
         "stats do not show two workers"
     );
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    let hits_reachable = icmp_hits(&lab)?;
     lab.ping_all(&h1, &h2, 3)?;
-    let hits_after = lab.ctl_json(&["acl", "list", "default"])?["ingress"]["rules"][0]["hits"]
-        .as_u64()
-        .unwrap_or(0);
+    let hits_after = icmp_hits(&lab)?;
+    // Three requests and three replies, each entering the switch once.
     ensure!(
-        hits_after > hits_before,
-        "ACL hits were lost or not counted after the rebuild: {hits_before} -> {hits_after}"
+        hits_after == hits_reachable + 6,
+        "the rebuilt workers counted {} ICMP hits for 3 pings (expected 6)",
+        hits_after - hits_reachable
     );
 
     let reply = lab.ctl_json(&["tune", "--rx-ring", "512", "--tx-ring", "512"])?;
@@ -544,24 +568,40 @@ fn queue_placement_and_poll_budget_are_tunable() -> Result<()> {
     );
     lab.ctl_err(&["port", "queues", &h1.port, "--workers", "5"])?;
 
-    // A huge poll budget keeps an idle adaptive worker spinning instead of sleeping.
-    lab.ctl_ok(&["tune", "--poll-budget", "1000000"])?;
-    std::thread::sleep(Duration::from_millis(300));
-    let sleeps = |lab: &Lab| -> Result<u64> {
-        Ok(lab.stats()?["workers"]
-            .as_array()
-            .context("workers")?
+    // The poll budget is how many empty turns an idle adaptive worker spins
+    // before it sleeps: a budget of 1,000,000 costs the idle workers about
+    // 5,000 times the CPU per sleep that the default 200 does (they still
+    // sleep, just after a long spin). The ratio, not a duration, is asserted:
+    // it hardly depends on the machine's speed.
+    let pid = lab.xswd_pid().context("xswd pid")?;
+    let cpu_per_sleep = |lab: &Lab| -> Result<f64> {
+        let sleeps = |lab: &Lab| -> Result<u64> {
+            Ok(lab.stats()?["workers"]
+                .as_array()
+                .context("workers")?
+                .iter()
+                .filter_map(|w| w["sleeps"].as_u64())
+                .sum())
+        };
+        std::thread::sleep(Duration::from_millis(300));
+        let (threads_before, sleeps_before) = (threads::threads(pid)?, sleeps(lab)?);
+        std::thread::sleep(Duration::from_secs(3));
+        let spent: u64 = threads::since(&threads_before, &threads::threads(pid)?)
             .iter()
-            .filter_map(|w| w["sleeps"].as_u64())
-            .sum())
+            .filter(|t| t.name.starts_with("xsw-worker"))
+            .map(|t| t.cpu_ns)
+            .sum();
+        let slept = sleeps(lab)? - sleeps_before;
+        Ok(spent as f64 / slept.max(1) as f64)
     };
-    let before = sleeps(&lab)?;
-    std::thread::sleep(Duration::from_millis(500));
-    let after = sleeps(&lab)?;
+    lab.ctl_ok(&["tune", "--poll-budget", "200"])?;
+    let short = cpu_per_sleep(&lab)?;
+    lab.ctl_ok(&["tune", "--poll-budget", "1000000"])?;
+    let long = cpu_per_sleep(&lab)?;
+    eprintln!("idle workers' CPU per sleep: {short:.0} ns at budget 200, {long:.0} ns at 1000000");
     ensure!(
-        after - before <= 2,
-        "workers slept {} times with a poll budget of 1000000",
-        after - before
+        long > 20.0 * short,
+        "a poll budget of 1000000 did not make idle workers spin longer: {short:.0} ns of CPU per sleep at 200, {long:.0} ns at 1000000"
     );
     lab.ctl_ok(&["tune", "--poll-budget", "200"])?;
     lab.ctl_err(&["tune", "--poll-budget", "0"])?;

@@ -4,7 +4,7 @@
 
 use anyhow::{ensure, Context, Result};
 use std::time::Duration;
-use xsw_integration::{cmd, lab, Lab};
+use xsw_integration::{cmd, lab, threads, Lab};
 
 #[test]
 fn host_mac_and_arp_for_host_ip_reach_the_kernel() -> Result<()> {
@@ -99,48 +99,43 @@ fn eight_ports_on_one_worker_all_forward() -> Result<()> {
     Ok(())
 }
 
-/// Nanoseconds every thread of `pid` has run on a CPU (the first field of each
-/// thread's schedstat): exact, where the tick counts of /proc/PID/stat are sampled
-/// every 10 ms and can charge a whole tick to a thread that ran for microseconds.
-fn cpu_ns(pid: &str) -> Result<u64> {
-    let mut total = 0;
-    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
-        let path = task?.path().join("schedstat");
-        // A thread may exit between the listing and the read.
-        let Ok(stat) = std::fs::read_to_string(&path) else {
-            continue;
-        };
-        let ran: u64 = stat
-            .split_whitespace()
-            .next()
-            .context("empty schedstat")?
-            .parse()
-            .with_context(|| format!("malformed {}", path.display()))?;
-        total += ran;
-    }
-    Ok(total)
-}
-
+/// What an idle switch costs, measured by behaviour and with a bound that a
+/// much slower or faster machine still meets: no thread wakes more than a
+/// few times a second (workers sleep in poll() up to a second; control,
+/// links and signals block), and together they use under 5% of a core
+/// (about 0.05% here; 5% leaves room for a machine ten times slower and a
+/// noisy neighbour charging its cache misses to us).
 #[test]
-fn an_idle_switch_uses_under_one_percent_of_a_core() -> Result<()> {
+fn an_idle_switch_costs_close_to_nothing() -> Result<()> {
     let lab = lab!("ports", "pti", 33)?;
     let h1 = lab.add_veth_host("h1", 1)?;
     let h2 = lab.add_veth_host("h2", 2)?;
     lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
 
-    let socket = lab.socket().display().to_string();
-    let pid = cmd::sh_ok(&["pgrep", "-f", &format!("xswd --socket {socket}")])?;
-    let pid = pid.lines().next().context("xswd pid")?.trim().to_string();
+    let pid = lab.xswd_pid().context("xswd pid")?;
     std::thread::sleep(Duration::from_secs(1));
-    let before = cpu_ns(&pid)?;
+    let before = threads::threads(pid)?;
     let window = Duration::from_secs(5);
     std::thread::sleep(window);
-    let used = cpu_ns(&pid)? - before;
+    let idle = threads::since(&before, &threads::threads(pid)?);
+    let used: u64 = idle.iter().map(|t| t.cpu_ns).sum();
     let share = used as f64 / window.as_nanos() as f64;
-    eprintln!("idle xswd: {:.3}% of a core", share * 100.0);
+    let wakes: Vec<(String, f64)> = idle
+        .iter()
+        .map(|t| (t.name.clone(), t.runs as f64 / window.as_secs_f64()))
+        .collect();
+    eprintln!(
+        "idle xswd: {:.3}% of a core; wake-ups per second: {wakes:?}",
+        share * 100.0
+    );
+    let busy: Vec<_> = wakes.iter().filter(|(_, per_sec)| *per_sec > 10.0).collect();
     ensure!(
-        share < 0.01,
+        busy.is_empty(),
+        "threads of an idle xswd wake more than 10 times a second: {busy:?}"
+    );
+    ensure!(
+        share < 0.05,
         "idle xswd used {:.2}% of a core",
         share * 100.0
     );

@@ -16,6 +16,7 @@ pub mod cmd;
 pub mod frames;
 pub mod service;
 pub mod tenancy;
+pub mod threads;
 pub mod users;
 pub mod vm;
 
