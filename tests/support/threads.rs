@@ -70,3 +70,50 @@ pub fn since(before: &[ThreadSample], after: &[ThreadSample]) -> Vec<ThreadSampl
         })
         .collect()
 }
+
+/// One thread of another process held stopped (ptrace's interrupt-stop,
+/// which stops that thread alone, as a debugger in non-stop mode does) until
+/// this is dropped. Lets a test make one worker stall, as a bug or a stuck
+/// syscall would, without any test hook in the daemon.
+///
+/// The thread that called [`Stalled::stop`] must drop it (ptrace ties a
+/// tracee to its tracer thread); a test function runs on one thread.
+pub struct Stalled {
+    tid: u32,
+}
+
+impl Stalled {
+    pub fn stop(tid: u32) -> Result<Stalled> {
+        let pid = tid as libc::pid_t;
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: ptrace with SEIZE/INTERRUPT reads and writes no memory of
+        // ours (addr and data are unused and null).
+        if unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, null, null) } != 0 {
+            anyhow::bail!("ptrace SEIZE {tid}: {}", std::io::Error::last_os_error());
+        }
+        let stalled = Stalled { tid };
+        // SAFETY: as above.
+        if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, null, null) } != 0 {
+            anyhow::bail!("ptrace INTERRUPT {tid}: {}", std::io::Error::last_os_error());
+        }
+        let mut status = 0;
+        // SAFETY: status is a valid, writable c_int for the call's duration.
+        if unsafe { libc::waitpid(pid, &mut status, libc::__WALL) } != pid {
+            anyhow::bail!("waitpid {tid}: {}", std::io::Error::last_os_error());
+        }
+        anyhow::ensure!(
+            libc::WIFSTOPPED(status),
+            "thread {tid} did not stop (wait status {status:#x})"
+        );
+        Ok(stalled)
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        let null = std::ptr::null_mut::<libc::c_void>();
+        // SAFETY: detaching reads and writes no memory of ours; the thread is
+        // in a ptrace-stop (or gone, when the call fails harmlessly).
+        unsafe { libc::ptrace(libc::PTRACE_DETACH, self.tid as libc::pid_t, null, null) };
+    }
+}
