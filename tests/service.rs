@@ -404,15 +404,15 @@ fn ready_after_config_ports_are_up_then_watchdog_and_stopping() -> Result<()> {
     // A ping already decided before the stall may still come.
     notify.count("WATCHDOG=1", Duration::from_millis(1500));
     let withheld = notify.count("WATCHDOG=1", Duration::from_secs(4));
-    let status = lab.ctl_json(&["status"])?;
     drop(stalled);
     ensure!(
         withheld == 0,
         "{withheld} watchdog pings while worker 0 was stalled"
     );
     ensure!(
-        status["dead_workers"].as_array().is_some_and(|d| d.is_empty()),
-        "a stalled (not dead) worker listed as dead: {status}"
+        lab.xswd_log().contains("stopped making progress"),
+        "xswd did not log why it withheld the pings:\n{}",
+        lab.xswd_log()
     );
     // It resumes: so do the pings, and the traffic.
     notify.wait_for("WATCHDOG=1", Duration::from_secs(5), &lab)?;
