@@ -6,7 +6,7 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use xsw_integration::{cmd, lab, normalize, threads, Lab};
+use xsw_integration::{cmd, frames, lab, normalize, threads, Lab};
 
 fn state(lab: &Lab) -> Result<Vec<Value>> {
     Ok(vec![
@@ -634,5 +634,161 @@ fn a_reload_applies_dataplane_changes_too() -> Result<()> {
     );
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 2)?;
+    Ok(())
+}
+
+/// The config of the reload test: `web` and `app`/`db` tenants, ports and
+/// static MACs as given.
+fn reload_config(tenants: &[&str], ports: &[String], fdb: &[(&str, &str)]) -> String {
+    let mut c = String::new();
+    for t in tenants {
+        c.push_str(&format!("[[tenant]]\nname = \"{t}\"\n\n"));
+    }
+    for p in ports {
+        c.push_str(p);
+        c.push('\n');
+    }
+    for (mac, port) in fdb {
+        c.push_str(&format!("[[fdb]]\nmac = \"{mac}\"\nport = \"{port}\"\n\n"));
+    }
+    c
+}
+
+/// A reload that removes and changes things: a port removed, a port moved to
+/// another tenant, a guard changed, a trunk's VLAN changed, a static MAC
+/// replaced, a tenant deleted, and one port the kernel refuses. The report
+/// names the refused step only, everything else is applied, and traffic
+/// shows each change.
+#[test]
+fn a_reload_removes_and_changes_ports_tenants_vlans_and_static_macs() -> Result<()> {
+    let lab = lab!("cfgreload2", "cfx", 213)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    let h3 = lab.add_veth_host("h3", 3)?;
+    let h4 = lab.add_veth_host("h4", 4)?;
+    let tr = lab.add_veth_host("tr", 9)?;
+    let access = |h: &xsw_integration::Host, tenant: &str, guard_ip: Option<&str>| {
+        let mut p = format!("[[port]]\nname = \"{}\"\ntenant = \"{tenant}\"\n", h.port);
+        if let Some(ip) = guard_ip {
+            p.push_str(&format!(
+                "[port.antispoof]\nmacs = [\"{}\"]\nipv4 = [\"{ip}/32\"]\n",
+                h.mac
+            ));
+        }
+        p
+    };
+    let trunk = |vid: u16| {
+        format!(
+            "[[port]]\nname = \"{}\"\ntrunk = true\nvlans = [{{ vlan = {vid}, tenant = \"web\" }}]\n",
+            tr.port
+        )
+    };
+    let (old_static, new_static) = ("02:5e:00:00:00:01", "02:5e:00:00:00:02");
+    lab.start_xswd(&reload_config(
+        &["web", "db"],
+        &[
+            access(&h1, "web", None),
+            access(&h2, "web", Some(&h2.ip)),
+            access(&h3, "web", None),
+            access(&h4, "web", None),
+            trunk(100),
+        ],
+        &[(old_static, &h2.port)],
+    ))?;
+    for h in [&h1, &h2, &h3] {
+        lab.wait_reachable(h, &h4, Duration::from_secs(5))?;
+    }
+
+    // The new file. The bridge cannot take a native XDP program: the kernel
+    // refuses that one step.
+    let bridge = lab.port_name("br");
+    cmd::ns_ok(&lab.sw, &["ip", "link", "add", &bridge, "type", "bridge"])?;
+    cmd::ns_ok(&lab.sw, &["ip", "link", "set", &bridge, "up"])?;
+    std::fs::write(
+        lab.config_path(),
+        reload_config(
+            &["web", "app"],
+            &[
+                access(&h1, "app", None),
+                access(&h2, "web", Some(&lab.ip(50))),
+                access(&h4, "web", None),
+                trunk(200),
+                format!(
+                    "[[port]]\nname = \"{bridge}\"\nhook = \"xdp\"\nxdp_mode = \"native\"\ntenant = \"web\"\n"
+                ),
+            ],
+            &[(new_static, &h1.port)],
+        ),
+    )?;
+    let report = lab.ctl_json(&["config", "reload"])?;
+    let failed: Vec<String> = report["failed"]
+        .as_array()
+        .context("failed list")?
+        .iter()
+        .map(|f| f.as_str().unwrap_or_default().to_string())
+        .collect();
+    ensure!(
+        failed.len() == 1 && failed[0].contains(&bridge),
+        "the reload should report exactly the refused port {bridge} as failed: {report}"
+    );
+    let applied = report["applied"].to_string();
+    for step in [
+        format!("remove port {}", h3.port),
+        "delete tenant db".to_string(),
+        format!("remove static MAC {old_static}"),
+        format!("add static MAC {new_static}"),
+    ] {
+        ensure!(applied.contains(&step), "step {step:?} not reported applied: {report}");
+    }
+
+    // h3 is gone; db is gone, app exists; the static MACs were swapped.
+    ensure!(lab.port(&h3.port)?.is_none(), "{} still a port", h3.port);
+    ensure!(lab.port(&bridge)?.is_none(), "the refused {bridge} is listed as a port");
+    ensure!(
+        lab.tenant("db")?.is_none() && lab.tenant("app")?.is_some(),
+        "tenants after reload: {:?}",
+        lab.tenants()?
+    );
+    ensure!(lab.fdb_entries(old_static)?.is_empty(), "{old_static} still in the table");
+    let e = lab.fdb_entries(new_static)?;
+    ensure!(
+        e.len() == 1 && e[0]["port"] == h1.port.as_str() && e[0]["static"] == true,
+        "{new_static} should be static on {}: {e:?}",
+        h1.port
+    );
+    let h3_ping = lab.ping(&h3, &h4.ip, 2)?;
+    ensure!(h3_ping.received == 0, "removed port {} still forwards: {h3_ping:?}", h3.port);
+
+    // h1 moved to app: it no longer reaches h4 in web.
+    let moved = lab.ping(&h1, &h4.ip, 2)?;
+    ensure!(moved.received == 0, "h1 (now in app) still reaches h4 (web): {moved:?}");
+    // h2's guard now allows another address only: its own is spoofed.
+    let spoofed = lab.drop_count(&h2.port, "spoofed_ip")?;
+    let guarded = lab.ping(&h2, &h4.ip, 3)?;
+    ensure!(guarded.received == 0, "h2's old address passes the new guard: {guarded:?}");
+    ensure!(
+        lab.drop_count(&h2.port, "spoofed_ip")? >= spoofed + 3,
+        "h2's pings were not dropped as spoofed_ip: {}",
+        lab.drops(&h2.port)?
+    );
+    // The trunk carries web on VID 200 now, and no longer on 100.
+    let st = lab.mac(100);
+    let bcast = |vid: u16| {
+        frames::eth(
+            "ff:ff:ff:ff:ff:ff",
+            &st,
+            &[(frames::TPID_8021Q, vid)],
+            frames::ETH_EXPERIMENTAL,
+            format!("vid {vid}").as_bytes(),
+        )
+    };
+    let mut at_h4 = lab.capture_as(&h4, "vid200", &format!("ether src {st}"), 1)?;
+    lab.raw_send(&tr, &bcast(200), 1)?;
+    lab.expect_frame(&mut at_h4, Duration::from_secs(3), "a frame tagged 200 at h4 (web)")?;
+    let unknown = lab.drop_count(&tr.port, "vlan_unknown")?;
+    let mut at_h4 = lab.capture_as(&h4, "vid100", &format!("ether src {st}"), 1)?;
+    lab.raw_send(&tr, &bcast(100), 2)?;
+    lab.expect_drops(&tr.port, "vlan_unknown", unknown, 2)?;
+    lab.expect_silence(&mut at_h4, Duration::from_millis(500), "a frame tagged 100 reached h4")?;
     Ok(())
 }

@@ -141,3 +141,61 @@ fn an_idle_switch_costs_close_to_nothing() -> Result<()> {
     );
     Ok(())
 }
+
+/// How the kernel says an XDP program is attached to `ifname` in the switch
+/// namespace: "native" (driver), "generic" (skb), or "none".
+fn kernel_xdp_mode(lab: &Lab, ifname: &str) -> Result<String> {
+    let out = cmd::ns_ok(&lab.sw, &["ip", "-d", "link", "show", "dev", ifname])?;
+    Ok(if out.contains("xdpgeneric") {
+        "generic"
+    } else if out.contains("xdp") {
+        "native"
+    } else {
+        "none"
+    }
+    .to_string())
+}
+
+/// `--xdp-mode native` and `--xdp-mode generic` attach the steering program
+/// in the mode asked (as the kernel reports it) and both forward; native on
+/// an interface without driver XDP (a bridge) is refused with a clear error
+/// and changes nothing.
+#[test]
+fn xdp_mode_native_and_generic_attach_as_asked() -> Result<()> {
+    let lab = lab!("xdpmode", "xdm", 212)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd("")?;
+    lab.ctl_ok(&["port", "add", &h1.port, "--hook", "xdp", "--xdp-mode", "native"])?;
+    lab.ctl_ok(&["port", "add", &h2.port, "--hook", "xdp", "--xdp-mode", "generic"])?;
+    for (h, mode) in [(&h1, "native"), (&h2, "generic")] {
+        let row = lab.port(&h.port)?.context("port row")?;
+        ensure!(
+            row["hook"] == "xdp" && row["xdp_mode"] == mode,
+            "port list row of {} (asked {mode}): {row}",
+            h.port
+        );
+        let kernel = kernel_xdp_mode(&lab, &h.port)?;
+        ensure!(kernel == mode, "{} asked {mode}, the kernel has {kernel}", h.port);
+    }
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ping_all(&h1, &h2, 3)?;
+    lab.tcp_transfer(&h1, &h2, 200_000)?;
+
+    let bridge = lab.port_name("br");
+    cmd::ns_ok(&lab.sw, &["ip", "link", "add", &bridge, "type", "bridge"])?;
+    cmd::ns_ok(&lab.sw, &["ip", "link", "set", &bridge, "up"])?;
+    let before = lab.ports()?;
+    let refused = lab.ctl_err(&["port", "add", &bridge, "--hook", "xdp", "--xdp-mode", "native"])?;
+    ensure!(
+        refused.stderr.contains(&bridge),
+        "the refusal does not name the interface: {}",
+        refused.describe()
+    );
+    ensure!(lab.ports()? == before, "a refused port add changed the port list");
+    ensure!(
+        kernel_xdp_mode(&lab, &bridge)? == "none",
+        "a refused port add left an XDP program on {bridge}"
+    );
+    Ok(())
+}
