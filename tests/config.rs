@@ -6,7 +6,8 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use xsw_integration::{cmd, frames, lab, normalize, threads, Lab};
+use xsw_integration::users::TestUser;
+use xsw_integration::{cmd, frames, lab, normalize, threads, Host, Lab};
 
 fn state(lab: &Lab) -> Result<Vec<Value>> {
     Ok(vec![
@@ -40,6 +41,8 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
     let lab = lab!("cfgrt", "cfr", 181)?;
     let h1 = lab.add_veth_host("h1", 1)?;
     let h2 = lab.add_veth_host("h2", 2)?;
+    let tr = lab.add_veth_host("tr", 9)?;
+    let user = TestUser::create(&[])?;
     lab.start_xswd("")?;
     lab.ctl_ok(&["tenant", "create", "web"])?;
     lab.ctl_ok(&["port", "add", &h1.port, "--tenant", "web"])?;
@@ -60,7 +63,14 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
     // A tap xsw created outlives xswd (a VM may hold it): a restart adopts it.
     let tap = format!("{}-vm", lab.tag);
     lab.ctl_ok(&["port", "add", &tap, "--create-tap", "--tenant", "web"])?;
+    // A trunk VLAN, a grant and an egress policy: each must survive too.
+    lab.ctl_ok(&["port", "add", &tr.port, "--trunk"])?;
+    lab.ctl_ok(&["vlan", "add", &tr.port, "100", "web"])?;
+    lab.ctl_ok(&["tenant", "grant", "web", "--uid", &user.uid.to_string()])?;
+    lab.ctl_ok(&["acl", "add", "web", "egress", "allow", "--proto", "icmp"])?;
+    lab.ctl_ok(&["acl", "policy", "web", "egress", "deny"])?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    restored_policies_decide(&lab, &h1, &h2, &tr, &user, "before the restart")?;
 
     // What xswctl changed is in the file, exactly as `config show` prints it.
     let saved = std::fs::read_to_string(lab.config_path())?;
@@ -74,6 +84,11 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
         "config check of the saved file: {checked}"
     );
     let before = state(&lab)?;
+    let grants_and_policies_before: std::collections::HashMap<&str, Value> = [
+        ("grants", lab.ctl_json(&["tenant", "show", "web"])?),
+        ("ACL policies", lab.ctl_json(&["acl", "list", "web"])?),
+    ]
+    .into();
 
     lab.kill_xswd()?;
     let restarted = Instant::now();
@@ -83,6 +98,20 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
         before[..3] == after[..3],
         "state differs after restart:\nbefore {before:?}\nafter  {after:?}"
     );
+    for (what, args) in [
+        ("grants", vec!["tenant", "show", "web"]),
+        ("ACL policies", vec!["acl", "list", "web"]),
+    ] {
+        let (b, a) = (&grants_and_policies_before[what], lab.ctl_json(&args)?);
+        let pick = |v: &Value| {
+            if what == "grants" {
+                v["grants"].clone()
+            } else {
+                serde_json::json!([v["ingress"]["default"], v["egress"]["default"], v["egress"]["rules"].as_array().map(|r| r.len())])
+            }
+        };
+        ensure!(pick(b) == pick(&a), "{what} differ after restart:\nbefore {b}\nafter  {a}");
+    }
     ensure!(
         before[3] == after[3],
         "static MACs differ after restart:\nbefore {:?}\nafter  {:?}",
@@ -94,6 +123,44 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
     lab.wait_reachable(&h1, &h2, Duration::from_secs(30))?;
     eprintln!("traffic flowed {:?} after the restart began", restarted.elapsed());
     lab.ping_all(&h1, &h2, 3)?;
+    restored_policies_decide(&lab, &h1, &h2, &tr, &user, "after the restart")?;
+    Ok(())
+}
+
+/// What the restart test set up, checked by behaviour: the egress policy
+/// (deny, allow ICMP) lets pings through and stops TCP; the trunk carries web
+/// on VID 100 (an ARP request tagged 100 gets h2's reply tagged 100); the
+/// user granted web may read its ACLs.
+fn restored_policies_decide(
+    lab: &Lab,
+    h1: &Host,
+    h2: &Host,
+    tr: &Host,
+    user: &TestUser,
+    when: &str,
+) -> Result<()> {
+    lab.ping_all(h1, h2, 2)?;
+    let tcp = lab.tcp_try(h1, h2, &h2.ip, 8080, 2)?;
+    ensure!(!tcp.connected, "{when}: web's egress policy deny let TCP through: {}", tcp.detail);
+
+    let (st_mac, st_ip) = (lab.mac(100), lab.ip(100));
+    let req = frames::arp(1, &st_mac, frames::ip4(&st_ip), "00:00:00:00:00:00", frames::ip4(&h2.ip));
+    let frame = frames::eth("ff:ff:ff:ff:ff:ff", &st_mac, &[(frames::TPID_8021Q, 100)], frames::ETH_ARP, &req);
+    let mut reply = lab.capture_as(
+        tr,
+        &format!("reply-{}", when.len()),
+        &format!("ether src {} and ether dst {st_mac}", h2.mac),
+        1,
+    )?;
+    lab.raw_send(tr, &frame, 1)?;
+    let line = lab.expect_frame(&mut reply, Duration::from_secs(3), &format!("{when}: h2's ARP reply on the trunk"))?;
+    ensure!(line.contains("vlan 100,"), "{when}: h2's reply should leave the trunk tagged 100: {line}");
+
+    let acl = lab.ctl_as_json(user, &["acl", "list", "web"])?;
+    ensure!(
+        acl["egress"]["default"] == "deny",
+        "{when}: the granted user's view of web's ACLs: {acl}"
+    );
     Ok(())
 }
 
