@@ -612,7 +612,9 @@ fn antispoof_restrict_to_port_keeps_other_ipv6_addresses_away() -> Result<()> {
         Ok(lab
             .run_in(
                 &h1.ns,
-                &["ping", "-6", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", &h2_ip6],
+                &[
+                    "ping", "-6", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", &h2_ip6,
+                ],
                 Duration::from_secs(10),
             )?
             .success())
@@ -657,7 +659,11 @@ fn antispoof_restrict_to_port_keeps_other_ipv6_addresses_away() -> Result<()> {
     );
     let mut good = lab.capture_as(&h2, "mine6", "icmp6 and ip6[40] == 128", 1)?;
     lab.raw_send(&h1, &to_h2, 1)?;
-    lab.expect_frame(&mut good, Duration::from_secs(3), "IPv6 echo for h2's own address at h2")?;
+    lab.expect_frame(
+        &mut good,
+        Duration::from_secs(3),
+        "IPv6 echo for h2's own address at h2",
+    )?;
     ensure!(
         lab.drop_count(&h2.port, "not_for_port")? == before + 4,
         "a frame for h2's own IPv6 address was counted as not_for_port"

@@ -148,7 +148,11 @@ fn acl_scenario_filters_the_same_rules_in_nftables_and_xsw() -> Result<()> {
         .lines()
         .skip_while(|l| !l.starts_with("ACL rules of tenant default that matched"))
         .skip(1)
-        .take_while(|l| l.split_whitespace().next().is_some_and(|w| w.parse::<u32>().is_ok()))
+        .take_while(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<u32>().is_ok())
+        })
         .collect();
     let hits_of_1000 = matched
         .iter()

@@ -107,10 +107,17 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
             if what == "grants" {
                 v["grants"].clone()
             } else {
-                serde_json::json!([v["ingress"]["default"], v["egress"]["default"], v["egress"]["rules"].as_array().map(|r| r.len())])
+                serde_json::json!([
+                    v["ingress"]["default"],
+                    v["egress"]["default"],
+                    v["egress"]["rules"].as_array().map(|r| r.len())
+                ])
             }
         };
-        ensure!(pick(b) == pick(&a), "{what} differ after restart:\nbefore {b}\nafter  {a}");
+        ensure!(
+            pick(b) == pick(&a),
+            "{what} differ after restart:\nbefore {b}\nafter  {a}"
+        );
     }
     ensure!(
         before[3] == after[3],
@@ -121,7 +128,10 @@ fn changes_are_saved_and_a_restart_after_sigkill_restores_them() -> Result<()> {
     // Flowing again is the behaviour; the bound only catches a hang (about
     // 1 s here, so a machine ten times slower still meets it).
     lab.wait_reachable(&h1, &h2, Duration::from_secs(30))?;
-    eprintln!("traffic flowed {:?} after the restart began", restarted.elapsed());
+    eprintln!(
+        "traffic flowed {:?} after the restart began",
+        restarted.elapsed()
+    );
     lab.ping_all(&h1, &h2, 3)?;
     restored_policies_decide(&lab, &h1, &h2, &tr, &user, "after the restart")?;
     Ok(())
@@ -141,11 +151,27 @@ fn restored_policies_decide(
 ) -> Result<()> {
     lab.ping_all(h1, h2, 2)?;
     let tcp = lab.tcp_try(h1, h2, &h2.ip, 8080, 2)?;
-    ensure!(!tcp.connected, "{when}: web's egress policy deny let TCP through: {}", tcp.detail);
+    ensure!(
+        !tcp.connected,
+        "{when}: web's egress policy deny let TCP through: {}",
+        tcp.detail
+    );
 
     let (st_mac, st_ip) = (lab.mac(100), lab.ip(100));
-    let req = frames::arp(1, &st_mac, frames::ip4(&st_ip), "00:00:00:00:00:00", frames::ip4(&h2.ip));
-    let frame = frames::eth("ff:ff:ff:ff:ff:ff", &st_mac, &[(frames::TPID_8021Q, 100)], frames::ETH_ARP, &req);
+    let req = frames::arp(
+        1,
+        &st_mac,
+        frames::ip4(&st_ip),
+        "00:00:00:00:00:00",
+        frames::ip4(&h2.ip),
+    );
+    let frame = frames::eth(
+        "ff:ff:ff:ff:ff:ff",
+        &st_mac,
+        &[(frames::TPID_8021Q, 100)],
+        frames::ETH_ARP,
+        &req,
+    );
     let mut reply = lab.capture_as(
         tr,
         &format!("reply-{}", when.len()),
@@ -153,8 +179,15 @@ fn restored_policies_decide(
         1,
     )?;
     lab.raw_send(tr, &frame, 1)?;
-    let line = lab.expect_frame(&mut reply, Duration::from_secs(3), &format!("{when}: h2's ARP reply on the trunk"))?;
-    ensure!(line.contains("vlan 100,"), "{when}: h2's reply should leave the trunk tagged 100: {line}");
+    let line = lab.expect_frame(
+        &mut reply,
+        Duration::from_secs(3),
+        &format!("{when}: h2's ARP reply on the trunk"),
+    )?;
+    ensure!(
+        line.contains("vlan 100,"),
+        "{when}: h2's reply should leave the trunk tagged 100: {line}"
+    );
 
     let acl = lab.ctl_as_json(user, &["acl", "list", "web"])?;
     ensure!(
@@ -404,19 +437,28 @@ fn live_tuning_takes_effect_and_is_saved() -> Result<()> {
         Ok(lab
             .fdb()?
             .iter()
-            .filter(|e| e["static"] == false && (e["mac"] == h1.mac.as_str() || e["mac"] == h2.mac.as_str()))
+            .filter(|e| {
+                e["static"] == false && (e["mac"] == h1.mac.as_str() || e["mac"] == h2.mac.as_str())
+            })
             .count())
     };
     let mut pings = lab.spawn_ping(&h1, &h2.ip, 20, "0.2")?;
     std::thread::sleep(Duration::from_millis(600));
     for _ in 0..5 {
         let n = learned(&lab)?;
-        ensure!(n == 2, "{n} of h1 and h2 in the table while they talk: {:?}", lab.fdb()?);
+        ensure!(
+            n == 2,
+            "{n} of h1 and h2 in the table while they talk: {:?}",
+            lab.fdb()?
+        );
         std::thread::sleep(Duration::from_millis(500));
     }
     let s = lab.ping_result(&mut pings, Duration::from_secs(10))?;
     ensure!(s.received == 20, "pings lost with one-second aging: {s:?}");
-    ensure!(learned(&lab)? == 2, "h1 and h2 not learned when the pings stopped");
+    ensure!(
+        learned(&lab)? == 2,
+        "h1 and h2 not learned when the pings stopped"
+    );
     // ... and once they are silent, their MACs leave the table.
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -805,18 +847,27 @@ fn a_reload_removes_and_changes_ports_tenants_vlans_and_static_macs() -> Result<
         format!("remove static MAC {old_static}"),
         format!("add static MAC {new_static}"),
     ] {
-        ensure!(applied.contains(&step), "step {step:?} not reported applied: {report}");
+        ensure!(
+            applied.contains(&step),
+            "step {step:?} not reported applied: {report}"
+        );
     }
 
     // h3 is gone; db is gone, app exists; the static MACs were swapped.
     ensure!(lab.port(&h3.port)?.is_none(), "{} still a port", h3.port);
-    ensure!(lab.port(&bridge)?.is_none(), "the refused {bridge} is listed as a port");
+    ensure!(
+        lab.port(&bridge)?.is_none(),
+        "the refused {bridge} is listed as a port"
+    );
     ensure!(
         lab.tenant("db")?.is_none() && lab.tenant("app")?.is_some(),
         "tenants after reload: {:?}",
         lab.tenants()?
     );
-    ensure!(lab.fdb_entries(old_static)?.is_empty(), "{old_static} still in the table");
+    ensure!(
+        lab.fdb_entries(old_static)?.is_empty(),
+        "{old_static} still in the table"
+    );
     let e = lab.fdb_entries(new_static)?;
     ensure!(
         e.len() == 1 && e[0]["port"] == h1.port.as_str() && e[0]["static"] == true,
@@ -824,15 +875,25 @@ fn a_reload_removes_and_changes_ports_tenants_vlans_and_static_macs() -> Result<
         h1.port
     );
     let h3_ping = lab.ping(&h3, &h4.ip, 2)?;
-    ensure!(h3_ping.received == 0, "removed port {} still forwards: {h3_ping:?}", h3.port);
+    ensure!(
+        h3_ping.received == 0,
+        "removed port {} still forwards: {h3_ping:?}",
+        h3.port
+    );
 
     // h1 moved to app: it no longer reaches h4 in web.
     let moved = lab.ping(&h1, &h4.ip, 2)?;
-    ensure!(moved.received == 0, "h1 (now in app) still reaches h4 (web): {moved:?}");
+    ensure!(
+        moved.received == 0,
+        "h1 (now in app) still reaches h4 (web): {moved:?}"
+    );
     // h2's guard now allows another address only: its own is spoofed.
     let spoofed = lab.drop_count(&h2.port, "spoofed_ip")?;
     let guarded = lab.ping(&h2, &h4.ip, 3)?;
-    ensure!(guarded.received == 0, "h2's old address passes the new guard: {guarded:?}");
+    ensure!(
+        guarded.received == 0,
+        "h2's old address passes the new guard: {guarded:?}"
+    );
     ensure!(
         lab.drop_count(&h2.port, "spoofed_ip")? >= spoofed + 3,
         "h2's pings were not dropped as spoofed_ip: {}",
@@ -851,11 +912,19 @@ fn a_reload_removes_and_changes_ports_tenants_vlans_and_static_macs() -> Result<
     };
     let mut at_h4 = lab.capture_as(&h4, "vid200", &format!("ether src {st}"), 1)?;
     lab.raw_send(&tr, &bcast(200), 1)?;
-    lab.expect_frame(&mut at_h4, Duration::from_secs(3), "a frame tagged 200 at h4 (web)")?;
+    lab.expect_frame(
+        &mut at_h4,
+        Duration::from_secs(3),
+        "a frame tagged 200 at h4 (web)",
+    )?;
     let unknown = lab.drop_count(&tr.port, "vlan_unknown")?;
     let mut at_h4 = lab.capture_as(&h4, "vid100", &format!("ether src {st}"), 1)?;
     lab.raw_send(&tr, &bcast(100), 2)?;
     lab.expect_drops(&tr.port, "vlan_unknown", unknown, 2)?;
-    lab.expect_silence(&mut at_h4, Duration::from_millis(500), "a frame tagged 100 reached h4")?;
+    lab.expect_silence(
+        &mut at_h4,
+        Duration::from_millis(500),
+        "a frame tagged 100 reached h4",
+    )?;
     Ok(())
 }

@@ -210,7 +210,10 @@ fn static_entries_show_as_static_and_steer_frames() -> Result<()> {
     lab.expect_silence(
         &mut cap_h3,
         Duration::from_millis(500),
-        &format!("a frame for static {from_ctl} (port {}) flooded to h3", h2.port),
+        &format!(
+            "a frame for static {from_ctl} (port {}) flooded to h3",
+            h2.port
+        ),
     )?;
 
     // fdb del removes it again.

@@ -57,7 +57,11 @@ fn a_frame_for_a_station_behind_its_own_port_counts_same_segment() -> Result<()>
     let before = lab.drop_count(&h1.port, "same_segment")?;
     lab.raw_send(&h1, &experimental(&s, &h1.mac), 3)?;
     lab.expect_drops(&h1.port, "same_segment", before, 3)?;
-    lab.expect_silence(&mut at_h2, Duration::from_millis(500), "a frame for s (behind h1) reached h2")?;
+    lab.expect_silence(
+        &mut at_h2,
+        Duration::from_millis(500),
+        "a frame for s (behind h1) reached h2",
+    )?;
     Ok(())
 }
 

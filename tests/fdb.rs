@@ -56,7 +56,11 @@ fn a_host_moving_to_a_port_on_another_worker_is_found_there() -> Result<()> {
     );
     // h2's unicast to the MAC goes to the new port.
     lab.ping_all(&h2, &moved, 3)?;
-    lab.expect_frame(&mut at_new, Duration::from_secs(3), "h2's ICMP to the moved host")?;
+    lab.expect_frame(
+        &mut at_new,
+        Duration::from_secs(3),
+        "h2's ICMP to the moved host",
+    )?;
     Ok(())
 }
 
@@ -74,7 +78,10 @@ fn the_per_tenant_mac_limit_holds_and_other_tenants_still_learn() -> Result<()> 
         "[dataplane]\nmac_limit_per_tenant = 3\n\n[[tenant]]\nname = \"a\"\n\n[[tenant]]\nname = \"b\"\n",
     );
     for (h, t) in [(&a1, "a"), (&a2, "a"), (&b1, "b"), (&b2, "b")] {
-        config.push_str(&format!("\n[[port]]\nname = \"{}\"\ntenant = \"{t}\"\n", h.port));
+        config.push_str(&format!(
+            "\n[[port]]\nname = \"{}\"\ntenant = \"{t}\"\n",
+            h.port
+        ));
     }
     lab.start_xswd(&config)?;
 
@@ -88,7 +95,11 @@ fn the_per_tenant_mac_limit_holds_and_other_tenants_still_learn() -> Result<()> 
     lab.raw_send_from_many(&a1, &spray, 8, 8, 2)?;
     std::thread::sleep(Duration::from_millis(300));
     let in_tenant = |t: &str| -> Result<usize> {
-        Ok(lab.fdb()?.iter().filter(|e| e["tenant"] == t && e["static"] == false).count())
+        Ok(lab
+            .fdb()?
+            .iter()
+            .filter(|e| e["tenant"] == t && e["static"] == false)
+            .count())
     };
     ensure!(
         in_tenant("a")? == 3,
@@ -96,13 +107,16 @@ fn the_per_tenant_mac_limit_holds_and_other_tenants_still_learn() -> Result<()> 
         in_tenant("a")?,
         lab.fdb()?
     );
-    let refused = lab
-        .stats()?["ports"]
+    let refused = lab.stats()?["ports"]
         .as_array()
         .and_then(|ports| ports.iter().find(|p| p["name"] == a1.port.as_str()))
         .and_then(|p| p["learning_refused"].as_u64())
         .context("learning_refused")?;
-    ensure!(refused >= 5, "only {refused} refusals counted on {}", a1.port);
+    ensure!(
+        refused >= 5,
+        "only {refused} refusals counted on {}",
+        a1.port
+    );
     // a2, in the full tenant, is not learned either.
     let _ = lab.ping(&a2, &lab.ip(99), 1)?;
     ensure!(

@@ -129,7 +129,10 @@ fn an_idle_switch_costs_close_to_nothing() -> Result<()> {
         "idle xswd: {:.3}% of a core; wake-ups per second: {wakes:?}",
         share * 100.0
     );
-    let busy: Vec<_> = wakes.iter().filter(|(_, per_sec)| *per_sec > 10.0).collect();
+    let busy: Vec<_> = wakes
+        .iter()
+        .filter(|(_, per_sec)| *per_sec > 10.0)
+        .collect();
     ensure!(
         busy.is_empty(),
         "threads of an idle xswd wake more than 10 times a second: {busy:?}"
@@ -166,8 +169,24 @@ fn xdp_mode_native_and_generic_attach_as_asked() -> Result<()> {
     let h1 = lab.add_veth_host("h1", 1)?;
     let h2 = lab.add_veth_host("h2", 2)?;
     lab.start_xswd("")?;
-    lab.ctl_ok(&["port", "add", &h1.port, "--hook", "xdp", "--xdp-mode", "native"])?;
-    lab.ctl_ok(&["port", "add", &h2.port, "--hook", "xdp", "--xdp-mode", "generic"])?;
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        &h1.port,
+        "--hook",
+        "xdp",
+        "--xdp-mode",
+        "native",
+    ])?;
+    lab.ctl_ok(&[
+        "port",
+        "add",
+        &h2.port,
+        "--hook",
+        "xdp",
+        "--xdp-mode",
+        "generic",
+    ])?;
     for (h, mode) in [(&h1, "native"), (&h2, "generic")] {
         let row = lab.port(&h.port)?.context("port row")?;
         ensure!(
@@ -176,7 +195,11 @@ fn xdp_mode_native_and_generic_attach_as_asked() -> Result<()> {
             h.port
         );
         let kernel = kernel_xdp_mode(&lab, &h.port)?;
-        ensure!(kernel == mode, "{} asked {mode}, the kernel has {kernel}", h.port);
+        ensure!(
+            kernel == mode,
+            "{} asked {mode}, the kernel has {kernel}",
+            h.port
+        );
     }
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 3)?;
@@ -186,13 +209,24 @@ fn xdp_mode_native_and_generic_attach_as_asked() -> Result<()> {
     cmd::ns_ok(&lab.sw, &["ip", "link", "add", &bridge, "type", "bridge"])?;
     cmd::ns_ok(&lab.sw, &["ip", "link", "set", &bridge, "up"])?;
     let before = lab.ports()?;
-    let refused = lab.ctl_err(&["port", "add", &bridge, "--hook", "xdp", "--xdp-mode", "native"])?;
+    let refused = lab.ctl_err(&[
+        "port",
+        "add",
+        &bridge,
+        "--hook",
+        "xdp",
+        "--xdp-mode",
+        "native",
+    ])?;
     ensure!(
         refused.stderr.contains(&bridge),
         "the refusal does not name the interface: {}",
         refused.describe()
     );
-    ensure!(lab.ports()? == before, "a refused port add changed the port list");
+    ensure!(
+        lab.ports()? == before,
+        "a refused port add changed the port list"
+    );
     ensure!(
         kernel_xdp_mode(&lab, &bridge)? == "none",
         "a refused port add left an XDP program on {bridge}"
@@ -224,7 +258,12 @@ fn a_virtio_style_guest_with_offloads_on_gets_ping_and_tcp_both_ways() -> Result
     for (from, to) in [(&g1, &h1), (&h1, &g1)] {
         let t = std::time::Instant::now();
         lab.tcp_transfer(from, to, 2_000_000)?;
-        eprintln!("TCP {} -> {}: 2 MB in {:?}", from.name, to.name, t.elapsed());
+        eprintln!(
+            "TCP {} -> {}: 2 MB in {:?}",
+            from.name,
+            to.name,
+            t.elapsed()
+        );
     }
     // The guest really handed over segments larger than a frame on the wire.
     let from_guest = lab.port_stats(&tap)?;

@@ -307,7 +307,11 @@ impl Notify {
         let mut buf = [0u8; 4096];
         while Instant::now() < deadline {
             if let Ok(got) = self.sock.recv(&mut buf) {
-                n += usize::from(String::from_utf8_lossy(&buf[..got]).lines().any(|l| l == line));
+                n += usize::from(
+                    String::from_utf8_lossy(&buf[..got])
+                        .lines()
+                        .any(|l| l == line),
+                );
             }
         }
         n

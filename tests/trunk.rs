@@ -366,15 +366,20 @@ fn trunk_to_trunk_rewrites_the_vid_and_keeps_the_priority() -> Result<()> {
         (&t1, &t2, &s1, "ff:ff:ff:ff:ff:ff", 5u16, 100u16, 300u16),
         (&t2, &t1, &s2, s1.as_str(), 3, 300, 100),
     ] {
-        let mut out = lab.capture_as(to, &format!("out{vid_out}"), &format!("ether src {src}"), 1)?;
+        let mut out =
+            lab.capture_as(to, &format!("out{vid_out}"), &format!("ether src {src}"), 1)?;
         lab.raw_send(from, &tagged(dst, src, pcp, vid_in, b"trunk to trunk"), 1)?;
         let line = lab.expect_frame(
             &mut out,
             Duration::from_secs(3),
-            &format!("frame tagged {vid_in} p {pcp} from {} at {}", from.name, to.name),
+            &format!(
+                "frame tagged {vid_in} p {pcp} from {} at {}",
+                from.name, to.name
+            ),
         )?;
         ensure!(
-            line.contains(&format!("vlan {vid_out}, p {pcp},")) && !line.contains(&format!("vlan {vid_in},")),
+            line.contains(&format!("vlan {vid_out}, p {pcp},"))
+                && !line.contains(&format!("vlan {vid_in},")),
             "tagged {vid_in} priority {pcp} in, expected tag {vid_out} priority {pcp} out: {line}"
         );
     }

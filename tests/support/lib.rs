@@ -382,7 +382,15 @@ impl Lab {
         self.add_netns_named(&ns)?;
         let ifname = self.endpoint_ifname(name);
         let guest = self.bins.guest.display().to_string();
-        let mut args = vec![guest.as_str(), "--tap", tap, "--peer", &ifname, "--netns", &ns];
+        let mut args = vec![
+            guest.as_str(),
+            "--tap",
+            tap,
+            "--peer",
+            &ifname,
+            "--netns",
+            &ns,
+        ];
         if vnet_hdr {
             args.push("--vnet-hdr");
         }

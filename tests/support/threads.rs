@@ -94,7 +94,10 @@ impl Stalled {
         let stalled = Stalled { tid };
         // SAFETY: as above.
         if unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid, null, null) } != 0 {
-            anyhow::bail!("ptrace INTERRUPT {tid}: {}", std::io::Error::last_os_error());
+            anyhow::bail!(
+                "ptrace INTERRUPT {tid}: {}",
+                std::io::Error::last_os_error()
+            );
         }
         let mut status = 0;
         // SAFETY: status is a valid, writable c_int for the call's duration.

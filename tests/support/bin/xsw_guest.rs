@@ -168,13 +168,27 @@ fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
         let len = VNET_HDR_LEN;
         // SAFETY: TUNSETVNETHDRSZ reads one c_int through the pointer, which
         // points at `len` for the whole call.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETVNETHDRSZ, &len as *const libc::c_int) } < 0 {
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETVNETHDRSZ,
+                &len as *const libc::c_int,
+            )
+        } < 0
+        {
             return Err(io::Error::last_os_error());
         }
         let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
         // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned
         // long of flags); no memory is passed.
-        if unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETOFFLOAD, offloads as libc::c_ulong) } < 0 {
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                offloads as libc::c_ulong,
+            )
+        } < 0
+        {
             return Err(io::Error::last_os_error());
         }
     }
@@ -273,7 +287,8 @@ fn drain(from: RawFd, to: RawFd, buf: &mut [u8], c: &mut Counters) -> Drain {
 fn run(args: Args) -> Result<ExitCode, String> {
     install_signal_handlers().map_err(|e| format!("sigaction: {e}"))?;
 
-    let tap = open_tap(&args.tap, args.vnet_hdr).map_err(|e| format!("open tap {}: {e}", args.tap))?;
+    let tap =
+        open_tap(&args.tap, args.vnet_hdr).map_err(|e| format!("open tap {}: {e}", args.tap))?;
     if let Some(ns) = &args.netns {
         enter_netns(ns).map_err(|e| format!("entering netns {ns}: {e}"))?;
     }
