@@ -1,7 +1,8 @@
 //! Drop reasons the switch counts by itself, each provoked with real frames
 //! and counted exactly on the port the contract names: `no_egress` (a flood
 //! with nowhere to go), `same_segment` (a frame for a station behind the port
-//! it came from), `link_down` (towards a port whose link is down).
+//! it came from), `link_down` (towards a port whose link is down),
+//! `tx_ring_full` (a burst bigger than the egress TX ring).
 
 use anyhow::{ensure, Result};
 use std::time::Duration;
@@ -98,6 +99,36 @@ fn a_frame_towards_a_port_whose_link_is_down_counts_link_down() -> Result<()> {
     ensure!(
         lab.drop_count(&h2.port, "link_down")? == before + 3,
         "link_down counted while the link was up"
+    );
+    Ok(())
+}
+
+/// Bursts bigger than the egress TX ring: with receive batches of 1,024 and
+/// a TX ring of 64, a burst that piles up while the worker is busy cannot
+/// all be queued, and what does not fit is counted as `tx_ring_full` on the
+/// egress port (never silently lost: frames out = frames in - drops).
+#[test]
+fn a_burst_larger_than_the_tx_ring_counts_tx_ring_full() -> Result<()> {
+    let lab = lab!("droptxfull", "dtf", 221)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&format!(
+        "[dataplane]\nbatch_size = 1024\n\n[umem]\ntx_ring = 64\n\n[[port]]\nname = \"{}\"\nfast_path = false\n\n[[port]]\nname = \"{}\"\nfast_path = false\n",
+        h1.port, h2.port
+    ))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    let before = lab.drop_count(&h2.port, "tx_ring_full")?;
+    let (rx_before, tx_before) = (lab.port_stats(&h1.port)?, lab.port_stats(&h2.port)?);
+    lab.raw_send_from_many(&h1, &experimental(&h2.mac, &h1.mac), 20_000, 1, 0)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let full = lab.drop_count(&h2.port, "tx_ring_full")? - before;
+    let received = lab.port_stats(&h1.port)?.rx_frames - rx_before.rx_frames;
+    let sent = lab.port_stats(&h2.port)?.tx_frames - tx_before.tx_frames;
+    eprintln!("burst: {received} frames received, {sent} sent, {full} tx_ring_full");
+    ensure!(full > 0, "no tx_ring_full after 20,000 frames at once into a 64-frame ring");
+    ensure!(
+        received == sent + full,
+        "frames unaccounted for: {received} received from h1, {sent} sent to h2, {full} tx_ring_full"
     );
     Ok(())
 }
