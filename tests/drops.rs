@@ -125,7 +125,10 @@ fn a_burst_larger_than_the_tx_ring_counts_tx_ring_full() -> Result<()> {
     let received = lab.port_stats(&h1.port)?.rx_frames - rx_before.rx_frames;
     let sent = lab.port_stats(&h2.port)?.tx_frames - tx_before.tx_frames;
     eprintln!("burst: {received} frames received, {sent} sent, {full} tx_ring_full");
-    ensure!(full > 0, "no tx_ring_full after 20,000 frames at once into a 64-frame ring");
+    ensure!(
+        full > 0,
+        "no tx_ring_full after 20,000 frames at once into a 64-frame ring"
+    );
     ensure!(
         received == sent + full,
         "frames unaccounted for: {received} received from h1, {sent} sent to h2, {full} tx_ring_full"
