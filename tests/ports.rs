@@ -273,3 +273,52 @@ fn a_virtio_style_guest_with_offloads_on_gets_ping_and_tcp_both_ways() -> Result
     );
     Ok(())
 }
+
+/// An idle adaptive worker sleeps in poll() (up to a second) and a frame
+/// wakes it at once: ten pings half a second apart through the workers (the
+/// fast path is off, so every frame needs them) each find the worker asleep
+/// (it slept between every two) and all come back in well under the poll
+/// timeout. A worker that only woke on the timeout would answer some pings
+/// hundreds of milliseconds late; 250 ms leaves a slow machine a wide margin.
+#[test]
+fn a_sleeping_worker_wakes_at_once_for_a_frame() -> Result<()> {
+    let lab = lab!("portswake", "ptw", 222)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd(&format!(
+        "[[port]]\nname = \"{}\"\nfast_path = false\n\n[[port]]\nname = \"{}\"\nfast_path = false\n",
+        h1.port, h2.port
+    ))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    let sleeps = |lab: &Lab| -> Result<u64> {
+        lab.stats()?["workers"][0]["sleeps"]
+            .as_u64()
+            .context("worker sleeps")
+    };
+    let before = sleeps(&lab)?;
+    let out = lab.run_in(
+        &h1.ns,
+        &["ping", "-n", "-c", "10", "-i", "0.5", "-W", "2", &h2.ip],
+        Duration::from_secs(20),
+    )?;
+    let slept = sleeps(&lab)? - before;
+    ensure!(out.success(), "ping: {}", out.describe());
+    let rtts: Vec<f64> = out
+        .stdout
+        .lines()
+        .filter_map(|l| l.split("time=").nth(1))
+        .filter_map(|t| t.split_whitespace().next()?.parse().ok())
+        .collect();
+    eprintln!("worker slept {slept} times; round trips (ms): {rtts:?}");
+    ensure!(rtts.len() == 10, "expected 10 replies: {}", out.stdout);
+    ensure!(
+        slept >= 9,
+        "the worker slept {slept} times during 10 pings 0.5 s apart: it should sleep between every two"
+    );
+    let slowest = rtts.iter().cloned().fold(0.0, f64::max);
+    ensure!(
+        slowest < 250.0,
+        "a ping took {slowest} ms: the sleeping worker did not wake for the frame"
+    );
+    Ok(())
+}
