@@ -13,6 +13,10 @@ fi
 ./deploy/install-deps.sh
 echo "== building"
 cargo build --workspace --all-targets
+# Habits: unsafe blocks carry SAFETY comments, no unwrap/expect outside tests, no
+# warnings (workspace lints in Cargo.toml, test allowances in clippy.toml).
+echo "== clippy"
+cargo clippy --workspace --all-targets -- -D warnings
 echo "== tests"
 export XSW_BIN_DIR="$PWD/target/debug"
 # Two cores: integration tests each run a switch; keep them from starving.
