@@ -147,9 +147,14 @@ fn main() -> ExitCode {
     } else {
         tracing::warn!(config = %path.display(), "not a regular file: changes made with xswctl will not be saved");
     }
+    // apply_config undoes its own steps (taps it created included) when the
+    // host refuses one.
     if let Err(e) = initial.apply_config(&config) {
         initial.shutdown();
-        return fail(format!("cannot apply the configuration: {e}"));
+        return fail(format!(
+            "{}: cannot apply the configuration: {e}",
+            config_path(&args).display()
+        ));
     }
     let switch = Arc::new(Mutex::new(initial));
     let stop = Arc::new(AtomicBool::new(false));

@@ -116,6 +116,8 @@ pub struct Switch {
     pub(super) grants: super::access::Grants,
     /// Where changes are saved; None when xswd runs without a config file.
     pub(super) persistence: Option<super::persist::Persistence>,
+    /// Configured ports whose interface does not exist (see `missing`).
+    pub(super) missing: BTreeMap<String, super::missing::MissingPort>,
     /// True while the config file is applied at startup or on reload:
     /// taps created by an earlier xswd are adopted instead of refused.
     pub(super) restoring: bool,
@@ -133,6 +135,7 @@ impl Switch {
             started: Instant::now(),
             grants: Default::default(),
             persistence: None,
+            missing: BTreeMap::new(),
             restoring: false,
         };
         let default = TenantRecord::new(0, switch.dataplane.acl_rows());
@@ -141,25 +144,49 @@ impl Switch {
         switch
     }
 
-    /// Applies the tenants, ports and static MACs of a config file at startup.
+    /// Applies the tenants, ports and static MACs of a config file at
+    /// startup (the file was validated as a whole before). If the host still
+    /// refuses a step, everything done so far is undone, the taps created
+    /// included, and the error names the item.
     pub fn apply_config(&mut self, config: &Config) -> Result<(), String> {
         self.restoring = true;
-        let result = self.apply_config_inner(config);
+        let mut created_taps = Vec::new();
+        let result = self.apply_config_inner(config, &mut created_taps);
         self.restoring = false;
+        if result.is_err() {
+            let names: Vec<String> = self.ports.keys().cloned().collect();
+            for name in names {
+                self.detach_port(&name);
+            }
+            self.missing.clear();
+            for name in created_taps {
+                if let Err(e) = crate::port::tap::remove(&name) {
+                    tracing::warn!(port = %name, error = %e, "could not remove a tap created for a refused config");
+                }
+            }
+        }
         result
     }
 
-    fn apply_config_inner(&mut self, config: &Config) -> Result<(), String> {
+    fn apply_config_inner(
+        &mut self,
+        config: &Config,
+        created_taps: &mut Vec<String>,
+    ) -> Result<(), String> {
         for spec in &config.tenants {
             self.apply_tenant_spec(spec)
                 .map_err(|e| format!("tenant {:?}: {e}", spec.name))?;
         }
         for spec in &config.ports {
-            self.port_add(spec.clone())
+            let creates_tap = spec.create_tap && !crate::port::iface::exists(&spec.name);
+            self.port_restore(spec.clone())
                 .map_err(|e| format!("port {:?}: {e}", spec.name))?;
+            if creates_tap {
+                created_taps.push(spec.name.clone());
+            }
         }
         for entry in &config.fdb {
-            self.fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
+            self.static_mac_restore(entry)
                 .map_err(|e| format!("static MAC {}: {e}", entry.mac))?;
         }
         Ok(())

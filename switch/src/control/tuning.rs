@@ -98,9 +98,13 @@ impl Switch {
             fast_path: fast.clone(),
             ..Config::default()
         };
-        candidate
-            .validate()
-            .map_err(|(key, reason)| ControlError::invalid(format!("{key}: {reason}")))?;
+        candidate.validate().map_err(|e| {
+            ControlError::invalid(format!(
+                "{}: {}",
+                crate::config::field_name(&e.field),
+                e.message
+            ))
+        })?;
 
         let rebuild = next.workers != self.settings.workers
             || next.fdb_capacity != self.settings.fdb_capacity
