@@ -104,7 +104,23 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// One allocator arena for the whole daemon. glibc gives each thread that
+/// meets contention an arena of its own and keeps what is freed there: ten
+/// control clients adding and removing ports at once (each port's program
+/// load allocates megabytes, on the thread serving the request) left RSS at
+/// 130-290 MB instead of ~30 MB. The data plane allocates nothing per frame,
+/// so one arena costs it nothing.
+fn limit_allocator_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // thread is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_allocator_arenas();
     let args = Args::parse();
     init_logging(&args.log_level);
 

@@ -70,6 +70,20 @@ fn validate_vlan(vlan: u16) -> Outcome<()> {
     rules::vlan_id(vlan).map_err(ControlError::invalid)
 }
 
+/// Hands memory freed by a removed port (its program, maps and buffers:
+/// megabytes) back to the system. The allocator keeps freed memory for
+/// reuse, fragmented among what stays; under port churn that kept RSS far
+/// above its idle figure. Port removal is rare, and a trim costs a walk of
+/// the heap (about a millisecond).
+fn return_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory of the allocator's own
+    // arenas; it touches no live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 impl Switch {
     /// What workers apply to a port with `spec`; fails on an unknown tenant
     /// or a bad guard, before anything changes.
@@ -336,7 +350,10 @@ impl Switch {
             tracing::error!(port = name, error = %e, "workers did not release the port");
         }
         self.static_macs.retain(|_, port| port != name);
-        Some(record.spec.clone())
+        let spec = record.spec.clone();
+        drop(record);
+        return_freed_memory();
+        Some(spec)
     }
 
     fn port_row(&self, name: &str) -> Option<PortRow<'_>> {
