@@ -175,8 +175,10 @@ fn a_config_the_host_refuses_leaves_no_tap_behind() -> Result<()> {
         "a refused start left interfaces behind:\nbefore {before:?}\nafter  {after:?}"
     );
     ensure!(
-        start.stderr.contains(&path) && start.stderr.contains(&h1.port),
-        "startup error names neither file nor port: {}",
+        start.stderr.contains(&format!("{path}: line 5: "))
+            && start.stderr.contains("port[1]")
+            && start.stderr.contains(&h1.port),
+        "startup error names not the file, line and port: {}",
         start.stderr
     );
     Ok(())

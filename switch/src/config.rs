@@ -325,6 +325,13 @@ impl Config {
         Config::parse(&text, &path.display().to_string())
     }
 
+    /// The line of `field` in the file at `path` (for errors found after
+    /// the file was read, such as a step the host refused).
+    pub fn line_in_file(path: &Path, field: &[Step]) -> Option<usize> {
+        let text = std::fs::read_to_string(path).ok()?;
+        locate::line_of(&text, field)
+    }
+
     /// Checks what the types cannot: the first problem and its field.
     pub fn validate(&self) -> Result<(), Invalid> {
         validate::validate(self)

@@ -167,9 +167,13 @@ fn main() -> ExitCode {
     // host refuses one.
     if let Err(e) = initial.apply_config(&config) {
         initial.shutdown();
+        let path = config_path(&args);
+        let line = Config::line_in_file(&path, &e.field)
+            .map(|l| format!("line {l}: "))
+            .unwrap_or_default();
         return fail(format!(
-            "{}: cannot apply the configuration: {e}",
-            config_path(&args).display()
+            "{}: {line}cannot apply the configuration, nothing was kept: {e}",
+            path.display()
         ));
     }
     let switch = Arc::new(Mutex::new(initial));

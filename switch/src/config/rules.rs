@@ -219,12 +219,12 @@ impl Invalid {
 /// A static MAC's own rules; the port it names is checked by the caller,
 /// which knows the ports (the file's or the running switch's).
 pub fn static_mac(entry: &StaticFdbSpec) -> Result<(), Invalid> {
-    station_mac(entry.mac, "static MAC").map_err(|m| {
-        Invalid::at(
-            "mac",
-            format!("{m}: static entries are for unicast addresses"),
-        )
-    })
+    static_mac_address(entry.mac).map_err(|m| Invalid::at("mac", m))
+}
+
+pub fn static_mac_address(mac: MacAddr) -> Result<(), String> {
+    station_mac(mac, "static MAC")
+        .map_err(|m| format!("{m}: static entries are for unicast addresses"))
 }
 
 /// The tenant a static MAC on a port with `spec` belongs to: the access

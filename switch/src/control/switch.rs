@@ -59,6 +59,25 @@ impl std::fmt::Display for ControlError {
 
 pub(super) type Outcome<T = Value> = Result<T, ControlError>;
 
+/// A config item the host refused at startup (after the file validated):
+/// which item (`port[2]`) and why; everything applied before was undone.
+#[derive(Debug)]
+pub struct ApplyError {
+    pub field: Vec<crate::config::rules::Step>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            crate::config::field_name(&self.field),
+            self.message
+        )
+    }
+}
+
 pub(super) fn system(e: impl std::fmt::Display) -> ControlError {
     ControlError::new(ErrorCode::System, e.to_string())
 }
@@ -148,7 +167,7 @@ impl Switch {
     /// startup (the file was validated as a whole before). If the host still
     /// refuses a step, everything done so far is undone, the taps created
     /// included, and the error names the item.
-    pub fn apply_config(&mut self, config: &Config) -> Result<(), String> {
+    pub fn apply_config(&mut self, config: &Config) -> Result<(), ApplyError> {
         self.restoring = true;
         let mut created_taps = Vec::new();
         let result = self.apply_config_inner(config, &mut created_taps);
@@ -172,22 +191,28 @@ impl Switch {
         &mut self,
         config: &Config,
         created_taps: &mut Vec<String>,
-    ) -> Result<(), String> {
-        for spec in &config.tenants {
+    ) -> Result<(), ApplyError> {
+        use crate::config::rules::Step;
+        let refused =
+            |section: &'static str, index: usize, what: String, e: ControlError| ApplyError {
+                field: vec![Step::Key(section), Step::Index(index)],
+                message: format!("{what}: {e}"),
+            };
+        for (i, spec) in config.tenants.iter().enumerate() {
             self.apply_tenant_spec(spec)
-                .map_err(|e| format!("tenant {:?}: {e}", spec.name))?;
+                .map_err(|e| refused("tenant", i, format!("tenant {:?}", spec.name), e))?;
         }
-        for spec in &config.ports {
+        for (i, spec) in config.ports.iter().enumerate() {
             let creates_tap = spec.create_tap && !crate::port::iface::exists(&spec.name);
             self.port_restore(spec.clone())
-                .map_err(|e| format!("port {:?}: {e}", spec.name))?;
+                .map_err(|e| refused("port", i, format!("port {:?}", spec.name), e))?;
             if creates_tap {
                 created_taps.push(spec.name.clone());
             }
         }
-        for entry in &config.fdb {
+        for (i, entry) in config.fdb.iter().enumerate() {
             self.static_mac_restore(entry)
-                .map_err(|e| format!("static MAC {}: {e}", entry.mac))?;
+                .map_err(|e| refused("fdb", i, format!("static MAC {}", entry.mac), e))?;
         }
         Ok(())
     }
