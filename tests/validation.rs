@@ -281,3 +281,33 @@ fn a_port_whose_interface_is_missing_waits_for_it() -> Result<()> {
     ensure!(lab.xswd_running(), "xswd died");
     Ok(())
 }
+
+#[test]
+fn live_tuning_cannot_leave_a_port_on_a_worker_that_is_gone() -> Result<()> {
+    let lab = lab!("valtune", "vlt", 235)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    lab.start_xswd(&format!(
+        "[dataplane]\nworkers = [0, 1]\n\n[[port]]\nname = \"{}\"\nhook = \"xdp\"\nqueue_workers = [1]\n",
+        h1.port
+    ))?;
+    let refused = lab.ctl_err(&["tune", "--workers", "0"])?;
+    ensure!(
+        refused.stderr.contains("port[0].queue_workers") && refused.stderr.contains("worker 1"),
+        "tune --workers 0 said: {}",
+        refused.stderr
+    );
+    // The saved file is still one xswd can load.
+    let path = lab.config_path().display().to_string();
+    let check = lab.ctl(&["config", "check", &path])?;
+    ensure!(check.success(), "config check: {}", check.describe());
+    ensure!(
+        lab.ctl_ok(&["config", "show"])?
+            .contains("workers = [\n    0,\n    1,\n]")
+            || lab
+                .ctl_ok(&["config", "show"])?
+                .contains("workers = [0, 1]"),
+        "workers changed: {}",
+        lab.ctl_ok(&["config", "show"])?
+    );
+    Ok(())
+}

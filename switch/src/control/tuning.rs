@@ -96,7 +96,9 @@ impl Switch {
             dataplane: next.clone(),
             umem: tuning.umem.clone(),
             fast_path: fast.clone(),
-            ..Config::default()
+            // The whole running config, so that no port is left naming a
+            // worker that would no longer exist (a file xswd could not load).
+            ..self.running_config()
         };
         candidate.validate().map_err(|e| {
             ControlError::invalid(format!(
