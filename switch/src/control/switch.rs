@@ -218,7 +218,16 @@ impl Switch {
     }
 
     pub fn handle(&mut self, request: Request) -> Reply {
-        let changes_config = request.changes_config();
+        // A change that could not be saved is not made: the room for the new file is
+        // taken first, so a read-only or full config directory refuses the change here.
+        let room = if request.changes_config() {
+            match self.take_save_room() {
+                Ok(room) => room,
+                Err(reason) => return Reply::failure(ErrorCode::System, reason),
+            }
+        } else {
+            None
+        };
         let outcome = match request {
             Request::PortAdd(spec) => self.port_add(spec),
             Request::PortDel { name } => self.port_del(&name),
@@ -277,8 +286,8 @@ impl Switch {
         };
         match outcome {
             Ok(mut data) => {
-                if changes_config {
-                    if let Err(warning) = self.save() {
+                if let Some(room) = room {
+                    if let Err(warning) = self.save_into(room) {
                         if let Some(object) = data.as_object_mut() {
                             object.insert("warning".into(), warning.into());
                         }
@@ -286,7 +295,12 @@ impl Switch {
                 }
                 Reply::success(data)
             }
-            Err(e) => Reply::failure(e.code, e.message),
+            Err(e) => {
+                if let Some(room) = room {
+                    room.release();
+                }
+                Reply::failure(e.code, e.message)
+            }
         }
     }
 
