@@ -16,6 +16,8 @@ use crate::dataplane::worker::QueueKind;
 use crate::packet::MacAddr;
 use crate::pipeline::acl::parse_prefix;
 use crate::pipeline::antispoof::PortGuard;
+use crate::pipeline::guard::{Trust, Trusted};
+use crate::pipeline::storm::StormLimits;
 use crate::pipeline::stages::PortPolicy;
 use crate::pipeline::tenant::{PortMode, TrunkMap, VLAN_MAX};
 use crate::pipeline::{DomainId, PortId};
@@ -49,6 +51,10 @@ struct PortRow<'a> {
     trunk: bool,
     vlans: &'a [VlanSpec],
     antispoof: Option<&'a PortGuard>,
+    /// What the port may send past the RA and DHCP guards.
+    trust: &'a [Trusted],
+    /// The storm-control limits in force (its own, or the default).
+    storm_control: StormLimits,
 }
 
 #[derive(Serialize)]
@@ -79,7 +85,7 @@ fn validate_vlan(vlan: u16) -> Outcome<()> {
 impl Switch {
     /// What workers apply to a port with `spec`; fails on an unknown tenant
     /// or a bad guard, before anything changes.
-    fn policy_for(&self, spec: &PortSpec) -> Outcome<PortPolicy> {
+    pub(super) fn policy_for(&self, spec: &PortSpec) -> Outcome<PortPolicy> {
         let mode = if spec.trunk {
             if spec.tenant.is_some() {
                 return Err(ControlError::invalid(
@@ -115,6 +121,8 @@ impl Switch {
         Ok(PortPolicy {
             mode,
             guard: spec.antispoof.clone(),
+            trust: Trust::of(&spec.trust),
+            storm: self.storm_default.overridden_by(&spec.storm_control),
         })
     }
 
@@ -394,6 +402,8 @@ impl Switch {
             trunk: record.spec.trunk,
             vlans: &record.spec.vlans,
             antispoof: record.spec.antispoof.as_ref(),
+            trust: &record.spec.trust,
+            storm_control: record.policy.storm,
         })
     }
 
@@ -407,7 +417,7 @@ impl Switch {
 
     /// Replaces a port's spec (tenant, VLANs, guard) after validating it;
     /// `forget_macs` drops what was learned on the port (its tenants changed).
-    fn update_port(&mut self, name: &str, spec: PortSpec, forget_macs: bool) -> Outcome {
+    pub(super) fn update_port(&mut self, name: &str, spec: PortSpec, forget_macs: bool) -> Outcome {
         let policy = Arc::new(self.policy_for(&spec)?);
         let id = self.port(name)?.id;
         if let Some(record) = self.ports.get_mut(name) {
