@@ -234,7 +234,8 @@ mod tests {
             unknown_unicast: 0,
         };
         let mut meter = StormMeter::default();
-        let at = SECOND;
+        // Long enough after the clock's start for every bucket to be full.
+        let at = 10 * SECOND;
         let burst = MIN_BURST_FRAMES as usize;
         for _ in 0..burst {
             assert!(meter.admit(1, &limits, FloodKind::Broadcast, at).is_ok());
