@@ -73,12 +73,12 @@ fn counters(lab: &Lab, h: &Host) -> Result<PortCounters> {
 fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicast() -> Result<()>
 {
     let lab = lab!("guards", "gst", 226)?;
-    let storm = lab.add_veth_host("storm", 1)?;
-    let mate = lab.add_veth_host("mate", 2)?;
-    let mate2 = lab.add_veth_host("mate2", 3)?;
-    let quiet = lab.add_veth_host("quiet", 4)?;
-    let other = lab.add_veth_host("other", 5)?;
-    let other2 = lab.add_veth_host("other2", 6)?;
+    let storm = lab.add_veth_host("stm", 1)?;
+    let mate = lab.add_veth_host("mt", 2)?;
+    let mate2 = lab.add_veth_host("mt2", 3)?;
+    let quiet = lab.add_veth_host("qt", 4)?;
+    let other = lab.add_veth_host("ot", 5)?;
+    let other2 = lab.add_veth_host("ot2", 6)?;
     // Storm control as it comes out of the box: no [storm_control] section.
     let mut config = Lab::config_with_ports(&[&storm.port, &mate.port, &mate2.port, &quiet.port]);
     config.push_str("[[tenant]]\nname = \"b\"\n\n");
@@ -171,8 +171,8 @@ fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicas
 fn rogue_router_advertisements_and_dhcp_offers_reach_nobody_until_the_port_is_trusted(
 ) -> Result<()> {
     let lab = lab!("guards", "grg", 227)?;
-    let rogue = lab.add_veth_host("rogue", 1)?;
-    let victim = lab.add_veth_host("victim", 2)?;
+    let rogue = lab.add_veth_host("rog", 1)?;
+    let victim = lab.add_veth_host("vic", 2)?;
     lab.start_xswd(&Lab::config_with_ports(&[&rogue.port, &victim.port]))?;
     lab.wait_reachable(&rogue, &victim, Duration::from_secs(5))?;
     // Traffic between the two makes the fast path's L2 entry for the pair: a
@@ -232,8 +232,8 @@ fn rogue_router_advertisements_and_dhcp_offers_reach_nobody_until_the_port_is_tr
 #[test]
 fn a_dhcp_discover_for_a_foreign_mac_is_dropped_from_a_guarded_port() -> Result<()> {
     let lab = lab!("guards", "gdc", 228)?;
-    let guest = lab.add_veth_host("guest", 1)?;
-    let server = lab.add_veth_host("server", 2)?;
+    let guest = lab.add_veth_host("gst", 1)?;
+    let server = lab.add_veth_host("srv", 2)?;
     lab.start_xswd(&Lab::config_with_ports(&[&guest.port, &server.port]))?;
     lab.wait_reachable(&guest, &server, Duration::from_secs(5))?;
     lab.ctl_ok(&[
@@ -260,9 +260,9 @@ fn a_dhcp_discover_for_a_foreign_mac_is_dropped_from_a_guarded_port() -> Result<
 #[test]
 fn guard_settings_survive_a_restart() -> Result<()> {
     let lab = lab!("guards", "grs", 229)?;
-    let router = lab.add_veth_host("router", 1)?;
-    let guest = lab.add_veth_host("guest", 2)?;
-    let mate = lab.add_veth_host("mate", 3)?;
+    let router = lab.add_veth_host("rtr", 1)?;
+    let guest = lab.add_veth_host("gst", 2)?;
+    let mate = lab.add_veth_host("mt", 3)?;
     lab.start_xswd(&Lab::config_with_ports(&[&router.port, &guest.port, &mate.port]))?;
     lab.wait_reachable(&guest, &mate, Duration::from_secs(5))?;
     lab.ctl_ok(&["port", "trust", &router.port, "ra"])?;
