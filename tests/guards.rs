@@ -70,8 +70,7 @@ fn counters(lab: &Lab, h: &Host) -> Result<PortCounters> {
 }
 
 #[test]
-fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicast() -> Result<()>
-{
+fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicast() -> Result<()> {
     let lab = lab!("guards", "gst", 226)?;
     let storm = lab.add_veth_host("stm", 1)?;
     let mate = lab.add_veth_host("mt", 2)?;
@@ -83,7 +82,10 @@ fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicas
     let mut config = Lab::config_with_ports(&[&storm.port, &mate.port, &mate2.port, &quiet.port]);
     config.push_str("[[tenant]]\nname = \"b\"\n\n");
     for h in [&other, &other2] {
-        config.push_str(&format!("[[port]]\nname = \"{}\"\ntenant = \"b\"\n\n", h.port));
+        config.push_str(&format!(
+            "[[port]]\nname = \"{}\"\ntenant = \"b\"\n\n",
+            h.port
+        ));
     }
     lab.start_xswd(&config)?;
     lab.wait_reachable(&mate, &mate2, Duration::from_secs(5))?;
@@ -115,8 +117,18 @@ fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicas
         &storm.ns,
         "storm",
         &[
-            &nettool, "raw-send", "--iface", &storm.ifname, "--frame", &hex, "--count", "600000",
-            "--interval-ms", "0", "--timeout", "60",
+            &nettool,
+            "raw-send",
+            "--iface",
+            &storm.ifname,
+            "--frame",
+            &hex,
+            "--count",
+            "600000",
+            "--interval-ms",
+            "0",
+            "--timeout",
+            "60",
         ],
     )?;
     // Unicast in both tenants while the storm runs.
@@ -168,8 +180,8 @@ fn a_broadcast_storm_is_cut_to_the_default_limit_while_tenants_keep_their_unicas
 }
 
 #[test]
-fn rogue_router_advertisements_and_dhcp_offers_reach_nobody_until_the_port_is_trusted(
-) -> Result<()> {
+fn rogue_router_advertisements_and_dhcp_offers_reach_nobody_until_the_port_is_trusted() -> Result<()>
+{
     let lab = lab!("guards", "grg", 227)?;
     let rogue = lab.add_veth_host("rog", 1)?;
     let victim = lab.add_veth_host("vic", 2)?;
@@ -196,7 +208,11 @@ fn rogue_router_advertisements_and_dhcp_offers_reach_nobody_until_the_port_is_tr
     lab.raw_send(&rogue, &ra, 3)?;
     lab.raw_send(&rogue, &offer, 3)?;
     lab.raw_send(&rogue, &unicast_offer, 3)?;
-    lab.expect_silence(&mut ra_cap, Duration::from_secs(2), "rogue RA from an untrusted port")?;
+    lab.expect_silence(
+        &mut ra_cap,
+        Duration::from_secs(2),
+        "rogue RA from an untrusted port",
+    )?;
     lab.expect_silence(
         &mut dhcp_cap,
         Duration::from_millis(500),
@@ -213,18 +229,34 @@ fn rogue_router_advertisements_and_dhcp_offers_reach_nobody_until_the_port_is_tr
         "port list after port trust: {row}"
     );
     lab.raw_send(&rogue, &ra, 1)?;
-    lab.expect_frame(&mut ra_cap, Duration::from_secs(3), "RA from a trusted port")?;
+    lab.expect_frame(
+        &mut ra_cap,
+        Duration::from_secs(3),
+        "RA from a trusted port",
+    )?;
     lab.raw_send(&rogue, &offer, 1)?;
-    lab.expect_frame(&mut dhcp_cap, Duration::from_secs(3), "offer from a trusted port")?;
+    lab.expect_frame(
+        &mut dhcp_cap,
+        Duration::from_secs(3),
+        "offer from a trusted port",
+    )?;
     lab.raw_send(&rogue, &unicast_offer, 1)?;
-    lab.expect_frame(&mut dhcp_cap, Duration::from_secs(3), "unicast offer, trusted")?;
+    lab.expect_frame(
+        &mut dhcp_cap,
+        Duration::from_secs(3),
+        "unicast offer, trusted",
+    )?;
     lab.expect_drops(&rogue.port, "ra_guard", ra_after, 0)?;
     lab.expect_drops(&rogue.port, "dhcp_guard", dhcp_after, 0)?;
 
     // And untrusted again: dropped again.
     lab.ctl_ok(&["port", "trust", &rogue.port, "none"])?;
     lab.raw_send(&rogue, &unicast_offer, 2)?;
-    lab.expect_silence(&mut dhcp_cap, Duration::from_secs(2), "offer after trust none")?;
+    lab.expect_silence(
+        &mut dhcp_cap,
+        Duration::from_secs(2),
+        "offer after trust none",
+    )?;
     lab.expect_drops(&rogue.port, "dhcp_guard", dhcp_after, 2)?;
     Ok(())
 }
@@ -237,7 +269,13 @@ fn a_dhcp_discover_for_a_foreign_mac_is_dropped_from_a_guarded_port() -> Result<
     lab.start_xswd(&Lab::config_with_ports(&[&guest.port, &server.port]))?;
     lab.wait_reachable(&guest, &server, Duration::from_secs(5))?;
     lab.ctl_ok(&[
-        "antispoof", "set", &guest.port, "--mac", &guest.mac, "--ip", &guest.ip,
+        "antispoof",
+        "set",
+        &guest.port,
+        "--mac",
+        &guest.mac,
+        "--ip",
+        &guest.ip,
     ])?;
     let mut cap = lab.capture_as(&server, "discover", "udp dst port 67", 10)?;
     let before = lab.drop_count(&guest.port, "dhcp_spoof")?;
@@ -248,11 +286,23 @@ fn a_dhcp_discover_for_a_foreign_mac_is_dropped_from_a_guarded_port() -> Result<
         frame[6..12].copy_from_slice(&frames::mac(&guest.mac));
         lab.raw_send(&guest, &frame, 1)?;
     }
-    lab.expect_silence(&mut cap, Duration::from_secs(2), "discover for foreign MACs")?;
+    lab.expect_silence(
+        &mut cap,
+        Duration::from_secs(2),
+        "discover for foreign MACs",
+    )?;
     lab.expect_drops(&guest.port, "dhcp_spoof", before, 4)?;
     // Its own chaddr passes.
-    lab.raw_send(&guest, &frames::dhcp_discover_frame(&guest.mac, 0x78737799), 1)?;
-    lab.expect_frame(&mut cap, Duration::from_secs(3), "discover for the guest's MAC")?;
+    lab.raw_send(
+        &guest,
+        &frames::dhcp_discover_frame(&guest.mac, 0x78737799),
+        1,
+    )?;
+    lab.expect_frame(
+        &mut cap,
+        Duration::from_secs(3),
+        "discover for the guest's MAC",
+    )?;
     lab.expect_drops(&guest.port, "dhcp_spoof", before, 4)?;
     Ok(())
 }
@@ -263,14 +313,20 @@ fn guard_settings_survive_a_restart() -> Result<()> {
     let router = lab.add_veth_host("rtr", 1)?;
     let guest = lab.add_veth_host("gst", 2)?;
     let mate = lab.add_veth_host("mt", 3)?;
-    lab.start_xswd(&Lab::config_with_ports(&[&router.port, &guest.port, &mate.port]))?;
+    lab.start_xswd(&Lab::config_with_ports(&[
+        &router.port,
+        &guest.port,
+        &mate.port,
+    ]))?;
     lab.wait_reachable(&guest, &mate, Duration::from_secs(5))?;
     lab.ctl_ok(&["port", "trust", &router.port, "ra"])?;
     lab.ctl_ok(&["storm", "set", "--multicast", "300"])?;
     lab.ctl_ok(&["storm", "set", "--port", &guest.port, "--broadcast", "50"])?;
     // Bad input changes nothing.
     ensure!(!lab.ctl(&["port", "trust", &router.port, "bgp"])?.success());
-    ensure!(!lab.ctl(&["storm", "set", "--port", "nosuchport", "--broadcast", "5"])?.success());
+    ensure!(!lab
+        .ctl(&["storm", "set", "--port", "nosuchport", "--broadcast", "5"])?
+        .success());
     ensure!(!lab.ctl(&["storm", "set", "--inherit"])?.success());
     let before = lab.ctl_json(&["storm", "show"])?;
 
@@ -291,21 +347,43 @@ fn guard_settings_survive_a_restart() -> Result<()> {
         "storm control after a restart: {after}, before: {before}"
     );
     let row = lab.port(&router.port)?.unwrap_or_default();
-    ensure!(row["trust"] == serde_json::json!(["ra"]), "router after restart: {row}");
+    ensure!(
+        row["trust"] == serde_json::json!(["ra"]),
+        "router after restart: {row}"
+    );
 
     // And they act: the router's RA arrives, the guest's does not.
     let mut cap = lab.capture_as(&mate, "ra", "icmp6 and ip6[40] == 134", 10)?;
     let before = lab.drop_count(&guest.port, "ra_guard")?;
-    lab.raw_send(&guest, &router_advertisement(&guest, "33:33:00:00:00:01", "ff02::1"), 2)?;
-    lab.expect_silence(&mut cap, Duration::from_secs(2), "the guest's RA after a restart")?;
+    lab.raw_send(
+        &guest,
+        &router_advertisement(&guest, "33:33:00:00:00:01", "ff02::1"),
+        2,
+    )?;
+    lab.expect_silence(
+        &mut cap,
+        Duration::from_secs(2),
+        "the guest's RA after a restart",
+    )?;
     lab.expect_drops(&guest.port, "ra_guard", before, 2)?;
-    lab.raw_send(&router, &router_advertisement(&router, "33:33:00:00:00:01", "ff02::1"), 1)?;
-    lab.expect_frame(&mut cap, Duration::from_secs(3), "the router's RA after a restart")?;
+    lab.raw_send(
+        &router,
+        &router_advertisement(&router, "33:33:00:00:00:01", "ff02::1"),
+        1,
+    )?;
+    lab.expect_frame(
+        &mut cap,
+        Duration::from_secs(3),
+        "the router's RA after a restart",
+    )?;
 
     // Back to the default: the port's own limit goes, the file follows.
     lab.ctl_ok(&["storm", "set", "--port", &guest.port, "--inherit"])?;
     let shown = lab.ctl_json(&["storm", "show"])?;
-    ensure!(shown["ports"][&guest.port]["broadcast"] == 1000, "after --inherit: {shown}");
+    ensure!(
+        shown["ports"][&guest.port]["broadcast"] == 1000,
+        "after --inherit: {shown}"
+    );
     let saved = std::fs::read_to_string(lab.config_path())?;
     ensure!(
         !saved.contains("[port.storm_control]"),

@@ -89,7 +89,11 @@ pub fn in_ipv4_frame(frame: &[u8], l2_len: usize) -> Result<DhcpPacket<&[u8]>, W
         .get(ip.header_len()..usize::from(ip.total_len()))
         .ok_or(WireError::TruncatedHeader)?;
     UdpHeader::new_checked(payload)?;
-    DhcpPacket::new_checked(payload.get(UDP_HEADER_LEN..).ok_or(WireError::TruncatedHeader)?)
+    DhcpPacket::new_checked(
+        payload
+            .get(UDP_HEADER_LEN..)
+            .ok_or(WireError::TruncatedHeader)?,
+    )
 }
 
 const UDP_HEADER_LEN: usize = 8;
@@ -128,10 +132,7 @@ mod tests {
     #[test]
     fn refuses_what_it_cannot_read_as_an_ethernet_client() {
         let frame = discover([2, 0, 0, 0, 0, 1], 6);
-        assert_eq!(
-            in_ipv4_frame(&frame, 14).err(),
-            Some(WireError::Malformed)
-        );
+        assert_eq!(in_ipv4_frame(&frame, 14).err(), Some(WireError::Malformed));
         let mut short = discover([2, 0, 0, 0, 0, 1], HARDWARE_ETHERNET);
         // Cut inside chaddr, and say so in the IP and UDP lengths.
         let cut = 14 + 20 + 8 + 30;

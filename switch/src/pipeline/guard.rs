@@ -137,7 +137,9 @@ mod tests {
     use etherparse::PacketBuilder;
 
     const GUEST: [u8; 6] = [0x52, 0x54, 0, 0, 0, 1];
-    const LINK_LOCAL: [u8; 16] = [0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0, 0xff, 0xfe, 0, 0, 1];
+    const LINK_LOCAL: [u8; 16] = [
+        0xfe, 0x80, 0, 0, 0, 0, 0, 0, 0x50, 0x54, 0, 0xff, 0xfe, 0, 0, 1,
+    ];
     const ALL_NODES: [u8; 16] = [0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
 
     fn icmpv6(kind: u8) -> Vec<u8> {
@@ -221,10 +223,7 @@ mod tests {
             udp6(547, 547),
             udp6(4000, 546),
         ] {
-            assert_eq!(
-                judge(UNTRUSTED, None, &frame),
-                Err(DropReason::DhcpGuard)
-            );
+            assert_eq!(judge(UNTRUSTED, None, &frame), Err(DropReason::DhcpGuard));
             assert_eq!(judge(TRUSTED, None, &frame), Ok(()));
         }
         // Clients are not servers.

@@ -247,7 +247,9 @@ mod tests {
         assert!(meter.admit(2, &limits, FloodKind::Broadcast, at).is_ok());
         assert!(meter.admit(1, &limits, FloodKind::Multicast, at).is_ok());
         for _ in 0..10_000 {
-            assert!(meter.admit(1, &limits, FloodKind::UnknownUnicast, at).is_ok());
+            assert!(meter
+                .admit(1, &limits, FloodKind::UnknownUnicast, at)
+                .is_ok());
         }
         // A tenth of a second later, one more broadcast frame's worth came in.
         assert!(meter

@@ -1069,8 +1069,8 @@ fn malformed_l3_is_the_pipeline_s_business_on_an_l2_port() {
     for (what, frame) in malformed_frames() {
         // All but those to the broadcast address, and IPv6 with extension
         // headers, which the RA guard must see (see `guarded_frames`).
-        let extension_header = frame[12..14] == ETH_IPV6.to_be_bytes()
-            && [0, 43, 44, 60].contains(&frame[L3 + 6]);
+        let extension_header =
+            frame[12..14] == ETH_IPV6.to_be_bytes() && [0, 43, 44, 60].contains(&frame[L3 + 6]);
         if frame[0..6] == DST && !extension_header {
             lab.assert_switched(&frame, &key, what);
         }
@@ -1086,13 +1086,31 @@ fn malformed_l3_is_the_pipeline_s_business_on_an_l2_port() {
 /// extension headers.
 fn guarded_frames() -> Vec<(&'static str, Vec<u8>)> {
     let mut cases = vec![
-        ("router advertisement", eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(134)))),
+        (
+            "router advertisement",
+            eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(134))),
+        ),
         ("redirect", eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(137)))),
-        ("DHCP offer (67 to 68)", eth(ETH_IPV4, &ipv4(UDP, &udp(67, 68)))),
-        ("DHCP request (68 to 67)", eth(ETH_IPV4, &ipv4(UDP, &udp(68, 67)))),
-        ("DHCP offer from another port", eth(ETH_IPV4, &ipv4(UDP, &udp(4000, 68)))),
-        ("DHCPv6 reply (547 to 546)", eth(ETH_IPV6, &ipv6(UDP, &udp(547, 546)))),
-        ("DHCPv6 solicit (546 to 547)", eth(ETH_IPV6, &ipv6(UDP, &udp(546, 547)))),
+        (
+            "DHCP offer (67 to 68)",
+            eth(ETH_IPV4, &ipv4(UDP, &udp(67, 68))),
+        ),
+        (
+            "DHCP request (68 to 67)",
+            eth(ETH_IPV4, &ipv4(UDP, &udp(68, 67))),
+        ),
+        (
+            "DHCP offer from another port",
+            eth(ETH_IPV4, &ipv4(UDP, &udp(4000, 68))),
+        ),
+        (
+            "DHCPv6 reply (547 to 546)",
+            eth(ETH_IPV6, &ipv6(UDP, &udp(547, 546))),
+        ),
+        (
+            "DHCPv6 solicit (546 to 547)",
+            eth(ETH_IPV6, &ipv6(UDP, &udp(546, 547))),
+        ),
     ];
     // IPv4 with 4 bytes of options (IHL 6), then a DHCP offer.
     let mut options = ipv4(UDP, &udp(67, 68));
@@ -1144,7 +1162,10 @@ fn frames_beside_the_guarded_ones_are_still_switched() {
         ("ICMPv6 echo", eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(128)))),
         ("DNS", eth(ETH_IPV4, &ipv4(UDP, &udp(5000, 53)))),
         ("UDP 69", eth(ETH_IPV4, &ipv4(UDP, &udp(69, 66)))),
-        ("DHCPv6-like ports over IPv4 TCP", eth(ETH_IPV4, &ipv4(TCP, &tcp(547, 546, TCP_ACK)))),
+        (
+            "DHCPv6-like ports over IPv4 TCP",
+            eth(ETH_IPV4, &ipv4(TCP, &tcp(547, 546, TCP_ACK))),
+        ),
     ] {
         let frame = padded(frame);
         let key = l3_key(&frame);
