@@ -333,7 +333,9 @@ fn guard_settings_survive_a_restart() -> Result<()> {
     lab.kill_xswd()?;
     let saved = std::fs::read_to_string(lab.config_path())?;
     ensure!(
-        saved.contains("trust = [\"ra\"]") && saved.contains("[storm_control]"),
+        saved.contains("trust = [\"ra\"]")
+            && saved.contains("[storm_control]")
+            && saved.contains("[port.storm_control]"),
         "the config file lacks the guard settings:\n{saved}"
     );
     lab.relaunch_xswd()?;
@@ -388,6 +390,25 @@ fn guard_settings_survive_a_restart() -> Result<()> {
     ensure!(
         !saved.contains("[port.storm_control]"),
         "the port's own limits are still in the file:\n{saved}"
+    );
+
+    // An edited file's [storm_control] is applied by a reload, to every port
+    // that follows the default.
+    ensure!(
+        saved.contains("broadcast = 1000"),
+        "no default broadcast limit:\n{saved}"
+    );
+    std::fs::write(
+        lab.config_path(),
+        saved.replacen("broadcast = 1000", "broadcast = 700", 1),
+    )?;
+    lab.ctl_ok(&["config", "reload"])?;
+    let shown = lab.ctl_json(&["storm", "show"])?;
+    ensure!(
+        shown["default"]["broadcast"] == 700
+            && shown["ports"][&guest.port]["broadcast"] == 700
+            && shown["ports"][&router.port]["broadcast"] == 700,
+        "after a reload with broadcast = 700: {shown}"
     );
     Ok(())
 }
