@@ -182,7 +182,10 @@ fn a_veth_deleted_under_traffic_leaves_the_switch_forwarding() -> Result<()> {
         .port(&h3.port)?
         .context("the deleted veth's port left the port list")?;
     println!("port of the deleted veth: {port}");
-    ensure!(port["link"] == "missing", "the deleted veth's port is not shown as missing: {port}");
+    ensure!(
+        port["link"] == "missing",
+        "the deleted veth's port is not shown as missing: {port}"
+    );
     ensure!(
         ports_in_file(&lab.config_path())?.contains(&h3.port),
         "the deleted veth's port left the config file"

@@ -574,6 +574,9 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
             policy: Arc::new(PortPolicy {
                 mode: PortMode::Access(TENANT),
                 guard,
+                // As xswd runs by default: untrusted, storm control on.
+                trust: Default::default(),
+                storm: Default::default(),
             }),
             link_up: true,
             tx_worker: 0,

@@ -10,6 +10,8 @@ use crate::dataplane::worker::PollMode;
 use crate::packet::MacAddr;
 use crate::pipeline::acl::{AclAction, AclRule};
 use crate::pipeline::antispoof::PortGuard;
+use crate::pipeline::guard::Trusted;
+use crate::pipeline::storm::{StormLimits, StormOverrides};
 use crate::xdp::XdpModeRequest;
 
 mod locate;
@@ -29,6 +31,9 @@ pub struct Config {
     pub umem: UmemSection,
     #[serde(default)]
     pub fast_path: FastPathSection,
+    /// Storm-control limits of every port that does not set its own.
+    #[serde(default)]
+    pub storm_control: StormLimits,
     #[serde(default, rename = "port", skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortSpec>,
     #[serde(default, rename = "fdb", skip_serializing_if = "Vec::is_empty")]
@@ -189,8 +194,16 @@ pub struct PortSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub queue_workers: Vec<usize>,
     /// The addresses the port may send from (anti-spoofing), set by root.
+    /// Router advertisements and DHCP server messages the port may send (RA and DHCP
+    /// guard); none by default.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trust: Vec<Trusted>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub antispoof: Option<PortGuard>,
+    /// The port's own storm-control limits, kind by kind (others follow
+    /// `[storm_control]`).
+    #[serde(default, skip_serializing_if = "StormOverrides::is_empty")]
+    pub storm_control: StormOverrides,
 }
 
 fn yes() -> bool {
@@ -217,7 +230,9 @@ impl Default for PortSpec {
             trunk: false,
             vlans: Vec::new(),
             queue_workers: Vec::new(),
+            trust: Vec::new(),
             antispoof: None,
+            storm_control: StormOverrides::default(),
         }
     }
 }

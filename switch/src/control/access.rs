@@ -347,6 +347,9 @@ fn root_only_reason(command: &str) -> &'static str {
         }
         "tenant create" | "tenant delete" => "creating and deleting tenants is root's",
         "tenant grant" | "tenant revoke" => "granting tenants is root's",
+        "port trust" | "storm set" => {
+            "RA/DHCP trust and storm control are set by root, also on a delegated tenant's ports"
+        }
         _ => "only root may do this; a delegated tenant's user manages its taps, ACLs and MAC entries",
     }
 }
@@ -493,6 +496,12 @@ fn port_add(
     }
     if spec.antispoof.is_some() {
         root_only.push("anti-spoofing");
+    }
+    if !spec.trust.is_empty() {
+        root_only.push("--trust");
+    }
+    if !spec.storm_control.is_empty() {
+        root_only.push("storm control");
     }
     if !root_only.is_empty() {
         return Err(format!(

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod client;
 mod fdb;
+mod guards;
 mod missing;
 pub mod persist;
 mod ports;

@@ -173,6 +173,7 @@ impl Switch {
             dataplane: self.settings.clone(),
             umem: self.umem.clone(),
             fast_path: self.dataplane.fast_path_settings().clone(),
+            storm_control: self.storm_default,
             ports,
             fdb,
             tenants,
@@ -274,6 +275,15 @@ impl Switch {
                 Err(e) => report
                     .failed
                     .push(format!("[dataplane]/[umem]/[fast_path]: {e}")),
+            }
+        }
+        if wanted.storm_control != self.storm_default {
+            let outcome = self
+                .set_storm_default(wanted.storm_control)
+                .map_err(|e| e.to_string());
+            match outcome {
+                Ok(()) => report.applied.push("[storm_control]".into()),
+                Err(e) => report.failed.push(format!("[storm_control]: {e}")),
             }
         }
         let running = self.running_config();
@@ -404,6 +414,8 @@ fn only_policy_changed(old: &PortSpec, new: &PortSpec) -> bool {
         tenant: None,
         vlans: Vec::new(),
         antispoof: None,
+        trust: Vec::new(),
+        storm_control: Default::default(),
         fast_path: true,
         ..s.clone()
     };

@@ -16,7 +16,9 @@ use crate::dataplane::worker::QueueKind;
 use crate::packet::MacAddr;
 use crate::pipeline::acl::parse_prefix;
 use crate::pipeline::antispoof::PortGuard;
+use crate::pipeline::guard::{Trust, Trusted};
 use crate::pipeline::stages::PortPolicy;
+use crate::pipeline::storm::StormLimits;
 use crate::pipeline::tenant::{PortMode, TrunkMap};
 use crate::pipeline::{DomainId, PortId};
 use crate::port::iface::{self, IfaceKind};
@@ -49,6 +51,10 @@ struct PortRow<'a> {
     trunk: bool,
     vlans: &'a [VlanSpec],
     antispoof: Option<&'a PortGuard>,
+    /// What the port may send past the RA and DHCP guards.
+    trust: &'a [Trusted],
+    /// The storm-control limits in force (its own, or the default).
+    storm_control: StormLimits,
 }
 
 #[derive(Serialize)]
@@ -110,6 +116,8 @@ impl Switch {
         Ok(PortPolicy {
             mode,
             guard: spec.antispoof.clone(),
+            trust: Trust::of(&spec.trust),
+            storm: self.storm_default.overridden_by(&spec.storm_control),
         })
     }
 
@@ -383,6 +391,8 @@ impl Switch {
             trunk: record.spec.trunk,
             vlans: &record.spec.vlans,
             antispoof: record.spec.antispoof.as_ref(),
+            trust: &record.spec.trust,
+            storm_control: record.policy.storm,
         })
     }
 
@@ -400,7 +410,7 @@ impl Switch {
 
     /// Replaces a port's spec (tenant, VLANs, guard) after validating it;
     /// `forget_macs` drops what was learned on the port (its tenants changed).
-    fn update_port(&mut self, name: &str, spec: PortSpec, forget_macs: bool) -> Outcome {
+    pub(super) fn update_port(&mut self, name: &str, spec: PortSpec, forget_macs: bool) -> Outcome {
         let policy = Arc::new(self.policy_for(&spec)?);
         let id = self.port(name)?.id;
         if let Some(record) = self.ports.get_mut(name) {

@@ -4,6 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PortSpec;
+use crate::pipeline::guard::Trusted;
+use crate::pipeline::storm::StormOverrides;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 
@@ -117,6 +119,26 @@ pub enum Request {
         name: String,
         enabled: bool,
     },
+    /// Sets what a port is trusted to send: router advertisements (`ra`), DHCP server
+    /// messages (`dhcp`); an empty list trusts it for neither (root only).
+    PortTrust {
+        name: String,
+        trust: Vec<Trusted>,
+    },
+    /// Sets storm-control limits (frames per second, 0: none): a port's own when `port`
+    /// is given, else the switch-wide default. Kinds left out stay as they are; with
+    /// `inherit`, a port's own limits are dropped first, so it follows the default
+    /// (root only).
+    StormSet {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        port: Option<String>,
+        #[serde(flatten)]
+        limits: StormOverrides,
+        #[serde(default)]
+        inherit: bool,
+    },
+    /// The switch-wide storm-control limits and each port's limits in force.
+    StormShow {},
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).
@@ -138,6 +160,7 @@ impl Request {
                 | Request::Status {}
                 | Request::ConfigShow {}
                 | Request::ConfigReload {}
+                | Request::StormShow {}
         )
     }
 }

@@ -19,6 +19,7 @@ use crate::dataplane::stats::{PortTotals, MAX_PORTS};
 use crate::dataplane::Dataplane;
 use crate::packet::MacAddr;
 use crate::pipeline::stages::PortPolicy;
+use crate::pipeline::storm::StormLimits;
 use crate::pipeline::{DomainId, PortId};
 use crate::port::iface::IfaceKind;
 use crate::xdp::fast::{KeyWidth, PortConf, PortHook, PORT_FAST, PORT_L3};
@@ -140,6 +141,8 @@ pub struct Switch {
     /// True while the config file is applied at startup or on reload:
     /// taps created by an earlier xswd are adopted instead of refused.
     pub(super) restoring: bool,
+    /// Storm-control limits of ports that do not set their own.
+    pub(super) storm_default: StormLimits,
 }
 
 impl Switch {
@@ -156,6 +159,7 @@ impl Switch {
             persistence: None,
             missing: BTreeMap::new(),
             restoring: false,
+            storm_default: StormLimits::default(),
         };
         let default = TenantRecord::new(0, switch.dataplane.acl_rows());
         switch.tenants.insert(DEFAULT_TENANT.to_string(), default);
@@ -193,6 +197,7 @@ impl Switch {
         created_taps: &mut Vec<String>,
     ) -> Result<(), ApplyError> {
         use crate::config::rules::Step;
+        self.storm_default = config.storm_control;
         let refused =
             |section: &'static str, index: usize, what: String, e: ControlError| ApplyError {
                 field: vec![Step::Key(section), Step::Index(index)],
@@ -246,6 +251,13 @@ impl Switch {
                 restrict_to_port,
             } => self.antispoof_set(&port, &macs, &ips, restrict_to_port),
             Request::AntispoofClear { port } => self.antispoof_clear(&port),
+            Request::PortTrust { name, trust } => self.port_trust(&name, trust),
+            Request::StormSet {
+                port,
+                limits,
+                inherit,
+            } => self.storm_set(port.as_deref(), limits, inherit),
+            Request::StormShow {} => Ok(self.storm_show()),
             Request::TenantCreate { name } => self.tenant_create(&name),
             Request::TenantDelete { name } => self.tenant_delete(&name),
             Request::TenantList {} => Ok(self.tenant_list()),

@@ -41,10 +41,7 @@ use super::l4::{
 use super::mac::MacAddr;
 use super::vlan::{self, VlanTag};
 
-/// UDP port a DHCP (BOOTP) client sends from.
-pub const DHCP_CLIENT_PORT: u16 = 68;
-/// UDP port a DHCP (BOOTP) server listens on.
-pub const DHCP_SERVER_PORT: u16 = 67;
+pub use super::dhcp::{CLIENT_PORT as DHCP_CLIENT_PORT, SERVER_PORT as DHCP_SERVER_PORT};
 
 /// What the pipeline knows about one frame after [`parse`].
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

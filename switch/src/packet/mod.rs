@@ -3,6 +3,7 @@
 
 pub mod arp;
 pub mod checksum;
+pub mod dhcp;
 pub mod ethernet;
 pub mod info;
 pub mod ipv4;

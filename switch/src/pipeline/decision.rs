@@ -86,6 +86,18 @@ drop_reasons! {
     CrossTenant => "cross_tenant",
     /// Towards a port that only receives traffic for its own addresses.
     NotForPort => "not_for_port",
+    /// Storm control: over the ingress port's broadcast limit.
+    StormBroadcast => "storm_broadcast",
+    /// Storm control: over the ingress port's multicast limit.
+    StormMulticast => "storm_multicast",
+    /// Storm control: over the ingress port's unknown-unicast limit.
+    StormUnknownUnicast => "storm_unknown_unicast",
+    /// An IPv6 router advertisement or redirect from a port not trusted for `ra`.
+    RaGuard => "ra_guard",
+    /// A DHCP or DHCPv6 server message from a port not trusted for `dhcp`.
+    DhcpGuard => "dhcp_guard",
+    /// A DHCP client message from a guarded port for a MAC the port was not given.
+    DhcpSpoof => "dhcp_spoof",
 }
 
 impl DropReason {

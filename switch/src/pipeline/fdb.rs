@@ -4,6 +4,7 @@
 //! tables in step by exchanging learn events outside this module.
 
 use super::decision::{DomainId, PortId};
+use super::storm::StormMeter;
 use crate::dataplane::stats::MAX_PORTS;
 use crate::packet::MacAddr;
 
@@ -154,6 +155,9 @@ pub struct Fdb {
     /// A lower bound of every dynamic entry's last-seen time (`u64::MAX` when none is
     /// known): lets [`Fdb::expire`] skip its full scan until an entry can have expired.
     oldest_seen_ns: u64,
+    /// The worker's storm-control buckets: per-worker ingress state like the table, so
+    /// they travel with it through the pipeline (see `pipeline::storm`).
+    pub storm: StormMeter,
 }
 
 #[inline]
@@ -275,6 +279,7 @@ impl Fdb {
             per_port_limit: None,
             per_domain_limit: None,
             oldest_seen_ns: u64::MAX,
+            storm: StormMeter::default(),
         }
     }
 

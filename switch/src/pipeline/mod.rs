@@ -14,8 +14,10 @@ pub mod acl;
 pub mod antispoof;
 pub mod decision;
 pub mod fdb;
+pub mod guard;
 pub mod l2;
 pub mod stages;
+pub mod storm;
 pub mod tenant;
 
 pub use antispoof::{link_local_of, PortGuard};

@@ -16,7 +16,9 @@ use super::acl::{AclAction, AclKey, TenantAcl};
 use super::antispoof::{GuardWords, PortGuard};
 use super::decision::{Decision, DomainId, DropReason, PortId};
 use super::fdb::{Fdb, Learned};
+use super::guard::{self, Trust};
 use super::l2::{decide_addresses, IngressPort};
+use super::storm::{FloodKind, StormLimits};
 use super::tenant::{classify, egress_tag, PortMode};
 use crate::packet::{parse_into, FrameInfo, L3Info};
 
@@ -25,6 +27,10 @@ use crate::packet::{parse_into, FrameInfo, L3Info};
 pub struct PortPolicy {
     pub mode: PortMode,
     pub guard: Option<PortGuard>,
+    /// Which router and DHCP server messages the port may send (`pipeline::guard`).
+    pub trust: Trust,
+    /// Flooded frames per second the port may send (`pipeline::storm`).
+    pub storm: StormLimits,
 }
 
 /// A tenant's filters, by direction: ingress = frames ports send into the
@@ -164,7 +170,7 @@ pub fn ingress<'a>(
         ..Verdict::default()
     };
     parse_into(frame, &mut verdict.info);
-    decide_parsed(&mut verdict, fdb, ingress, policy, tenant_of, now_ns);
+    decide_parsed(&mut verdict, fdb, ingress, policy, tenant_of, frame, now_ns);
     verdict
 }
 
@@ -219,7 +225,7 @@ pub fn ingress_batch<'a>(
             verdict.learned = Learned::Nothing;
             verdict.acl = [None, None];
             parse_into(frame, &mut verdict.info);
-            if check(verdict, fdb, policy, words.as_ref(), &mut tenant_of).is_some() {
+            if check(verdict, fdb, policy, words.as_ref(), &mut tenant_of, frame).is_some() {
                 onward |= 1 << index;
             }
         }
@@ -227,7 +233,7 @@ pub fn ingress_batch<'a>(
             if onward & (1 << index) != 0 {
                 // Cached: the tenant `check` found.
                 let tenant = tenant_of(verdict.domain);
-                forward(verdict, fdb, ingress, tenant, now_ns);
+                forward(verdict, fdb, ingress, policy, tenant, now_ns);
             }
         }
     }
@@ -248,10 +254,11 @@ fn decide_parsed<'a>(
     ingress: PortId,
     policy: &PortPolicy,
     mut tenant_of: impl FnMut(DomainId) -> Option<&'a TenantPolicy>,
+    frame: &[u8],
     now_ns: u64,
 ) {
-    if let Some(tenant) = check(verdict, fdb, policy, None, &mut tenant_of) {
-        forward(verdict, fdb, ingress, tenant, now_ns);
+    if let Some(tenant) = check(verdict, fdb, policy, None, &mut tenant_of, frame) {
+        forward(verdict, fdb, ingress, policy, tenant, now_ns);
     }
 }
 
@@ -267,6 +274,7 @@ fn check<'a>(
     policy: &PortPolicy,
     words: Option<&GuardWords>,
     tenant_of: &mut impl FnMut(DomainId) -> Option<&'a TenantPolicy>,
+    frame: &[u8],
 ) -> Option<Option<&'a TenantPolicy>> {
     let info = verdict.info.as_ref()?;
     let domain = match classify(&policy.mode, info) {
@@ -289,6 +297,10 @@ fn check<'a>(
             verdict.decision = Decision::Drop(reason);
             return None;
         }
+    }
+    if let Err(reason) = guard::check_from_port(policy.trust, policy.guard.as_ref(), info, frame) {
+        verdict.decision = Decision::Drop(reason);
+        return None;
     }
     let Some(tenant) = tenant_of(domain) else {
         return Some(None);
@@ -315,6 +327,7 @@ fn forward(
     verdict: &mut Verdict,
     fdb: &mut Fdb,
     ingress: PortId,
+    policy: &PortPolicy,
     tenant: Option<&TenantPolicy>,
     now_ns: u64,
 ) {
@@ -340,6 +353,12 @@ fn forward(
         verdict.acl[1] = matched;
         if !allowed {
             verdict.decision = Decision::Drop(DropReason::AclDeny);
+        }
+    }
+    if verdict.decision == Decision::Flood {
+        let kind = FloodKind::of(info.dst_mac);
+        if let Err(reason) = fdb.storm.admit(ingress, &policy.storm, kind, now_ns) {
+            verdict.decision = Decision::Drop(reason);
         }
     }
 }
@@ -426,6 +445,11 @@ mod tests {
     const ACCESS: PortPolicy = PortPolicy {
         mode: PortMode::Access(0),
         guard: None,
+        trust: Trust {
+            ra: false,
+            dhcp: false,
+        },
+        storm: StormLimits::OFF,
     };
 
     #[test]
@@ -474,6 +498,8 @@ mod tests {
         let trunk = PortPolicy {
             mode: PortMode::Trunk(TrunkMap::new(&[(100, 0), (200, 1)])),
             guard: None,
+            trust: Trust::default(),
+            storm: StormLimits::OFF,
         };
         assert_eq!(egress(&trunk, 1, &info), Ok(Some(200)));
         assert_eq!(egress(&ACCESS, 0, &info), Ok(None));
@@ -563,8 +589,9 @@ mod tests {
         (
             any::<bool>(),
             prop::option::of((1..4usize, 0..33u8, any::<bool>())),
+            (any::<bool>(), any::<bool>(), 0..20u32),
         )
-            .prop_map(|(trunk, guard)| PortPolicy {
+            .prop_map(|(trunk, guard, (ra, dhcp, flood_limit))| PortPolicy {
                 mode: if trunk {
                     PortMode::Trunk(TrunkMap::new(&[(100, 0), (200, 1)]))
                 } else {
@@ -581,6 +608,13 @@ mod tests {
                     ipv6: Vec::new(),
                     restrict_to_port: restrict,
                 }),
+                trust: Trust { ra, dhcp },
+                // 0 (no limit) or a limit a burst of the test's floods runs into.
+                storm: StormLimits {
+                    broadcast: flood_limit,
+                    multicast: flood_limit / 2,
+                    unknown_unicast: flood_limit / 3,
+                },
             })
     }
 

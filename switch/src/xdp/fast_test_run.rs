@@ -1067,11 +1067,116 @@ fn malformed_l3_is_the_pipeline_s_business_on_an_l2_port() {
     let key = l2_key(&frame);
     lab.insert(&key, &lab.entry(TAG_KEEP, 0));
     for (what, frame) in malformed_frames() {
-        // All but those to the broadcast address.
-        if frame[0..6] == DST {
+        // All but those to the broadcast address, and IPv6 with extension
+        // headers, which the RA guard must see (see `guarded_frames`).
+        let extension_header =
+            frame[12..14] == ETH_IPV6.to_be_bytes() && [0, 43, 44, 60].contains(&frame[L3 + 6]);
+        if frame[0..6] == DST && !extension_header {
             lab.assert_switched(&frame, &key, what);
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Guarded frames: the pipeline's RA and DHCP guards read what no key holds
+
+/// Frames a guard of the pipeline (`pipeline::guard`) must see, whatever the
+/// port's key width and its entries: router advertisements and redirects,
+/// DHCP and DHCPv6 in both directions, also behind IPv4 options and IPv6
+/// extension headers.
+fn guarded_frames() -> Vec<(&'static str, Vec<u8>)> {
+    let mut cases = vec![
+        (
+            "router advertisement",
+            eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(134))),
+        ),
+        ("redirect", eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(137)))),
+        (
+            "DHCP offer (67 to 68)",
+            eth(ETH_IPV4, &ipv4(UDP, &udp(67, 68))),
+        ),
+        (
+            "DHCP request (68 to 67)",
+            eth(ETH_IPV4, &ipv4(UDP, &udp(68, 67))),
+        ),
+        (
+            "DHCP offer from another port",
+            eth(ETH_IPV4, &ipv4(UDP, &udp(4000, 68))),
+        ),
+        (
+            "DHCPv6 reply (547 to 546)",
+            eth(ETH_IPV6, &ipv6(UDP, &udp(547, 546))),
+        ),
+        (
+            "DHCPv6 solicit (546 to 547)",
+            eth(ETH_IPV6, &ipv6(UDP, &udp(546, 547))),
+        ),
+    ];
+    // IPv4 with 4 bytes of options (IHL 6), then a DHCP offer.
+    let mut options = ipv4(UDP, &udp(67, 68));
+    options[0] = 0x46;
+    options.splice(20..20, [1, 1, 1, 0]);
+    let total = u16::try_from(options.len()).expect("small");
+    options[2..4].copy_from_slice(&total.to_be_bytes());
+    cases.push(("DHCP offer behind IPv4 options", eth(ETH_IPV4, &options)));
+    // IPv6 hop-by-hop options (8 bytes of padding), then a router advertisement.
+    let mut hop_by_hop = vec![ICMPV6, 0, 1, 4, 0, 0, 0, 0];
+    hop_by_hop.extend_from_slice(&icmp(134));
+    cases.push((
+        "router advertisement behind a hop-by-hop header",
+        eth(ETH_IPV6, &ipv6(0, &hop_by_hop)),
+    ));
+    cases
+}
+
+#[test]
+fn guarded_frames_take_the_slow_path_on_l2_and_l3_ports() {
+    for flags in [PORT_FAST, PORT_FAST | PORT_L3] {
+        let mut lab = Lab::new(flags);
+        for (what, frame) in guarded_frames() {
+            let frame = padded(frame);
+            // An entry for the frame's MACs, as traffic between the two
+            // hosts would have made on an L2 port ...
+            let key = l2_key(&frame);
+            let mut scratch = vec![FlowEntry::default(); lab.fast.table().cpus()];
+            match lab
+                .fast
+                .table()
+                .insert(&key, &lab.entry(TAG_KEEP, 0), &mut scratch)
+            {
+                Ok(()) | Err(InsertError::Exists) => {}
+                Err(e) => panic!("{what}: inserting {key:?}: {e:?}"),
+            }
+            // ... and for every L3 key it could be read as.
+            assert_slow_path_whatever_the_entries(&mut lab, &frame, what);
+        }
+    }
+}
+
+#[test]
+fn frames_beside_the_guarded_ones_are_still_switched() {
+    // The guard's test is narrow: neighbour discovery's other messages, ICMPv6
+    // echo and other UDP ports keep their entries.
+    let mut lab = Lab::new(PORT_FAST | PORT_L3);
+    for (what, frame) in [
+        ("ICMPv6 echo", eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(128)))),
+        ("DNS", eth(ETH_IPV4, &ipv4(UDP, &udp(5000, 53)))),
+        ("UDP 69", eth(ETH_IPV4, &ipv4(UDP, &udp(69, 66)))),
+        (
+            "DHCPv6-like ports over IPv4 TCP",
+            eth(ETH_IPV4, &ipv4(TCP, &tcp(547, 546, TCP_ACK))),
+        ),
+    ] {
+        let frame = padded(frame);
+        let key = l3_key(&frame);
+        lab.insert(&key, &lab.entry(TAG_KEEP, 0));
+        lab.assert_switched(&frame, &key, what);
+    }
+    let mut lab = Lab::new(PORT_FAST);
+    let frame = padded(eth(ETH_IPV6, &ipv6(ICMPV6, &icmp(128))));
+    let key = l2_key(&frame);
+    lab.insert(&key, &lab.entry(TAG_KEEP, 0));
+    lab.assert_switched(&frame, &key, "ICMPv6 echo on an L2 port");
 }
 
 // ---------------------------------------------------------------------------

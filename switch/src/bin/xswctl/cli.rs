@@ -7,6 +7,8 @@ use clap::{Parser, Subcommand};
 use xsw::config::{HookRequest, PortSpec};
 use xsw::control::protocol::{AclAddArgs, OnOff, Request, TuneArgs};
 use xsw::packet::MacAddr;
+use xsw::pipeline::guard::Trusted;
+use xsw::pipeline::storm::StormOverrides;
 use xsw::xdp::XdpModeRequest;
 
 #[derive(Parser)]
@@ -36,6 +38,9 @@ pub enum Command {
     /// Anti-spoofing: the addresses a port may send from.
     #[command(subcommand)]
     Antispoof(AntispoofCommand),
+    /// Storm control: broadcast, multicast and unknown-unicast frames per second per port.
+    #[command(subcommand)]
+    Storm(StormCommand),
     /// Tenant ACLs: ordered allow/deny rules per direction, first match wins.
     #[command(subcommand)]
     Acl(AclCommand),
@@ -94,6 +99,10 @@ pub enum PortCommand {
         /// Workers for the port's queues, e.g. 0,1 (default: spread).
         #[arg(long, value_delimiter = ',')]
         queue_workers: Vec<usize>,
+        /// What the port may send past the RA and DHCP guards: ra, dhcp (e.g. ra,dhcp
+        /// for the port of the tenants' router). Default: neither.
+        #[arg(long, value_delimiter = ',')]
+        trust: Vec<Trusted>,
     },
     /// Detach a port; a tap created with --create-tap is removed.
     Del { name: String },
@@ -109,6 +118,13 @@ pub enum PortCommand {
     /// Let the fast path switch frames entering the port (on), or send them
     /// all through the workers (off).
     FastPath { name: String, state: OnOff },
+    /// What the port may send past the RA and DHCP guards: ra, dhcp, both
+    /// (ra,dhcp) or none.
+    Trust {
+        name: String,
+        #[arg(value_delimiter = ',', required = true)]
+        kinds: Vec<TrustChoice>,
+    },
     /// Move an access port to another tenant (its learned MACs are forgotten).
     Set {
         name: String,
@@ -169,6 +185,37 @@ pub enum VlanCommand {
         port: String,
         vid: u16,
     },
+}
+
+/// A kind of trust on the command line; `none` clears them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrustChoice {
+    Ra,
+    Dhcp,
+    None,
+}
+
+#[derive(Subcommand)]
+pub enum StormCommand {
+    /// Set limits in frames per second (0: no limit) for one port (--port) or as the
+    /// switch-wide default; kinds not given stay as they are.
+    Set {
+        /// The port whose own limits to set; without it, the default of every port
+        /// that has none of its own.
+        #[arg(long)]
+        port: Option<String>,
+        #[arg(long)]
+        broadcast: Option<u32>,
+        #[arg(long)]
+        multicast: Option<u32>,
+        #[arg(long)]
+        unknown_unicast: Option<u32>,
+        /// With --port: drop the port's own limits first, so it follows the default.
+        #[arg(long)]
+        inherit: bool,
+    },
+    /// The default limits and each port's limits in force.
+    Show,
 }
 
 #[derive(Subcommand)]
@@ -272,6 +319,7 @@ pub fn request(command: Command) -> Request {
             tenant,
             trunk,
             queue_workers,
+            trust,
         }) => Request::PortAdd(PortSpec {
             name,
             hook,
@@ -285,8 +333,36 @@ pub fn request(command: Command) -> Request {
             tenant,
             trunk,
             queue_workers,
+            trust,
             ..PortSpec::default()
         }),
+        Command::Port(PortCommand::Trust { name, kinds }) => Request::PortTrust {
+            name,
+            trust: kinds
+                .into_iter()
+                .filter_map(|kind| match kind {
+                    TrustChoice::Ra => Some(Trusted::Ra),
+                    TrustChoice::Dhcp => Some(Trusted::Dhcp),
+                    TrustChoice::None => None,
+                })
+                .collect(),
+        },
+        Command::Storm(StormCommand::Set {
+            port,
+            broadcast,
+            multicast,
+            unknown_unicast,
+            inherit,
+        }) => Request::StormSet {
+            port,
+            limits: StormOverrides {
+                broadcast,
+                multicast,
+                unknown_unicast,
+            },
+            inherit,
+        },
+        Command::Storm(StormCommand::Show) => Request::StormShow {},
         Command::Port(PortCommand::Del { name }) => Request::PortDel { name },
         Command::Port(PortCommand::List) => Request::PortList {},
         Command::Port(PortCommand::Set { name, tenant }) => Request::PortSet { name, tenant },

@@ -37,6 +37,30 @@ fn table(header: &[&str], rows: Vec<Vec<String>>) -> String {
     out.join("\n")
 }
 
+/// Storm-control limits: the default, then each port's in force.
+fn storm(data: &Value) -> String {
+    let limit = |v: &Value| match v.as_u64() {
+        Some(0) => "off".to_string(),
+        _ => text(v),
+    };
+    let row = |name: &str, l: &Value| {
+        vec![
+            name.to_string(),
+            limit(&l["broadcast"]),
+            limit(&l["multicast"]),
+            limit(&l["unknown_unicast"]),
+        ]
+    };
+    let mut rows = vec![row("(default)", &data["default"])];
+    for (name, limits) in data["ports"].as_object().into_iter().flatten() {
+        rows.push(row(name, limits));
+    }
+    table(
+        &["PORT", "BROADCAST/S", "MULTICAST/S", "UNKNOWN-UNICAST/S"],
+        rows,
+    )
+}
+
 /// Lines naming every non-zero counter of `object`, e.g. "  p1 dropped acl_deny: 3".
 fn nonzero(port: &str, what: &str, object: &Value) -> String {
     let mut out = String::new();
@@ -345,6 +369,18 @@ pub fn render(request: &Request, data: &Value) -> String {
         Request::VlanDel { port, vlan } => format!("VLAN {vlan} removed from {port}"),
         Request::AntispoofSet { port, .. } => format!("anti-spoofing on for {port}"),
         Request::AntispoofClear { port } => format!("anti-spoofing off for {port}"),
+        Request::PortTrust { name, trust } => {
+            let kinds: Vec<&str> = trust.iter().map(|t| t.as_str()).collect();
+            format!(
+                "{name} may send: {}",
+                if kinds.is_empty() {
+                    "no router advertisements, no DHCP server messages".to_string()
+                } else {
+                    kinds.join(", ")
+                }
+            )
+        }
+        Request::StormSet { .. } | Request::StormShow {} => storm(data),
         Request::AclAdd(_)
         | Request::AclDel { .. }
         | Request::AclMove { .. }
