@@ -20,8 +20,6 @@ pub enum Decision {
     Forward(PortId),
     /// Send out of every other port of the ingress port's domain.
     Flood,
-    /// Hand to the kernel network stack of this host.
-    ToHost,
     /// Discard, counting the reason.
     Drop(DropReason),
 }
