@@ -24,7 +24,7 @@ impl Switch {
                         .collect()
                 };
                 // `drops` is both views added up, as it was before they
-                // were told apart (ARCHITECTURE.md, "Counters").
+                // were told apart (ARCHITECTURE.md, "Frames received = switched + dropped").
                 let mut all_drops = t.drops;
                 for (sum, copies) in all_drops.iter_mut().zip(&t.egress_drops) {
                     *sum += copies;

@@ -42,7 +42,7 @@ pub fn decide_batch(
 /// frame, or why the port refuses it (a per-copy drop on that port).
 ///
 /// Returns whether any port took the frame: if none did, the frame is a
-/// `no_egress` drop on its ingress port (see ARCHITECTURE.md, "Counters").
+/// `no_egress` drop on its ingress port (see ARCHITECTURE.md, "Frames received = switched + dropped").
 #[inline]
 pub fn offer_to_egress(
     snapshot: &Snapshot,

@@ -3,7 +3,7 @@
 //! Each counter has a single writer, so a relaxed load and store replace a
 //! locked read-modify-write; readers may see a value one batch old.
 //!
-//! Two views, which never mix (ARCHITECTURE.md, "Counters"):
+//! Two views, which never mix (ARCHITECTURE.md, "Frames received = switched + dropped"):
 //! - per frame received, on its ingress port: `rx_frames` = `switched` +
 //!   the sum of `drops`, each dropped frame under exactly one reason;
 //! - per copy offered to an egress port, on that port: `tx_frames` and
