@@ -284,6 +284,12 @@ impl Worker {
     pub fn run(mut self) {
         let mut idle_turns: u32 = 0;
         let mut next_expiry = self.now_ns();
+        // The config snapshot, loaded again only when the control plane has
+        // published a new one: a pointer compare per turn, not a reference
+        // count taken and given back. (Read after the generation, as before:
+        // that read is an acquire, so the compare sees every snapshot
+        // published before the generation the turn read.)
+        let mut snapshots = arc_swap::Cache::new(Arc::clone(&self.snapshot));
         loop {
             if !self.take_commands() {
                 break;
@@ -319,14 +325,14 @@ impl Worker {
                 // Before the snapshot: see `WorkerFast::turn_generation`.
                 fast.turn_generation = fast.shared.table.generation();
             }
-            let snapshot = self.snapshot.load_full();
+            let snapshot: &Snapshot = snapshots.load();
             self.apply_peer_learning(now);
             let mut work = 0;
             for slot in 0..self.queues.len() {
-                work += self.receive(slot as u16, &snapshot, now);
+                work += self.receive(slot as u16, snapshot, now);
             }
-            self.install_flows(&snapshot);
-            work += self.take_handoffs(&snapshot);
+            self.install_flows(snapshot);
+            work += self.take_handoffs(snapshot);
             self.transmit();
             self.collect_completions();
             self.refill();
@@ -918,7 +924,16 @@ impl Worker {
             if peer == self.id {
                 continue;
             }
-            let mesh = self.mesh.clone();
+            if !self
+                .mesh
+                .frames(peer, self.id)
+                .is_some_and(|ring| ring.has_ready())
+            {
+                continue;
+            }
+            // The ring borrows the mesh while frames go to `self.send`: a
+            // reference of its own, taken only when there is something to take.
+            let mesh = Arc::clone(&self.mesh);
             let Some(ring) = mesh.frames(peer, self.id) else {
                 continue;
             };
