@@ -224,8 +224,11 @@ const MAX_INSTALLS_PER_TURN: usize = 64;
 const RECENT_FLOWS: usize = 4;
 /// Frames the pipeline decides in one call: a batch of up to [`MAX_BATCH`]
 /// frames goes through in runs of this many (the frames' slices and their
-/// verdicts have room for this many without allocating).
-const DECIDE_RUN: usize = 64;
+/// verdicts have room for this many without allocating). The pipeline works
+/// in groups of this many anyway, and under copy mode batches hold a few
+/// frames: a larger array of slices, filled in for every run, cost more
+/// than it saved.
+const DECIDE_RUN: usize = crate::pipeline::stages::PREFETCH_AHEAD;
 
 pub struct WorkerParts {
     pub id: usize,
