@@ -94,6 +94,7 @@ fn known_flows_are_switched_in_the_kernel_and_counted() -> Result<()> {
         "a single MAC pair needs at most an entry per direction (plus a stale one): {entries:?}"
     );
     ensure!(lab.xswd_running(), "xswd exited during the test");
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -117,6 +118,7 @@ fn a_host_with_a_static_mac_is_fast_pathed_both_ways() -> Result<()> {
             to.name
         );
     }
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -170,6 +172,7 @@ fn an_acl_added_under_traffic_stops_a_fast_pathed_flow_at_once() -> Result<()> {
         again.received == 50,
         "UDP after the rule was removed: {again:?}"
     );
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -200,6 +203,7 @@ fn a_deleted_port_leaves_no_flow_entry_and_no_program() -> Result<()> {
     );
     let s = lab.ping(&h1, &h2.ip, 2)?;
     ensure!(s.received == 0, "h1 still reaches h2: {s:?}");
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -267,6 +271,7 @@ fn with_the_fast_path_off_the_workers_switch_everything_alike() -> Result<()> {
         entries.iter().any(|f| f["in"] == h2.port.as_str()),
         "no entry for the other direction: {entries:?}"
     );
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -467,6 +472,7 @@ fn the_same_mix_gives_the_same_result_with_the_fast_path_on_and_off() -> Result<
         .map(|h| port_stat(&lab.stats().unwrap_or_default(), &h.port, "fast_rx_frames"))
         .sum();
     let on = mix.run(&lab, "on")?;
+    lab.expect_counters_add_up().context("fast path on")?;
     let stats = lab.stats()?;
     let fast_after: u64 = [&mix.a1, &mix.b1, &mix.tr]
         .iter()
@@ -478,6 +484,7 @@ fn the_same_mix_gives_the_same_result_with_the_fast_path_on_and_off() -> Result<
     );
     lab.ctl_ok(&["tune", "--fast-path", "off"])?;
     let off = mix.run(&lab, "off")?;
+    lab.expect_counters_add_up().context("fast path off")?;
     ensure!(
         on == expected && off == expected,
         "fast path on: {on:?}\nfast path off: {off:?}\nexpected: {expected:?}\nstats: {}",

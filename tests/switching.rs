@@ -4,7 +4,11 @@
 //! flooded to every other port.
 
 use anyhow::{ensure, Result};
+use serde_json::Value;
+use std::net::Ipv4Addr;
 use std::time::Duration;
+use std::time::Instant;
+use xsw_integration::frames::{self, ETH_ARP};
 use xsw_integration::{lab, Host, Lab, PortCounters};
 
 /// h1, h2 on veths and guest g1 on a tap, all listed in xswd's config file.
@@ -55,6 +59,7 @@ fn hosts_and_guest_reach_each_other() -> Result<()> {
         lab.tcp_transfer(a, b, 2 << 20)?;
     }
     ensure!(lab.xswd_running(), "xswd exited during the test");
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -186,5 +191,76 @@ fn learning_fills_fdb_counters_rise_and_broadcast_floods() -> Result<()> {
         "broadcast not counted as tx on {}: {dg:?}",
         g1.port
     );
+    lab.expect_counters_add_up()?;
+    Ok(())
+}
+
+/// `stats --json` counter `group.reason` of port `port` (0 when absent).
+fn reason_count(stats: &Value, port: &str, group: &str, reason: &str) -> u64 {
+    stats["ports"]
+        .as_array()
+        .and_then(|ports| ports.iter().find(|p| p["name"] == port))
+        .and_then(|p| p[group][reason].as_u64())
+        .unwrap_or(0)
+}
+
+/// A frame no port takes is one drop, on its ingress port: an ARP broadcast
+/// for an address neither h2 nor g1 owns, both restricted to their own
+/// addresses, is `no_egress` once on h1's port (per frame received) and a
+/// `not_for_port` refusal on each of theirs (per copy), never switched; and
+/// the counters add up.
+#[test]
+fn a_frame_no_port_takes_is_one_drop_on_its_ingress_port() -> Result<()> {
+    const N: u64 = 10;
+    let lab = lab!("refused", "swr", 29)?;
+    let (h1, h2, g1) = three_endpoints(&lab)?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.wait_reachable(&h1, &g1, Duration::from_secs(5))?;
+    for h in [&h2, &g1] {
+        lab.ctl_ok(&[
+            "antispoof",
+            "set",
+            &h.port,
+            "--mac",
+            &h.mac,
+            "--ip",
+            &h.ip,
+            "--restrict-to-port",
+        ])?;
+    }
+    let ghost: Ipv4Addr = lab.ip(200).parse()?;
+    let sender: Ipv4Addr = h1.ip.parse()?;
+    let request = frames::arp(1, &h1.mac, sender, "00:00:00:00:00:00", ghost);
+    let frame = frames::eth("ff:ff:ff:ff:ff:ff", &h1.mac, &[], ETH_ARP, &request);
+    let before = lab.stats()?;
+    lab.raw_send(&h1, &frame, N as u32)?;
+
+    let counts = |stats: &Value| {
+        (
+            reason_count(stats, &h1.port, "ingress_drops", "no_egress"),
+            reason_count(stats, &h2.port, "egress_drops", "not_for_port"),
+            reason_count(stats, &g1.port, "egress_drops", "not_for_port"),
+        )
+    };
+    let (h1_before, h2_before, g1_before) = counts(&before);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut after = lab.stats()?;
+    while counts(&after).0 < h1_before + N && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        after = lab.stats()?;
+    }
+    let (h1_after, h2_after, g1_after) = counts(&after);
+    ensure!(
+        (h1_after - h1_before, h2_after - h2_before, g1_after - g1_before) == (N, N, N),
+        "{N} ARP broadcasts nobody takes: no_egress on {} +{}, not_for_port copies on {} +{} and {} +{}, \
+         expected +{N} each; stats: {after}",
+        h1.port,
+        h1_after - h1_before,
+        h2.port,
+        h2_after - h2_before,
+        g1.port,
+        g1_after - g1_before
+    );
+    lab.expect_counters_add_up()?;
     Ok(())
 }

@@ -7,13 +7,10 @@
 //!   nothing and get the default, the classifier's worst case), and
 //!   `acl_linear_scan/rules/N`, the naive scan, for scale.
 //! - `fdb_lookup/entries/N`: one MAC-table lookup in a table of N entries.
-//! - `l2_decide_batch/frames/64`: learning and forwarding decisions for a batch of 64 frames
-//!   with 1,000 MACs known.
-//! - `pipeline_per_frame/{1k_mac_1k_rules,1m_mac_10k_rules}`: everything the worker does to
-//!   decide a batch of 64 frames, ingress and egress, by the functions worker.rs calls
-//!   today (`stages::ingress` frame by frame, see [`run_per_frame`]);
-//!   `pipeline_batch/...`: the same through `stages::ingress_batch` (see [`run_batch`]),
-//!   for a worker that hands its batch over in one call. The targets are for these.
+//! - `pipeline_batch/{1k_mac_1k_rules,1m_mac_10k_rules}`: everything the worker does to
+//!   decide a batch of 64 frames, ingress and egress, by the very functions worker.rs
+//!   calls (`dataplane::delivery`, see [`run_batch`]), minus the I/O and the counters.
+//!   The targets are for these.
 //!
 //! Every benchmark declares its frames as `Throughput::Elements`, and a table of nanoseconds
 //! per frame, with the targets, closes the run. `cargo bench -p xsw --bench pipeline
@@ -33,14 +30,13 @@ use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use etherparse::PacketBuilder;
 use ipnet::{IpNet, Ipv4Net};
+use xsw::dataplane::delivery;
 use xsw::dataplane::snapshot::{AclHits, PortView, Snapshot, TenantView};
-use xsw::packet::{parse_frame, FrameInfo, MacAddr, TagEdit};
+use xsw::packet::{parse_frame, FrameInfo, MacAddr};
 use xsw::pipeline::acl::{AclAction, AclKey, AclRule, PortRange, TenantAcl};
-use xsw::pipeline::stages::{self, PortPolicy, TenantPolicy, Verdict};
+use xsw::pipeline::stages::{PortPolicy, TenantPolicy, Verdict};
 use xsw::pipeline::tenant::PortMode;
-use xsw::pipeline::{
-    decide_batch, Decision, DomainId, DropReason, Fdb, IngressPort, Learned, PortGuard, PortId,
-};
+use xsw::pipeline::{Decision, DomainId, Fdb, Learned, PortGuard, PortId};
 
 const ACL_SIZES: [usize; 3] = [10, 1_000, 10_000];
 const FDB_SIZES: [usize; 3] = [10, 1_000, 1_000_000];
@@ -362,64 +358,6 @@ fn fdb_benches<M: Measurement>(criterion: &mut Criterion<M>) {
     group.finish();
 }
 
-fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
-    let builder = PacketBuilder::ethernet2(src.0, dst.0)
-        .ipv4([198, 18, 0, 1], [198, 18, 0, 2], 64)
-        .udp(40000, 5001);
-    let payload = [0u8; 18];
-    let mut bytes = Vec::with_capacity(builder.size(payload.len()));
-    builder
-        .write(&mut bytes, &payload)
-        .expect("a Vec grows as needed");
-    bytes
-}
-
-fn decide_benches<M: Measurement>(criterion: &mut Criterion<M>) {
-    const KNOWN_MACS: u64 = 1_000;
-    let ingress = IngressPort { id: 1, domain: 0 };
-    let mut random = Random(0x12);
-    let mut fdb = Fdb::new(4_096, u64::MAX);
-    // Hosts 0..64 sit behind the ingress port; the others behind ports 2..=9.
-    for n in 0..KNOWN_MACS {
-        let port = if n < BATCH as u64 {
-            ingress.id
-        } else {
-            2 + (n % 8) as u16
-        };
-        fdb.learn(0, host_mac(n), port, 0);
-    }
-    let frames_owned: Vec<Vec<u8>> = (0..BATCH as u64)
-        .map(|n| {
-            let dst = host_mac(random.between(BATCH as u64, KNOWN_MACS - 1));
-            frame(host_mac(n), dst)
-        })
-        .collect();
-    let frames: Vec<&[u8]> = frames_owned.iter().map(Vec::as_slice).collect();
-    let mut decisions = [Decision::Flood; BATCH];
-    let mut learned = [Learned::Nothing; BATCH];
-    decide_batch(&mut fdb, ingress, &frames, 1, &mut decisions, &mut learned);
-    assert!(
-        decisions.iter().all(|d| matches!(d, Decision::Forward(_))),
-        "the batch should be all known unicast: {decisions:?}"
-    );
-
-    let mut group = criterion.benchmark_group("l2_decide_batch");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    group.bench_with_input(BenchmarkId::new("frames", BATCH), &BATCH, |bencher, _| {
-        bencher.iter(|| {
-            decide_batch(
-                &mut fdb,
-                ingress,
-                black_box(&frames),
-                1,
-                &mut decisions,
-                &mut learned,
-            )
-        });
-    });
-    group.finish();
-}
-
 /// Frames the stage and whole-pipeline benchmarks cycle through: 1,024 batches of 64, 4 MiB
 /// of frames (twice a core's L2 cache) with as many random destinations, so neither the
 /// frames nor the MAC-table and ACL lines they hit stay in the core's caches from one pass
@@ -602,69 +540,16 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
     }
 }
 
-/// The egress side for one port, as the worker's `egress_edit` does it.
-fn egress_edit(
-    snapshot: &Snapshot,
-    port: PortId,
-    verdict: &Verdict,
-) -> Result<TagEdit, DropReason> {
-    let (Some(view), Some(info)) = (snapshot.port(port), verdict.info.as_ref()) else {
-        return Err(DropReason::NoEgress);
-    };
-    let tag = stages::egress(&view.policy, verdict.domain, info)?;
-    Ok(TagEdit::between(info.vlan, tag))
-}
-
 /// The frames of batch `batch` of the pool, as the worker hands them over: one slice per
 /// frame.
 fn batch_frames(pool: &[u8], batch: usize) -> [&[u8]; BATCH] {
     std::array::from_fn(|index| pool_frame(pool, batch * BATCH + index))
 }
 
-/// The egress side of one verdict, as the worker's `receive` does it: the egress check and
-/// tag edit for the port, or each port of a flood, the frame goes to. Returns how many
-/// copies would leave.
-fn egress_side(snapshot: &Snapshot, verdict: &Verdict) -> usize {
-    match verdict.decision {
-        Decision::Forward(port) => usize::from(egress_edit(snapshot, port, verdict).is_ok()),
-        Decision::Flood => snapshot
-            .flood_members(verdict.domain)
-            .iter()
-            .filter(|&&port| {
-                port != GUEST_PORT
-                    && snapshot.port(port).is_some_and(|v| v.link_up)
-                    && egress_edit(snapshot, port, verdict).is_ok()
-            })
-            .count(),
-        Decision::Drop(_) | Decision::ToHost => 0,
-    }
-}
-
-/// What the worker's `receive` does to decide each frame of a batch today, by the same
-/// calls, minus the I/O and the counters: `stages::ingress` frame by frame with the
-/// snapshot's port policy and tenant lookup, then the egress side. Returns how many copies
-/// would leave, for `black_box`.
-fn run_per_frame(fdb: &mut Fdb, snapshot: &Snapshot, pool: &[u8], batch: usize) -> usize {
-    let mut leaving = 0;
-    for frame in batch_frames(pool, batch) {
-        let Some(view) = snapshot.port(GUEST_PORT) else {
-            continue;
-        };
-        let verdict = stages::ingress(
-            fdb,
-            GUEST_PORT,
-            &view.policy,
-            |domain| snapshot.tenant(domain).map(|t| &*t.policy),
-            frame,
-            NOW_NS,
-        );
-        leaving += egress_side(snapshot, &verdict);
-    }
-    leaving
-}
-
-/// The same with `stages::ingress_batch` deciding the whole batch, then the egress side of
-/// each verdict: what `receive` does once it hands its batch over in one call.
+/// What the worker's `receive` does to switch a batch, by the same calls, minus the I/O
+/// and the counters: `delivery::decide_batch` decides the batch, then
+/// `delivery::offer_to_egress` settles each frame's egress ports and tag edits. Returns
+/// how many copies would leave, for `black_box`.
 fn run_batch(
     fdb: &mut Fdb,
     snapshot: &Snapshot,
@@ -672,27 +557,25 @@ fn run_batch(
     batch: usize,
     verdicts: &mut [Verdict; BATCH],
 ) -> usize {
-    let Some(view) = snapshot.port(GUEST_PORT) else {
-        return 0;
-    };
-    let decided = stages::ingress_batch(
+    let decided = delivery::decide_batch(
         fdb,
+        snapshot,
         GUEST_PORT,
-        &view.policy,
-        |domain| snapshot.tenant(domain).map(|t| &*t.policy),
         &batch_frames(pool, batch),
         NOW_NS,
         verdicts,
     );
-    verdicts[..decided]
-        .iter()
-        .map(|verdict| egress_side(snapshot, verdict))
-        .sum()
+    let mut leaving = 0;
+    for verdict in &verdicts[..decided] {
+        delivery::offer_to_egress(snapshot, GUEST_PORT, verdict, |_, edit| {
+            leaving += usize::from(edit.is_ok());
+        });
+    }
+    leaving
 }
 
-/// `pipeline_per_frame`: `stages::ingress` per frame, as worker.rs calls it today;
-/// `pipeline_batch`: `stages::ingress_batch`, for the worker handing over its batch.
-const PIPELINE_GROUPS: [&str; 2] = ["pipeline_per_frame", "pipeline_batch"];
+/// `pipeline_batch`: what the worker runs for a batch (see [`run_batch`]).
+const PIPELINE_GROUPS: [&str; 1] = ["pipeline_batch"];
 
 /// The configurations: (benchmark id, MACs learned, ingress rules, most ns/frame).
 const PIPELINE_TARGETS: [(&str, usize, usize, f64); 2] = [
@@ -707,23 +590,24 @@ fn pipeline_benches<M: Measurement>(criterion: &mut Criterion<M>) {
         let mut switch = switch(*macs, *rules, 0x5eed_0000 + index as u64);
         // One pass over the pool: checks the traffic does what the docs say, and warms up.
         let mut outcomes = std::collections::BTreeMap::new();
-        for index in 0..POOL_FRAMES {
-            let view = switch.snapshot.port(GUEST_PORT).expect("guest port");
-            let snapshot = &switch.snapshot;
-            let verdict = stages::ingress(
+        let mut verdicts = [Verdict::default(); BATCH];
+        for batch in 0..POOL_BATCHES {
+            let decided = delivery::decide_batch(
                 &mut switch.fdb,
+                &switch.snapshot,
                 GUEST_PORT,
-                &view.policy,
-                |domain| snapshot.tenant(domain).map(|t| &*t.policy),
-                pool_frame(&switch.pool, index),
+                &batch_frames(&switch.pool, batch),
                 NOW_NS,
+                &mut verdicts,
             );
-            let outcome = match verdict.decision {
-                Decision::Forward(_) => "forwarded".to_string(),
-                Decision::Drop(reason) => format!("dropped ({reason})"),
-                other => format!("{other:?}"),
-            };
-            *outcomes.entry(outcome).or_insert(0usize) += 1;
+            for verdict in &verdicts[..decided] {
+                let outcome = match verdict.decision {
+                    Decision::Forward(_) => "forwarded".to_string(),
+                    Decision::Drop(reason) => format!("dropped ({reason})"),
+                    Decision::Flood => "flooded".to_string(),
+                };
+                *outcomes.entry(outcome).or_insert(0usize) += 1;
+            }
         }
         assert!(
             outcomes.get("forwarded").copied().unwrap_or(0) > POOL_FRAMES * 9 / 10,
@@ -740,24 +624,6 @@ fn pipeline_benches<M: Measurement>(criterion: &mut Criterion<M>) {
         );
         switches.push((*name, switch));
     }
-
-    let mut group = criterion.benchmark_group("pipeline_per_frame");
-    group.throughput(Throughput::Elements(BATCH as u64));
-    for (name, switch) in &mut switches {
-        let Switch {
-            fdb,
-            snapshot,
-            pool,
-        } = switch;
-        group.bench_function(*name, |bencher| {
-            let mut batch = 0;
-            bencher.iter(|| {
-                batch = (batch + 1) & (POOL_BATCHES - 1);
-                run_per_frame(fdb, snapshot, black_box(pool), batch)
-            });
-        });
-    }
-    group.finish();
 
     let mut group = criterion.benchmark_group("pipeline_batch");
     group.throughput(Throughput::Elements(BATCH as u64));
@@ -854,7 +720,6 @@ fn print_summary(clock: &str) {
     for entries in FDB_SIZES {
         rows.push((format!("fdb_lookup/entries/{entries}"), 1.0));
     }
-    rows.push((format!("l2_decide_batch/frames/{BATCH}"), BATCH as f64));
     for group in PIPELINE_GROUPS {
         for (name, ..) in PIPELINE_TARGETS {
             rows.push((format!("{group}/{name}"), BATCH as f64));
@@ -983,7 +848,6 @@ fn run<M: Measurement>(criterion: Criterion<M>) {
     stage_benches(&mut criterion);
     acl_benches(&mut criterion);
     fdb_benches(&mut criterion);
-    decide_benches(&mut criterion);
     pipeline_benches(&mut criterion);
     criterion.final_summary();
 }

@@ -13,6 +13,7 @@
 //! address 198.18.X.N and MAC 02:78:X:00:00:N.
 
 pub mod cmd;
+pub mod counters;
 pub mod frames;
 pub mod service;
 pub mod tenancy;

@@ -17,10 +17,18 @@ impl Switch {
             .zip(totals)
             .map(|((name, record), totals)| {
                 let t = totals.since(&record.base);
-                let drops: serde_json::Map<String, Value> = DropReason::ALL
-                    .iter()
-                    .map(|r| (r.as_str().to_string(), json!(t.drops[r.index()])))
-                    .collect();
+                let by_reason = |counts: &[u64; DropReason::COUNT]| -> serde_json::Map<String, Value> {
+                    DropReason::ALL
+                        .iter()
+                        .map(|r| (r.as_str().to_string(), json!(counts[r.index()])))
+                        .collect()
+                };
+                // `drops` is both views added up, as it was before they
+                // were told apart (ARCHITECTURE.md, "Frames received = switched + dropped").
+                let mut all_drops = t.drops;
+                for (sum, copies) in all_drops.iter_mut().zip(&t.egress_drops) {
+                    *sum += copies;
+                }
                 let mut kernel = KernelSocketStats::default();
                 for fd in &record.socket_fds {
                     if let Some(k) = afxdp::kernel_stats(*fd) {
@@ -33,7 +41,10 @@ impl Switch {
                     "rx_bytes": t.rx_bytes,
                     "tx_frames": t.tx_frames,
                     "tx_bytes": t.tx_bytes,
-                    "drops": drops,
+                    "switched": t.switched,
+                    "ingress_drops": by_reason(&t.drops),
+                    "egress_drops": by_reason(&t.egress_drops),
+                    "drops": by_reason(&all_drops),
                     "learning_refused": t.learning_refused,
                     "learning_evicted": t.learning_evicted,
                     "checksums_finished": t.checksums_finished,

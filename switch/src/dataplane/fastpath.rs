@@ -321,8 +321,9 @@ pub fn fold(
         bump(&c.rx_frames, entry.packets);
         bump(&c.rx_bytes, entry.bytes);
         bump(&c.fast_rx_frames, entry.packets);
-        if let Some(reason) = dropped_for(entry) {
-            bump(&c.drops[reason.index()], entry.packets);
+        match dropped_for(entry) {
+            Some(reason) => bump(&c.drops[reason.index()], entry.packets),
+            None => bump(&c.switched, entry.packets),
         }
     }
     if let Some(c) = stats

@@ -2,6 +2,7 @@
 //! the AF_XDP sockets of its queues. The control plane talks to them only
 //! through a published config snapshot and a command channel per worker.
 
+pub mod delivery;
 pub mod fastpath;
 pub mod handoff;
 pub mod ledger;
@@ -623,8 +624,9 @@ impl Dataplane {
                 t.rx_frames += entry.packets;
                 t.rx_bytes += entry.bytes;
                 t.fast_rx_frames += entry.packets;
-                if let Some(reason) = fastpath::dropped_for(&entry) {
-                    t.drops[reason.index()] += entry.packets;
+                match fastpath::dropped_for(&entry) {
+                    Some(reason) => t.drops[reason.index()] += entry.packets,
+                    None => t.switched += entry.packets,
                 }
             }
             if let Some(i) = index(entry.egress_port).filter(|_| entry.action != FLOW_DROP) {

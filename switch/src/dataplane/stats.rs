@@ -2,6 +2,12 @@
 //!
 //! Each counter has a single writer, so a relaxed load and store replace a
 //! locked read-modify-write; readers may see a value one batch old.
+//!
+//! Two views, which never mix (ARCHITECTURE.md, "Frames received = switched + dropped"):
+//! - per frame received, on its ingress port: `rx_frames` = `switched` +
+//!   the sum of `drops`, each dropped frame under exactly one reason;
+//! - per copy offered to an egress port, on that port: `tx_frames` and
+//!   `egress_drops` (refused by the port's checks, or lost on the way out).
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
@@ -20,7 +26,12 @@ pub struct PortCounters {
     pub rx_bytes: AtomicU64,
     pub tx_frames: AtomicU64,
     pub tx_bytes: AtomicU64,
+    /// Frames received on this port that left through at least one port.
+    pub switched: AtomicU64,
+    /// Frames received on this port and dropped, by the one reason each.
     pub drops: [AtomicU64; DropReason::COUNT],
+    /// Copies of frames offered to this port that it refused or lost.
+    pub egress_drops: [AtomicU64; DropReason::COUNT],
     /// Source MACs not learned because a MAC limit was reached (the frames
     /// themselves were switched).
     pub learning_refused: AtomicU64,
@@ -41,7 +52,9 @@ pub struct PortTotals {
     pub rx_bytes: u64,
     pub tx_frames: u64,
     pub tx_bytes: u64,
+    pub switched: u64,
     pub drops: [u64; DropReason::COUNT],
+    pub egress_drops: [u64; DropReason::COUNT],
     pub learning_refused: u64,
     pub learning_evicted: u64,
     pub checksums_finished: u64,
@@ -55,12 +68,16 @@ impl PortTotals {
         self.rx_bytes += c.rx_bytes.load(Relaxed);
         self.tx_frames += c.tx_frames.load(Relaxed);
         self.tx_bytes += c.tx_bytes.load(Relaxed);
+        self.switched += c.switched.load(Relaxed);
         self.learning_refused += c.learning_refused.load(Relaxed);
         self.learning_evicted += c.learning_evicted.load(Relaxed);
         self.checksums_finished += c.checksums_finished.load(Relaxed);
         self.fast_rx_frames += c.fast_rx_frames.load(Relaxed);
         self.fast_tx_frames += c.fast_tx_frames.load(Relaxed);
         for (sum, d) in self.drops.iter_mut().zip(&c.drops) {
+            *sum += d.load(Relaxed);
+        }
+        for (sum, d) in self.egress_drops.iter_mut().zip(&c.egress_drops) {
             *sum += d.load(Relaxed);
         }
     }
@@ -72,7 +89,9 @@ impl PortTotals {
             rx_bytes: self.rx_bytes.wrapping_sub(base.rx_bytes),
             tx_frames: self.tx_frames.wrapping_sub(base.tx_frames),
             tx_bytes: self.tx_bytes.wrapping_sub(base.tx_bytes),
+            switched: self.switched.wrapping_sub(base.switched),
             drops: [0; DropReason::COUNT],
+            egress_drops: [0; DropReason::COUNT],
             learning_refused: self.learning_refused.wrapping_sub(base.learning_refused),
             learning_evicted: self.learning_evicted.wrapping_sub(base.learning_evicted),
             checksums_finished: self
@@ -82,6 +101,14 @@ impl PortTotals {
             fast_tx_frames: self.fast_tx_frames.wrapping_sub(base.fast_tx_frames),
         };
         for ((o, a), b) in out.drops.iter_mut().zip(&self.drops).zip(&base.drops) {
+            *o = a.wrapping_sub(*b);
+        }
+        for ((o, a), b) in out
+            .egress_drops
+            .iter_mut()
+            .zip(&self.egress_drops)
+            .zip(&base.egress_drops)
+        {
             *o = a.wrapping_sub(*b);
         }
         out
@@ -119,10 +146,19 @@ impl WorkerStats {
         self.ports.get(usize::from(port))
     }
 
+    /// A frame received on `port` is dropped, for `reason`.
     #[inline]
     pub fn drop_frame(&self, port: PortId, reason: DropReason) {
         if let Some(c) = self.port(port) {
             bump(&c.drops[reason.index()], 1);
+        }
+    }
+
+    /// A copy offered to `port` is refused by it or lost on its way out.
+    #[inline]
+    pub fn drop_copy(&self, port: PortId, reason: DropReason) {
+        if let Some(c) = self.port(port) {
+            bump(&c.egress_drops[reason.index()], 1);
         }
     }
 }

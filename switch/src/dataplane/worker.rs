@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{Receiver, Sender};
 use xsk_rs::{FrameDesc, Umem};
 
+use super::delivery;
 use super::fastpath::{flow_for, fold, FastShared, FlowContext, NO_PORT};
 use super::handoff::{LearnEvent, Mesh};
 use super::ledger::FrameLedger;
@@ -25,7 +26,7 @@ use crate::packet::checksum::{self, ChecksumFix};
 use crate::packet::l4::protocol;
 use crate::packet::TagEdit;
 use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr};
-use crate::pipeline::stages::{self, Verdict};
+use crate::pipeline::stages::Verdict;
 use crate::pipeline::{Decision, DomainId, DropReason, Fdb, FdbEntry, Learned, PortId};
 use crate::port::afxdp::{kick_tx, XskQueue};
 use crate::xdp::fast::{FlowEntry, FlowKey, InsertError};
@@ -194,6 +195,8 @@ pub struct Worker {
     commands: Receiver<WorkerCommand>,
     mesh: Arc<Mesh>,
     rx_batch: Vec<FrameDesc>,
+    /// The pipeline's verdicts for one run of frames (see [`DECIDE_RUN`]).
+    verdicts: Vec<Verdict>,
     scratch: Vec<FrameDesc>,
     pollfds: Vec<libc::pollfd>,
     started: Instant,
@@ -216,6 +219,16 @@ struct WorkerFast {
 
 /// Flow entries a worker writes per turn at most; more wait for later frames.
 const MAX_INSTALLS_PER_TURN: usize = 64;
+/// Pending flow entries a new one is compared with: the frames of a burst of
+/// one flow come in a row, and a longer look would cost every frame.
+const RECENT_FLOWS: usize = 4;
+/// Frames the pipeline decides in one call: a batch of up to [`MAX_BATCH`]
+/// frames goes through in runs of this many (the frames' slices and their
+/// verdicts have room for this many without allocating). The pipeline works
+/// in groups of this many anyway, and under copy mode batches hold a few
+/// frames: a larger array of slices, filled in for every run, cost more
+/// than it saved.
+const DECIDE_RUN: usize = crate::pipeline::stages::PREFETCH_AHEAD;
 
 pub struct WorkerParts {
     pub id: usize,
@@ -248,6 +261,7 @@ impl Worker {
                 fdb
             },
             rx_batch: vec![FrameDesc::default(); batch],
+            verdicts: vec![Verdict::default(); DECIDE_RUN],
             scratch: vec![FrameDesc::default(); scratch_len],
             tuning: p.tuning,
             snapshot: p.snapshot,
@@ -273,6 +287,12 @@ impl Worker {
     pub fn run(mut self) {
         let mut idle_turns: u32 = 0;
         let mut next_expiry = self.now_ns();
+        // The config snapshot, loaded again only when the control plane has
+        // published a new one: a pointer compare per turn, not a reference
+        // count taken and given back. (Read after the generation, as before:
+        // that read is an acquire, so the compare sees every snapshot
+        // published before the generation the turn read.)
+        let mut snapshots = arc_swap::Cache::new(Arc::clone(&self.snapshot));
         loop {
             if !self.take_commands() {
                 break;
@@ -308,14 +328,14 @@ impl Worker {
                 // Before the snapshot: see `WorkerFast::turn_generation`.
                 fast.turn_generation = fast.shared.table.generation();
             }
-            let snapshot = self.snapshot.load_full();
+            let snapshot: &Snapshot = snapshots.load();
             self.apply_peer_learning(now);
             let mut work = 0;
             for slot in 0..self.queues.len() {
-                work += self.receive(slot as u16, &snapshot, now);
+                work += self.receive(slot as u16, snapshot, now);
             }
-            self.install_flows(&snapshot);
-            work += self.take_handoffs(&snapshot);
+            self.install_flows(snapshot);
+            work += self.take_handoffs(snapshot);
             self.transmit();
             self.collect_completions();
             self.refill();
@@ -527,88 +547,173 @@ impl Worker {
         }
         let fixed_ingress = queue.port;
         let internal = queue.kind == QueueKind::Internal;
-        for i in 0..received {
-            let mut desc = self.rx_batch[i];
-            self.ledger.received(slot, &desc);
-            // SAFETY: off the rx ring, the frame (of this worker's UMEM) is the
-            // worker's alone until it is put on a ring again.
-            let frame = unsafe { self.umem.data(&desc) };
-            let ingress = if internal {
-                // SAFETY: the slow-path program put the ingress port id in the
-                // 4 bytes of XDP metadata right before the frame. Every UMEM
-                // frame has XDP_PACKET_HEADROOM (256) bytes before its data in
-                // the same mapping, so the read stays inside the UMEM.
-                let port = unsafe {
-                    std::ptr::read_unaligned(frame.contents().as_ptr().sub(4).cast::<u32>())
-                };
-                PortId::try_from(port).unwrap_or(PortId::MAX)
-            } else {
-                fixed_ingress
-            };
-            let Some(view) = snapshot.port(ingress) else {
-                // The port is being removed: its frames go nowhere.
-                self.ledger.release(desc);
-                continue;
-            };
-            if let Some(c) = self.stats.port(ingress) {
-                bump(&c.rx_frames, 1);
-                bump(&c.rx_bytes, frame.len() as u64);
-            }
-            let verdict = stages::ingress(
-                &mut self.fdb,
-                ingress,
-                &view.policy,
-                |domain| snapshot.tenant(domain).map(|t| &*t.policy),
-                frame.contents(),
-                now,
-            );
-            self.count_acl_hits(snapshot, &verdict);
-            note_learning(&self.stats, self.fast.as_ref(), verdict.learned, ingress);
-            if let Learned::New | Learned::Evicted { .. } | Learned::Moved { .. } = verdict.learned
+        for desc in &self.rx_batch[..received] {
+            self.ledger.received(slot, desc);
+        }
+        // The pipeline decides runs of frames from one port in one call: the
+        // whole batch of a port's socket; on the internal device, frames of
+        // several ports come in turn.
+        let mut start = 0;
+        while start < received {
+            let ingress = self.ingress_of(start, internal, fixed_ingress);
+            let mut end = start + 1;
+            while end < received
+                && end - start < DECIDE_RUN
+                && self.ingress_of(end, internal, fixed_ingress) == ingress
             {
-                if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
-                    self.publish_learning(LearnEvent {
-                        domain: verdict.domain,
-                        mac: info.src_mac,
-                        port: ingress,
-                    });
-                }
+                end += 1;
             }
-            if let Learned::Moved { .. } = verdict.learned {
-                // Entries keyed by the old port, or forwarding to it, are wrong now.
-                if let Some(fast) = &self.fast {
-                    fast.shared.table.invalidate();
-                }
-            }
-            if let Decision::Forward(_) | Decision::Flood = verdict.decision {
-                self.finish_checksum(ingress, &mut desc, verdict.info.as_ref());
-            }
-            if let Decision::Forward(_) | Decision::Drop(_) = verdict.decision {
-                self.consider_flow(snapshot, ingress, &desc, &verdict);
-            }
-            match verdict.decision {
-                Decision::Forward(port) => self.deliver(snapshot, port, desc, &verdict),
-                Decision::Flood => self.flood(snapshot, ingress, desc, &verdict),
-                Decision::Drop(reason) => {
-                    self.stats.drop_frame(ingress, reason);
-                    self.ledger.release(desc);
-                }
-                // Nothing in the pipeline hands frames to the host yet: the
-                // XDP program does that before a frame reaches a worker.
-                Decision::ToHost => self.ledger.release(desc),
-            }
+            self.switch_run(snapshot, ingress, start..end, now);
+            start = end;
         }
         received
     }
 
-    /// Queues a flow entry for what was just decided, if the fast path can
-    /// take frames like this one (see `dataplane::fastpath::flow_for`).
+    /// The port frame `index` of `rx_batch` came in on.
+    #[inline]
+    fn ingress_of(&self, index: usize, internal: bool, fixed: PortId) -> PortId {
+        if !internal {
+            return fixed;
+        }
+        // SAFETY: off the rx ring, the frame (of this worker's UMEM) is the
+        // worker's alone. The slow-path program put the ingress port id in
+        // the 4 bytes of XDP metadata right before the frame. Every UMEM
+        // frame has XDP_PACKET_HEADROOM (256) bytes before its data in the
+        // same mapping, so the read stays inside the UMEM.
+        let port = unsafe {
+            let frame = self.umem.data(&self.rx_batch[index]);
+            std::ptr::read_unaligned(frame.contents().as_ptr().sub(4).cast::<u32>())
+        };
+        PortId::try_from(port).unwrap_or(PortId::MAX)
+    }
+
+    /// Switches frames `run` of `rx_batch`, all from `ingress` (at most
+    /// [`DECIDE_RUN`]): the pipeline decides them in one call, then each
+    /// goes where its verdict says. Counters are added once per run.
+    fn switch_run(
+        &mut self,
+        snapshot: &Snapshot,
+        ingress: PortId,
+        run: std::ops::Range<usize>,
+        now: u64,
+    ) {
+        let count = run.len();
+        let mut bytes = 0u64;
+        let decided = {
+            let mut frames: [&[u8]; DECIDE_RUN] = [&[]; DECIDE_RUN];
+            for (frame, desc) in frames.iter_mut().zip(&self.rx_batch[run.clone()]) {
+                // SAFETY: off the rx ring, the frame (of this worker's UMEM)
+                // is the worker's alone until it is put on a ring again.
+                *frame = unsafe { self.umem.data(desc) }.contents();
+                bytes += frame.len() as u64;
+            }
+            delivery::decide_batch(
+                &mut self.fdb,
+                snapshot,
+                ingress,
+                &frames[..count],
+                now,
+                &mut self.verdicts,
+            )
+        };
+        if decided < count {
+            // The port is being removed: its frames go nowhere.
+            for index in run {
+                self.ledger.release(self.rx_batch[index]);
+            }
+            return;
+        }
+        // Read in place: a copy of each verdict (152 bytes) made the next
+        // reads of it wait for the copy's wide stores (perf: the worker's
+        // hottest instruction). Taken out of `self` for the loop (a move of
+        // the Vec, no allocation), since `dispatch` needs `&mut self`.
+        let verdicts = std::mem::take(&mut self.verdicts);
+        let mut switched = 0u64;
+        for (verdict, desc_index) in verdicts.iter().zip(run) {
+            let desc = self.rx_batch[desc_index];
+            switched += u64::from(self.dispatch(snapshot, ingress, desc, verdict));
+        }
+        self.verdicts = verdicts;
+        if let Some(c) = self.stats.port(ingress) {
+            bump(&c.rx_frames, count as u64);
+            bump(&c.rx_bytes, bytes);
+            bump(&c.switched, switched);
+        }
+    }
+
+    /// Acts on one frame's verdict: learning news, ACL hits, the fast path's
+    /// flow entry, then the frame itself to every port that takes it.
+    /// Returns whether any port took it; if not, the frame is counted as
+    /// dropped on `ingress` under exactly one reason.
+    fn dispatch(
+        &mut self,
+        snapshot: &Snapshot,
+        ingress: PortId,
+        mut desc: FrameDesc,
+        verdict: &Verdict,
+    ) -> bool {
+        self.count_acl_hits(snapshot, verdict);
+        note_learning(&self.stats, self.fast.as_ref(), verdict.learned, ingress);
+        if let Learned::New | Learned::Evicted { .. } | Learned::Moved { .. } = verdict.learned {
+            if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
+                self.publish_learning(LearnEvent {
+                    domain: verdict.domain,
+                    mac: info.src_mac,
+                    port: ingress,
+                });
+            }
+        }
+        if let Learned::Moved { .. } = verdict.learned {
+            // Entries keyed by the old port, or forwarding to it, are wrong now.
+            if let Some(fast) = &self.fast {
+                fast.shared.table.invalidate();
+            }
+        }
+        if let Decision::Drop(reason) = verdict.decision {
+            self.consider_flow(snapshot, ingress, &desc, verdict, NO_PORT, TagEdit::Keep);
+            self.stats.drop_frame(ingress, reason);
+            self.ledger.release(desc);
+            return false;
+        }
+        self.finish_checksum(ingress, &mut desc, verdict.info.as_ref());
+        // Every port that takes the frame but the last gets a copy, the last
+        // the original (so a two-port flood copies nothing); copies are taken
+        // before the original is edited.
+        let mut last: Option<(PortId, TagEdit)> = None;
+        delivery::offer_to_egress(snapshot, ingress, verdict, |port, outcome| match outcome {
+            Err(reason) => self.stats.drop_copy(port, reason),
+            Ok(edit) => {
+                if let Some((previous, previous_edit)) = last.replace((port, edit)) {
+                    match self.copy_frame(&desc) {
+                        Some(copy) => self.deliver_edited(snapshot, previous, copy, previous_edit),
+                        None => self.stats.drop_copy(previous, DropReason::NoBuffer),
+                    }
+                }
+            }
+        });
+        let Some((port, edit)) = last else {
+            self.stats.drop_frame(ingress, DropReason::NoEgress);
+            self.ledger.release(desc);
+            return false;
+        };
+        if let Decision::Forward(_) = verdict.decision {
+            self.consider_flow(snapshot, ingress, &desc, verdict, port, edit);
+        }
+        self.deliver_edited(snapshot, port, desc, edit);
+        true
+    }
+
+    /// Queues a flow entry for what was just decided (to send the frame out
+    /// of `egress` with `edit`, or to drop it), if the fast path can take
+    /// frames like this one (see `dataplane::fastpath::flow_for`).
     fn consider_flow(
         &mut self,
         snapshot: &Snapshot,
         ingress: PortId,
         desc: &FrameDesc,
         verdict: &Verdict,
+        egress: PortId,
+        edit: TagEdit,
     ) {
         let Some(fast) = &mut self.fast else {
             return;
@@ -618,13 +723,6 @@ impl Worker {
         {
             return;
         }
-        let (egress, edit) = match verdict.decision {
-            Decision::Forward(egress) => match egress_edit(snapshot, egress, verdict) {
-                Ok(edit) => (egress, edit),
-                Err(_) => return,
-            },
-            _ => (NO_PORT, TagEdit::Keep),
-        };
         let destination = verdict
             .info
             .as_ref()
@@ -645,8 +743,10 @@ impl Worker {
             if let (Decision::Forward(_), Some(info)) = (verdict.decision, verdict.info.as_ref()) {
                 self.fdb.mark_flow_destination(verdict.domain, info.dst_mac);
             }
-            // A burst of one flow: one entry.
-            if !fast.pending.iter().any(|(k, _)| *k == key) {
+            // A burst of one flow comes in a row: one entry. (A flow seen
+            // again later in the turn replaces its entry at install.)
+            let recent = fast.pending.len().saturating_sub(RECENT_FLOWS);
+            if !fast.pending[recent..].iter().any(|(k, _)| *k == key) {
                 fast.pending.push((key, entry));
             }
         }
@@ -725,18 +825,6 @@ impl Worker {
         }
     }
 
-    /// Sends `desc` out of `port` if the port's egress checks pass, with the
-    /// tag that port wants for the frame's tenant.
-    fn deliver(&mut self, snapshot: &Snapshot, port: PortId, desc: FrameDesc, verdict: &Verdict) {
-        match egress_edit(snapshot, port, verdict) {
-            Ok(edit) => self.deliver_edited(snapshot, port, desc, edit),
-            Err(reason) => {
-                self.stats.drop_frame(port, reason);
-                self.ledger.release(desc);
-            }
-        }
-    }
-
     /// Sends `desc` out of `port` after the tag edit its checks settled on.
     fn deliver_edited(
         &mut self,
@@ -746,7 +834,7 @@ impl Worker {
         edit: TagEdit,
     ) {
         if edit != TagEdit::Keep && !self.retag(&mut desc, edit) {
-            self.stats.drop_frame(port, DropReason::Malformed);
+            self.stats.drop_copy(port, DropReason::Malformed);
             self.ledger.release(desc);
             return;
         }
@@ -781,7 +869,7 @@ impl Worker {
             return;
         };
         if !view.link_up {
-            self.stats.drop_frame(port, DropReason::LinkDown);
+            self.stats.drop_copy(port, DropReason::LinkDown);
             self.ledger.release(desc);
             return;
         }
@@ -793,7 +881,7 @@ impl Worker {
             if queue.staged.len() < queue.staged.capacity() {
                 queue.staged.push(desc);
             } else {
-                self.stats.drop_frame(port, DropReason::TxRingFull);
+                self.stats.drop_copy(port, DropReason::TxRingFull);
                 self.ledger.release(desc);
             }
             return;
@@ -801,7 +889,7 @@ impl Worker {
         if view.tx_worker == self.id {
             // The port's socket is on its way to this worker (port add in
             // progress): nothing can send on it yet.
-            self.stats.drop_frame(port, DropReason::LinkDown);
+            self.stats.drop_copy(port, DropReason::LinkDown);
             self.ledger.release(desc);
             return;
         }
@@ -813,47 +901,9 @@ impl Worker {
             .frames(self.id, view.tx_worker)
             .is_some_and(|ring| ring.push(port, frame.contents()));
         if !handed {
-            self.stats.drop_frame(port, DropReason::TxRingFull);
+            self.stats.drop_copy(port, DropReason::TxRingFull);
         }
         self.ledger.release(desc);
-    }
-
-    /// Sends `desc` to every other port of its tenant that accepts it: copies
-    /// for all but the last, which gets the original (so a two-port flood
-    /// copies nothing). Copies are taken before the original is edited.
-    fn flood(&mut self, snapshot: &Snapshot, ingress: PortId, desc: FrameDesc, verdict: &Verdict) {
-        let mut pending: Option<(PortId, TagEdit)> = None;
-        // A member that refused the frame counted it already: the frame is
-        // then not also a `no_egress` drop (each drop has one reason).
-        let mut refused = false;
-        for &port in snapshot.flood_members(verdict.domain) {
-            if port == ingress || !snapshot.port(port).is_some_and(|view| view.link_up) {
-                continue;
-            }
-            let edit = match egress_edit(snapshot, port, verdict) {
-                Ok(edit) => edit,
-                Err(reason) => {
-                    self.stats.drop_frame(port, reason);
-                    refused = true;
-                    continue;
-                }
-            };
-            if let Some((previous, previous_edit)) = pending.replace((port, edit)) {
-                match self.copy_frame(&desc) {
-                    Some(copy) => self.deliver_edited(snapshot, previous, copy, previous_edit),
-                    None => self.stats.drop_frame(previous, DropReason::NoBuffer),
-                }
-            }
-        }
-        match pending {
-            Some((last, edit)) => self.deliver_edited(snapshot, last, desc, edit),
-            None => {
-                if !refused {
-                    self.stats.drop_frame(ingress, DropReason::NoEgress);
-                }
-                self.ledger.release(desc);
-            }
-        }
     }
 
     /// A new frame of this worker's UMEM with the same bytes as `desc`.
@@ -882,7 +932,16 @@ impl Worker {
             if peer == self.id {
                 continue;
             }
-            let mesh = self.mesh.clone();
+            if !self
+                .mesh
+                .frames(peer, self.id)
+                .is_some_and(|ring| ring.has_ready())
+            {
+                continue;
+            }
+            // The ring borrows the mesh while frames go to `self.send`: a
+            // reference of its own, taken only when there is something to take.
+            let mesh = Arc::clone(&self.mesh);
             let Some(ring) = mesh.frames(peer, self.id) else {
                 continue;
             };
@@ -915,7 +974,7 @@ impl Worker {
                     self.send(snapshot, port, desc);
                 }
                 if let Some(port) = short_of_frames {
-                    self.stats.drop_frame(port, DropReason::NoBuffer);
+                    self.stats.drop_copy(port, DropReason::NoBuffer);
                 }
             }
         }
@@ -942,7 +1001,7 @@ impl Worker {
                 self.ledger.queued_for_tx(slot as u16, desc);
             }
             for desc in &queue.staged[produced..] {
-                self.stats.drop_frame(queue.port, DropReason::TxRingFull);
+                self.stats.drop_copy(queue.port, DropReason::TxRingFull);
                 self.ledger.release(*desc);
             }
             queue.staged.clear();
@@ -1099,20 +1158,6 @@ impl Worker {
                         .is_some_and(|r| r.has_ready())
             })
     }
-}
-
-/// The egress checks of `port` for a frame with `verdict`, as the tag edit
-/// the frame needs on its way out.
-fn egress_edit(
-    snapshot: &Snapshot,
-    port: PortId,
-    verdict: &Verdict,
-) -> Result<TagEdit, DropReason> {
-    let (Some(view), Some(info)) = (snapshot.port(port), verdict.info.as_ref()) else {
-        return Err(DropReason::NoEgress);
-    };
-    let tag = stages::egress(&view.policy, verdict.domain, info)?;
-    Ok(TagEdit::between(info.vlan, tag))
 }
 
 fn wake_fill(fd: RawFd) {

@@ -20,8 +20,6 @@ pub enum Decision {
     Forward(PortId),
     /// Send out of every other port of the ingress port's domain.
     Flood,
-    /// Hand to the kernel network stack of this host.
-    ToHost,
     /// Discard, counting the reason.
     Drop(DropReason),
 }
@@ -61,13 +59,16 @@ drop_reasons! {
     InvalidSourceMac => "invalid_source_mac",
     /// Destination was learned on the ingress port: the frame has already reached it.
     SameSegment => "same_segment",
-    /// Flood with no other port in the domain.
+    /// No port took the frame: its tenant has no other member with its link up, or
+    /// every port it was offered to refused it (each refusal is counted on that port, per
+    /// copy). Counted once per frame, on the ingress port.
     NoEgress => "no_egress",
-    /// Egress TX ring full (counted by the worker).
+    /// Egress TX ring full (counted by the worker, per copy, on the egress port).
     TxRingFull => "tx_ring_full",
-    /// Egress port link down (counted by the worker).
+    /// Egress port link down (counted by the worker, per copy, on the egress port).
     LinkDown => "link_down",
-    /// No free UMEM frame for a flood copy or a frame handed over by another worker.
+    /// No free UMEM frame for a flood copy or a frame handed over by another worker
+    /// (per copy, on the egress port).
     NoBuffer => "no_buffer",
     /// Source MAC not among the port's allowed MACs (anti-spoofing).
     SpoofedMac => "spoofed_mac",

@@ -5,7 +5,7 @@
 
 use super::decision::{Decision, DomainId, DropReason, PortId};
 use super::fdb::{Fdb, Learned};
-use crate::packet::{EthernetFrame, MacAddr};
+use crate::packet::MacAddr;
 
 /// The port a frame arrived on and the broadcast domain that port belongs to.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -14,7 +14,9 @@ pub struct IngressPort {
     pub domain: DomainId,
 }
 
-/// Learns the frame's source on the ingress port, then chooses where the frame goes.
+/// Learns the frame's source on the ingress port, then chooses where the frame goes,
+/// from the frame's addresses (the caller parsed them; `stages` runs this after the
+/// tenant, anti-spoofing and ACL stages).
 ///
 /// `Flood` means every other port of the ingress domain; turning it into ports, and
 /// counting `NoEgress` when there are none, is the caller's job.
@@ -23,19 +25,6 @@ pub struct IngressPort {
 /// [`Learned::TableFull`] or [`Learned::LimitReached`] (the port or the domain holds as many
 /// addresses as it may) is still switched, and traffic towards it floods until it is
 /// learned. Counting refusals is the caller's job too.
-pub fn decide(
-    fdb: &mut Fdb,
-    ingress: IngressPort,
-    frame: &[u8],
-    now_ns: u64,
-) -> (Decision, Learned) {
-    let Ok(frame) = EthernetFrame::new_checked(frame) else {
-        return (Decision::Drop(DropReason::Malformed), Learned::Nothing);
-    };
-    decide_addresses(fdb, ingress, frame.src_addr(), frame.dst_addr(), now_ns)
-}
-
-/// [`decide`] for a frame whose addresses the caller has read already.
 #[inline(always)]
 pub(crate) fn decide_addresses(
     fdb: &mut Fdb,
@@ -64,29 +53,10 @@ pub(crate) fn decide_addresses(
     (decision, learned)
 }
 
-/// [`decide`] over a batch of frames from one port, writing results to `out` and `learned`
-/// position by position. Processes as many frames as all three slices have room for, and
-/// returns that count.
-pub fn decide_batch(
-    fdb: &mut Fdb,
-    ingress: IngressPort,
-    frames: &[&[u8]],
-    now_ns: u64,
-    out: &mut [Decision],
-    learned: &mut [Learned],
-) -> usize {
-    let mut processed = 0;
-    for ((frame, decision), learn) in frames.iter().zip(out.iter_mut()).zip(learned.iter_mut()) {
-        (*decision, *learn) = decide(fdb, ingress, frame, now_ns);
-        processed += 1;
-    }
-    processed
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::packet::{MacAddr, HEADER_LEN};
+    use crate::packet::{EthernetFrame, MacAddr, HEADER_LEN};
     use etherparse::PacketBuilder;
     use proptest::prelude::*;
 
@@ -95,6 +65,19 @@ mod tests {
     const HOST_B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
     const PORT_1: IngressPort = IngressPort { id: 1, domain: 0 };
     const PORT_2: IngressPort = IngressPort { id: 2, domain: 0 };
+
+    /// [`decide_addresses`] for a whole frame, as `stages` reads its addresses.
+    fn decide(
+        fdb: &mut Fdb,
+        ingress: IngressPort,
+        frame: &[u8],
+        now_ns: u64,
+    ) -> (Decision, Learned) {
+        let Ok(frame) = EthernetFrame::new_checked(frame) else {
+            return (Decision::Drop(DropReason::Malformed), Learned::Nothing);
+        };
+        decide_addresses(fdb, ingress, frame.src_addr(), frame.dst_addr(), now_ns)
+    }
 
     fn frame(src: MacAddr, dst: MacAddr) -> Vec<u8> {
         let builder = PacketBuilder::ethernet2(src.0, dst.0)
@@ -284,33 +267,6 @@ mod tests {
         );
         let (_, learned) = decide(&mut fdb, tenant_port, &frame(HOST_B, HOST_A), 1);
         assert_eq!(learned, Learned::New);
-    }
-
-    #[test]
-    fn batch_matches_one_by_one_and_stops_at_shortest_slice() {
-        let frames_owned = [
-            frame(HOST_A, MacAddr::BROADCAST),
-            frame(HOST_B, HOST_A),
-            vec![0u8; 3],
-            frame(HOST_A, HOST_B),
-        ];
-        let frames: Vec<&[u8]> = frames_owned.iter().map(Vec::as_slice).collect();
-
-        let mut expected_fdb = Fdb::new(16, AGING);
-        let expected: Vec<_> = frames[..3]
-            .iter()
-            .map(|f| decide(&mut expected_fdb, PORT_1, f, 7))
-            .collect();
-
-        let mut fdb = Fdb::new(16, AGING);
-        let mut out = [Decision::Flood; 3];
-        let mut learned = [Learned::Nothing; 8];
-        let processed = decide_batch(&mut fdb, PORT_1, &frames, 7, &mut out, &mut learned);
-        assert_eq!(processed, 3);
-        let actual: Vec<_> = out.iter().copied().zip(learned.iter().copied()).collect();
-        assert_eq!(actual, expected);
-        assert_eq!(learned[3], Learned::Nothing);
-        assert_eq!(fdb.len(), expected_fdb.len());
     }
 
     proptest! {

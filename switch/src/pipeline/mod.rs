@@ -23,4 +23,4 @@ pub mod tenant;
 pub use antispoof::{link_local_of, PortGuard};
 pub use decision::{Decision, DomainId, DropReason, PortId};
 pub use fdb::{Fdb, FdbEntry, FdbError, Learned};
-pub use l2::{decide, decide_batch, IngressPort};
+pub use l2::IngressPort;

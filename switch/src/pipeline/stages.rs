@@ -147,6 +147,9 @@ fn decided((action, rule): (AclAction, Option<usize>)) -> (bool, Option<AclMatch
 
 /// Runs every stage up to the forwarding decision for a frame that came in
 /// on port `ingress` with `policy`; `tenant_of` gives a tenant's filters.
+///
+/// The definition of what a frame gets, one at a time: the worker runs
+/// [`ingress_batch`], which the property test below holds to this.
 #[inline(always)]
 pub fn ingress<'a>(
     fdb: &mut Fdb,
@@ -176,7 +179,8 @@ pub fn ingress<'a>(
 
 /// [`ingress`] for each frame of a batch that came in on one port: `verdicts[i]` is what
 /// `ingress` returns for `frames[i]`, called for one frame after the other (which is how
-/// the tests check it). Processes as many frames as both slices have room for, and
+/// the tests check it). The worker calls it (through `dataplane::delivery::decide_batch`)
+/// for each run of frames from one port. Processes as many frames as both slices have room for, and
 /// returns that count.
 ///
 /// The stages that do not touch the MAC table (parsing, tenant, anti-spoofing, ingress

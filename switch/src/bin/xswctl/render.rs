@@ -139,7 +139,8 @@ fn stats(data: &Value) -> String {
     let rows = ports
         .iter()
         .map(|p| {
-            let drops: u64 = p["drops"]
+            // Per frame received: RX-FRAMES = SWITCHED + DROPPED.
+            let dropped: u64 = p["ingress_drops"]
                 .as_object()
                 .map_or(0, |d| d.values().filter_map(Value::as_u64).sum());
             vec![
@@ -150,7 +151,8 @@ fn stats(data: &Value) -> String {
                 text(&p["tx_bytes"]),
                 text(&p["fast_rx_frames"]),
                 text(&p["fast_tx_frames"]),
-                drops.to_string(),
+                text(&p["switched"]),
+                dropped.to_string(),
             ]
         })
         .collect();
@@ -163,13 +165,16 @@ fn stats(data: &Value) -> String {
             "TX-BYTES",
             "FAST-RX",
             "FAST-TX",
-            "DROPS",
+            "SWITCHED",
+            "DROPPED",
         ],
         rows,
     );
     for p in ports {
         let name = text(&p["name"]);
-        out.push_str(&nonzero(&name, "dropped", &p["drops"]));
+        out.push_str(&nonzero(&name, "dropped", &p["ingress_drops"]));
+        // Copies offered to this port that it refused or lost (per copy).
+        out.push_str(&nonzero(&name, "copies dropped", &p["egress_drops"]));
         // Missed by the fast path and not passed to the workers.
         out.push_str(&nonzero(&name, "slow path dropped", &p["slow_path_drops"]));
         // Frames the kernel could not hand to xsw never reach its counters.
