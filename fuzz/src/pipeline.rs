@@ -3,6 +3,8 @@
 //! tenant has ingress and egress ACLs with a mix of rule shapes.
 use xsw::pipeline::acl::{AclAction, AclRule, TenantAcl};
 use xsw::pipeline::stages::{egress, ingress_batch, PortPolicy, TenantPolicy, Verdict};
+use xsw::pipeline::guard::Trust;
+use xsw::pipeline::storm::StormLimits;
 use xsw::pipeline::tenant::{PortMode, TrunkMap};
 use xsw::pipeline::{Decision, DomainId, Fdb, PortGuard, PortId};
 
@@ -31,9 +33,12 @@ impl Harness {
             r#"{"macs":["02:00:00:00:00:01"],"ipv4":["198.18.0.1/32"],"ipv6":["2001:db8::1/128"],"restrict_to_port":true}"#,
         )
         .expect("the harness's guard is valid");
+        // Untrusted for RA and DHCP, with storm limits: the defaults, so their stages run.
         let access = |guard| PortPolicy {
             mode: PortMode::Access(TENANT),
             guard,
+            trust: Trust::default(),
+            storm: StormLimits::default(),
         };
         let policies = vec![
             access(Some(guard)),
@@ -41,6 +46,8 @@ impl Harness {
             PortPolicy {
                 mode: PortMode::Trunk(TrunkMap::new(&[(10, TENANT), (20, OTHER)])),
                 guard: None,
+                trust: Trust { ra: true, dhcp: true },
+                storm: StormLimits::OFF,
             },
         ];
         let ingress = rules(

@@ -97,7 +97,12 @@ mod tests {
 
     fn port(mode: PortMode, link_up: bool) -> Option<PortView> {
         Some(PortView {
-            policy: Arc::new(PortPolicy { mode, guard: None }),
+            policy: Arc::new(PortPolicy {
+                mode,
+                guard: None,
+                trust: Default::default(),
+                storm: crate::pipeline::storm::StormLimits::OFF,
+            }),
             link_up,
             tx_worker: 0,
             ifindex: 0,

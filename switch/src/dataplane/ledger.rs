@@ -120,6 +120,23 @@ impl FrameLedger {
         self.release(desc);
     }
 
+    /// Frames the worker holds (between turns: none, unless a path forgot to release
+    /// one) and frames placed at a socket slot `live` says is closed (none, unless a
+    /// closed socket's frames were not reclaimed): the two ways a frame can leak.
+    /// A walk over every frame: for the once-a-second housekeeping, not the hot path.
+    pub fn leaks(&self, live: impl Fn(u16) -> bool) -> (usize, usize) {
+        let mut held = 0;
+        let mut stranded = 0;
+        for &place in self.place.iter() {
+            if place == HELD {
+                held += 1;
+            } else if place != FREE && !live(((place - 2) >> 1) as u16) {
+                stranded += 1;
+            }
+        }
+        (held, stranded)
+    }
+
     /// After socket `slot` is closed, everything it held is free again.
     pub fn reclaim(&mut self, slot: u16) -> usize {
         let (fill, tx) = (in_fill(slot), in_tx(slot));

@@ -143,6 +143,8 @@ pub struct WorkerSummary {
     pub sleeps: u64,
     pub umem_frames_free: u64,
     pub frame_violations: u64,
+    pub umem_frames_held: u64,
+    pub umem_frames_stranded: u64,
 }
 
 impl Dataplane {
@@ -652,6 +654,8 @@ impl Dataplane {
                 sleeps: w.stats.sleeps.load(Relaxed),
                 umem_frames_free: w.stats.frames_free.load(Relaxed),
                 frame_violations: w.stats.frame_violations.load(Relaxed),
+                umem_frames_held: w.stats.frames_held.load(Relaxed),
+                umem_frames_stranded: w.stats.frames_stranded.load(Relaxed),
             })
             .collect()
     }

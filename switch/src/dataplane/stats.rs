@@ -124,6 +124,11 @@ pub struct WorkerStats {
     pub turns: AtomicU64,
     pub frames_free: AtomicU64,
     pub frame_violations: AtomicU64,
+    /// UMEM frames the worker held at its last housekeeping (between turns: 0 unless
+    /// one leaked) and frames placed at sockets that are closed (0 unless a closed
+    /// socket's frames were not reclaimed).
+    pub frames_held: AtomicU64,
+    pub frames_stranded: AtomicU64,
 }
 
 impl Default for WorkerStats {
@@ -136,6 +141,8 @@ impl Default for WorkerStats {
             turns: AtomicU64::new(0),
             frames_free: AtomicU64::new(0),
             frame_violations: AtomicU64::new(0),
+            frames_held: AtomicU64::new(0),
+            frames_stranded: AtomicU64::new(0),
         }
     }
 }

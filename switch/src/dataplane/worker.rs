@@ -308,6 +308,12 @@ impl Worker {
                 self.stats
                     .frame_violations
                     .store(self.ledger.violations(), Relaxed);
+                let queues = &self.queues;
+                let (held, stranded) = self
+                    .ledger
+                    .leaks(|slot| matches!(queues.get(usize::from(slot)), Some(Some(_))));
+                self.stats.frames_held.store(held as u64, Relaxed);
+                self.stats.frames_stranded.store(stranded as u64, Relaxed);
                 next_expiry = now + 1_000_000_000;
                 let floor = self.min_fill();
                 for queue in self.queues.iter_mut().flatten() {
