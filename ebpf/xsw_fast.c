@@ -6,9 +6,11 @@
 // frames as skbs, with the kernel's GSO and checksum state intact.
 //   1. host:  frames the host itself must see (host MACs, ARP requests for
 //             host IPv4 addresses) go up the stack: TC_ACT_OK.
-//   2. fast:  a flow entry for the frame's key whose generation is current
-//             and whose deadline has not passed switches the frame here:
-//             tag edit, then bpf_redirect / bpf_redirect_peer.
+//   2. fast:  a flow entry for the frame's key (in flows_l2 or flows, by the
+//             port's key width) whose generation is current and whose
+//             deadline has not passed switches the frame here: tag edit,
+//             then bpf_redirect, or bpf_redirect_peer where the egress is a
+//             veth whose peer is in another namespace (user space decides).
 //   3. slow:  everything else gets an 802.1Q tag naming its ingress port and
 //             is redirected to the internal device's transmit. Its peer's XDP
 //             program (below) hands it to a worker's AF_XDP socket. The kernel

@@ -268,6 +268,7 @@ impl Switch {
             socket_fds: Vec::new(),
             zero_copy: false,
             link_up: iface::link_up(name),
+            peer_elsewhere: iface::peer_elsewhere(kind, ifindex),
             base: self.dataplane.port_totals(id),
             policy,
         };
@@ -282,6 +283,7 @@ impl Switch {
             ifindex,
             // No flow entries until the port is fully in.
             fast: None,
+            into_peer: record.peer_elsewhere,
         });
         for domain in record.domains() {
             if let Some(members) = preview.domains.get_mut(usize::from(domain)) {
@@ -590,7 +592,8 @@ impl Switch {
         self.update_port(port, spec, false)
     }
 
-    /// Re-reads every port's link state; republishes when one changed.
+    /// Re-reads every port's link state, and where a veth's peer is (moving
+    /// the peer takes the link down); republishes when one changed.
     pub fn refresh_links(&mut self) {
         let mut changed = false;
         for (name, record) in self.ports.iter_mut() {
@@ -598,6 +601,11 @@ impl Switch {
             if up != record.link_up {
                 tracing::info!(port = %name, link = if up { "up" } else { "down" }, "link changed");
                 record.link_up = up;
+                changed = true;
+            }
+            let elsewhere = iface::peer_elsewhere(record.kind, record.ifindex);
+            if elsewhere != record.peer_elsewhere {
+                record.peer_elsewhere = elsewhere;
                 changed = true;
             }
         }

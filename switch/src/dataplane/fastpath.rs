@@ -32,8 +32,8 @@ use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr, TagEdit};
 use crate::pipeline::stages::{AclMatch, Verdict};
 use crate::pipeline::{Decision, DomainId, DropReason, FdbEntry, Learned, PortId};
 use crate::xdp::fast::{
-    FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, TAG_INSERT, TAG_KEEP,
-    TAG_REMOVE, TAG_REWRITE, UNTAGGED,
+    FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, FLOW_REDIRECT_PEER,
+    TAG_INSERT, TAG_KEEP, TAG_REMOVE, TAG_REWRITE, UNTAGGED,
 };
 
 /// `FlowEntry::acl` value: no ACL entry decided in that direction.
@@ -201,7 +201,13 @@ fn forward_entry(
         expires_ns,
         egress_ifindex: out.ifindex,
         egress_port: egress,
-        action: FLOW_REDIRECT,
+        // Into a container's veth, skip the veth's transmit and the receive
+        // backlog: the peer's ingress takes the skb as it is.
+        action: if out.into_peer {
+            FLOW_REDIRECT_PEER
+        } else {
+            FLOW_REDIRECT
+        },
         tag_op,
         vid,
         domain: verdict.domain,
@@ -355,6 +361,8 @@ pub struct FlowRow {
     pub width: &'static str,
     pub l3: Option<String>,
     pub action: String,
+    /// Handed straight to the egress veth's peer (bpf_redirect_peer).
+    pub peer: bool,
     pub packets: u64,
     pub bytes: u64,
     pub current: bool,
@@ -408,6 +416,7 @@ pub fn row(key: &FlowKey, entry: &FlowEntry, generation: u64, now_mono: u64) -> 
         },
         l3,
         action,
+        peer: entry.action == FLOW_REDIRECT_PEER,
         packets: entry.packets,
         bytes: entry.bytes,
         current: entry.generation == generation && entry.expires_ns > now_mono,

@@ -90,8 +90,8 @@ pub const L2_KEY_LEN: usize = 16;
 
 /// `flow_entry.action`
 pub const FLOW_REDIRECT: u8 = 1;
-/// `flow_entry.action`: into a veth's peer directly (not used yet: it needs
-/// the peer in another namespace, which xsw does not check yet).
+/// `flow_entry.action`: straight into a veth's peer's receive
+/// (bpf_redirect_peer); only for a peer in another namespace.
 pub const FLOW_REDIRECT_PEER: u8 = 2;
 /// Dropped in the kernel, as the pipeline would; `vid` holds the
 /// `DropReason` index to count it under.
