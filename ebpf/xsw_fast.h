@@ -20,6 +20,9 @@
 // flow_key.vlan when the frame has no tag
 #define UNTAGGED 0xffff
 
+// flow_entry.expires_ns of an entry that never expires (u64 max)
+#define NEVER_EXPIRES 0xffffffffffffffffULL
+
 // flow_entry.action
 #define FLOW_REDIRECT 1      // bpf_redirect to the egress device's transmit
 #define FLOW_REDIRECT_PEER 2 // bpf_redirect_peer: straight into a veth peer's ingress

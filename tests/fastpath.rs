@@ -118,9 +118,26 @@ fn a_veth_whose_peer_is_in_the_switch_namespace_gets_plain_redirects() -> Result
     };
     let sw = lab.sw.as_str();
     for argv in [
-        &["ip", "link", "add", &local.port, "type", "veth", "peer", "name", &local.ifname][..],
+        &[
+            "ip",
+            "link",
+            "add",
+            &local.port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &local.ifname,
+        ][..],
         &["ip", "link", "set", &local.ifname, "address", &local.mac],
-        &["ip", "addr", "add", &format!("{}/24", local.ip), "dev", &local.ifname],
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", local.ip),
+            "dev",
+            &local.ifname,
+        ],
         &["ip", "link", "set", &local.ifname, "up"],
         &["ip", "link", "set", &local.port, "up"],
     ] {

@@ -33,7 +33,7 @@ use crate::pipeline::stages::{AclMatch, Verdict};
 use crate::pipeline::{Decision, DomainId, DropReason, FdbEntry, Learned, PortId};
 use crate::xdp::fast::{
     FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, FLOW_REDIRECT_PEER,
-    TAG_INSERT, TAG_KEEP, TAG_REMOVE, TAG_REWRITE, UNTAGGED,
+    NEVER_EXPIRES, TAG_INSERT, TAG_KEEP, TAG_REMOVE, TAG_REWRITE, UNTAGGED,
 };
 
 /// `FlowEntry::acl` value: no ACL entry decided in that direction.
@@ -115,7 +115,7 @@ pub fn flow_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<(Fl
             let entry = FlowEntry {
                 generation: cx.generation,
                 // Guards and ingress ACLs do not age.
-                expires_ns: u64::MAX,
+                expires_ns: NEVER_EXPIRES,
                 egress_port: NO_PORT,
                 action: FLOW_DROP,
                 vid: reason.index() as u16,
@@ -190,7 +190,7 @@ fn forward_entry(
         TagEdit::Rewrite(vid) => (TAG_REWRITE, vid),
     };
     let expires_ns = if destination.is_static {
-        u64::MAX
+        NEVER_EXPIRES
     } else {
         cx.monotonic_at_epoch
             .saturating_add(destination.last_seen_ns)

@@ -194,17 +194,17 @@ fn link_netnsid(ifindex: u32) -> io::Result<Option<i32>> {
     let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..n])
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     match parsed.payload {
-        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => {
-            Ok(link.attributes.iter().find_map(|attribute| match attribute {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(link
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
                 LinkAttribute::LinkNetNsId(id) => Some(*id),
                 _ => None,
-            }))
-        }
-        NetlinkPayload::Error(e) => Err(e
-            .code
-            .map_or_else(|| io::Error::other("no link"), |code| {
-                io::Error::from_raw_os_error(-code.get())
             })),
+        NetlinkPayload::Error(e) => Err(e.code.map_or_else(
+            || io::Error::other("no link"),
+            |code| io::Error::from_raw_os_error(-code.get()),
+        )),
         _ => Err(io::Error::new(
             io::ErrorKind::InvalidData,
             "unexpected reply to RTM_GETLINK",

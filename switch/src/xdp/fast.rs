@@ -84,6 +84,10 @@ pub struct FlowKey {
     pub pad2: [u8; 4],
 }
 
+/// `flow_entry.expires_ns` of an entry that never expires (a static
+/// destination, a drop): the program reads no clock for it.
+pub const NEVER_EXPIRES: u64 = u64::MAX;
+
 /// The size of `struct flow_key_l2`, the prefix of [`FlowKey`] the L2 table
 /// is keyed by.
 pub const L2_KEY_LEN: usize = 16;
@@ -684,10 +688,7 @@ impl FlowTable {
     pub fn remove(&self, key: &FlowKey) -> bool {
         // SAFETY: key is at least the map's key size.
         unsafe {
-            libxdp_sys::bpf_map_delete_elem(
-                self.map_for(key),
-                (key as *const FlowKey).cast(),
-            ) == 0
+            libxdp_sys::bpf_map_delete_elem(self.map_for(key), (key as *const FlowKey).cast()) == 0
         }
     }
 }
@@ -726,6 +727,7 @@ mod tests {
                 (words.next() == Some(name)).then(|| words.next()).flatten()
             })
             .unwrap_or_else(|| panic!("{name} is not defined in xsw_fast.h"));
+        let value = value.trim_end_matches("ULL");
         match value.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16),
             None => value.parse(),
@@ -739,6 +741,7 @@ mod tests {
             ("PORT_FAST", u64::from(PORT_FAST)),
             ("PORT_L3", u64::from(PORT_L3)),
             ("PORT_HOST", u64::from(PORT_HOST)),
+            ("NEVER_EXPIRES", NEVER_EXPIRES),
             ("UNTAGGED", u64::from(UNTAGGED)),
             ("MAX_PORT_ID", u64::from(MAX_PORT_ID)),
             ("FLOW_REDIRECT", u64::from(FLOW_REDIRECT)),

@@ -855,7 +855,10 @@ fn host_addresses_stay_looked_for_whatever_the_order_of_port_and_address() {
         .fast
         .add_host_ipv4(LO, V4_HOST.into())
         .expect("adding the host address");
-    after.fast.set_port(LO, conf).expect("setting the port again");
+    after
+        .fast
+        .set_port(LO, conf)
+        .expect("setting the port again");
     after.assert_passed(LO, &request, "ARP request after the port was set again");
     // Without host addresses, the same frames are switched or go to the
     // workers.
@@ -878,7 +881,11 @@ fn each_key_width_has_its_own_table() {
         lab.assert_slow_path(&frame, &format!("{what}: only the other width's entry"));
         lab.insert(&own, &lab.entry(TAG_KEEP, 0));
         lab.assert_switched(&frame, &own, &what);
-        assert_eq!(lab.counted(&other).packets, 0, "{what}: the other entry counted");
+        assert_eq!(
+            lab.counted(&other).packets,
+            0,
+            "{what}: the other entry counted"
+        );
 
         // Both come back from read_all with their widths, and take and
         // remove find each in its table.
