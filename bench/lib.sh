@@ -22,7 +22,10 @@ WARMUP=1
 # straight to the sink veth's receive (bpf_redirect_peer, xsw's fast path into
 # a container's veth) never meets a native XDP program. GRO on the sink veth
 # gives it NAPI, which XDP-redirected frames (the bare XDP forwarder) need.
-# SINK_XDP_MODE=native counts in the veth's driver instead (no peer redirects).
+# Generic XDP leaves out frames a tc program redirected into the sink veth
+# with a plain bpf_redirect (the kernel skips XDP for redirected skbs): xsw
+# builds that do that (before bpf_redirect_peer) need SINK_XDP_MODE=native,
+# which counts in the veth's driver instead and so misses peer redirects.
 SINK_XDP_MODE=${SINK_XDP_MODE:-generic}
 TAG=$$
 NAMESPACES=()
