@@ -6,6 +6,7 @@
 pub mod access;
 pub mod client;
 mod fdb;
+mod missing;
 pub mod persist;
 mod ports;
 pub mod protocol;

@@ -22,32 +22,98 @@ pub struct Persistence {
 /// Writes `text` to `path` so that readers see the old or the new content
 /// whatever happens, a crash or power loss included.
 pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "xsw.toml".into());
-    let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
+    SaveRoom::take(path, text.len() as u64)?.commit(text)
+}
+
+/// Room for the next save, taken before a change is made: the temporary file the new
+/// config will be written to, with its blocks allocated. A directory that is read-only,
+/// full or gone fails here, before anything changes, so the change can be refused and
+/// the running state stays equal to the file. Writing into allocated blocks cannot run
+/// out of space afterwards, unless the new file outgrows the room taken.
+pub struct SaveRoom {
+    path: PathBuf,
+    temp: PathBuf,
+    file: File,
+    room: u64,
+}
+
+/// Room taken for a change: twice the current file and 64 KiB besides (one command adds
+/// at most a few lines; a reload at most doubles what a person wrote).
+fn room_for(current: u64) -> u64 {
+    current.saturating_mul(2) + 64 * 1024
+}
+
+impl SaveRoom {
+    pub fn take(path: &Path, current_len: u64) -> std::io::Result<SaveRoom> {
+        let dir = path
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        fs::create_dir_all(dir)?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "xsw.toml".into());
+        let temp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        let file = OpenOptions::new()
             .write(true)
             .create(true)
             .truncate(true)
             .open(&temp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        fs::rename(&temp, path)?;
-        // The rename itself is durable only once the directory is synced.
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&temp);
+        let room = room_for(current_len);
+        let allocated = i64::try_from(room).unwrap_or(i64::MAX);
+        // SAFETY: posix_fallocate only reads its integer arguments; the descriptor is
+        // open and owned by `file`, which outlives the call.
+        let status = unsafe {
+            use std::os::fd::AsRawFd;
+            libc::posix_fallocate(file.as_raw_fd(), 0, allocated)
+        };
+        if status != 0 {
+            let _ = fs::remove_file(&temp);
+            return Err(std::io::Error::from_raw_os_error(status));
+        }
+        Ok(SaveRoom {
+            path: path.to_path_buf(),
+            temp,
+            file,
+            room,
+        })
     }
-    result
+
+    /// Writes `text` into the room, then renames it over the config (durably, as
+    /// [`write_atomically`] does).
+    pub fn commit(mut self, text: &str) -> std::io::Result<()> {
+        use std::io::{Seek, SeekFrom};
+        if text.len() as u64 > self.room {
+            tracing::warn!(
+                size = text.len(),
+                room = self.room,
+                "the new configuration is larger than the room taken for it; writing the rest needs free space"
+            );
+        }
+        let result = (|| {
+            self.file.seek(SeekFrom::Start(0))?;
+            self.file.write_all(text.as_bytes())?;
+            self.file.set_len(text.len() as u64)?;
+            self.file.sync_all()?;
+            fs::rename(&self.temp, &self.path)?;
+            let dir = self
+                .path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            File::open(dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&self.temp);
+        }
+        result
+    }
+
+    /// The change was not made: give the room back.
+    pub fn release(self) {
+        let _ = fs::remove_file(&self.temp);
+    }
 }
 
 /// What a reload did, for the log and the reply.
@@ -78,7 +144,7 @@ impl Switch {
                 }
             }
         }
-        let fdb = self
+        let mut fdb: Vec<StaticFdbSpec> = self
             .static_macs
             .iter()
             .map(|((domain, mac), port)| StaticFdbSpec {
@@ -90,11 +156,24 @@ impl Switch {
                     .map(str::to_string),
             })
             .collect();
+        // Missing ports stay in the file, with the static MACs that wait for them.
+        fdb.extend(
+            self.missing
+                .values()
+                .flat_map(|m| m.static_macs.iter().cloned()),
+        );
+        let mut ports: Vec<PortSpec> = self
+            .ports
+            .values()
+            .map(|r| r.spec.clone())
+            .chain(self.missing.values().map(|m| m.spec.clone()))
+            .collect();
+        ports.sort_by(|a, b| a.name.cmp(&b.name));
         Config {
             dataplane: self.settings.clone(),
             umem: self.umem.clone(),
             fast_path: self.dataplane.fast_path_settings().clone(),
-            ports: self.ports.values().map(|r| r.spec.clone()).collect(),
+            ports,
             fdb,
             tenants,
         }
@@ -109,16 +188,34 @@ impl Switch {
         }
     }
 
-    /// Saves the running config where it came from; a failure is logged and
-    /// returned (the change itself stays applied).
-    pub(super) fn save(&self) -> Result<(), String> {
+    /// Takes room for saving the config after a change (see [`SaveRoom`]); None when
+    /// the switch runs without a config file. The error is the refusal's reason.
+    pub(super) fn take_save_room(&self) -> Result<Option<SaveRoom>, String> {
         let Some(persistence) = &self.persistence else {
-            return Ok(());
+            return Ok(None);
         };
-        write_atomically(&persistence.path, &self.running_config_toml()).map_err(|e| {
+        let current = fs::metadata(&persistence.path)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        SaveRoom::take(&persistence.path, current)
+            .map(Some)
+            .map_err(|e| {
+                format!(
+                    "cannot save the configuration to {}: {e}; nothing was changed",
+                    persistence.path.display()
+                )
+            })
+    }
+
+    /// Writes the running config into the room taken before the change.
+    pub(super) fn save_into(&self, room: SaveRoom) -> Result<(), String> {
+        room.commit(&self.running_config_toml()).map_err(|e| {
             let message = format!(
-                "could not save the configuration to {}: {e}",
-                persistence.path.display()
+                "the change is made but could not be saved to {}: {e}",
+                self.persistence
+                    .as_ref()
+                    .map(|p| p.path.display().to_string())
+                    .unwrap_or_default()
             );
             tracing::error!("{message}");
             message
@@ -219,11 +316,22 @@ impl Switch {
             match old_ports.get(name) {
                 None => step(
                     format!("add port {name}"),
-                    self.port_add((*spec).clone())
-                        .map(drop)
+                    self.port_restore((*spec).clone())
                         .map_err(|e| e.to_string()),
                 ),
                 Some(old) if old == spec => {}
+                Some(_) if self.missing.contains_key(*name) => {
+                    // Nothing attached to change: the new spec waits instead.
+                    let outcome = self.policy_for(spec).map(|_| {
+                        if let Some(missing) = self.missing.get_mut(*name) {
+                            missing.spec = (*spec).clone();
+                        }
+                    });
+                    step(
+                        format!("update missing port {name}"),
+                        outcome.map_err(|e| e.to_string()),
+                    );
+                }
                 Some(old) if only_policy_changed(old, spec) => step(
                     format!("update port {name}"),
                     self.replace_port_policy(name, (*spec).clone())
@@ -247,17 +355,20 @@ impl Switch {
             .iter()
             .filter(|e| !new_fdb.contains(&fdb_key(e)))
         {
-            let outcome = self
-                .fdb_del(&entry.mac.to_string(), entry.tenant.as_deref())
-                .map(drop)
-                .map_err(|e| e.to_string());
+            let outcome = match self.missing.get_mut(&entry.port) {
+                Some(missing) => {
+                    missing.static_macs.retain(|e| e != entry);
+                    Ok(())
+                }
+                None => self
+                    .fdb_del(&entry.mac.to_string(), entry.tenant.as_deref())
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            };
             step(format!("remove static MAC {}", entry.mac), outcome);
         }
         for entry in wanted.fdb.iter().filter(|e| !old_fdb.contains(&fdb_key(e))) {
-            let outcome = self
-                .fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
-                .map(drop)
-                .map_err(|e| e.to_string());
+            let outcome = self.static_mac_restore(entry).map_err(|e| e.to_string());
             step(format!("add static MAC {}", entry.mac), outcome);
         }
         for name in old_tenants

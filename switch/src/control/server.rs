@@ -270,41 +270,28 @@ fn serve_client(stream: UnixStream, switch: &Mutex<Switch>, peer: &Peer) {
     };
     let mut reader = BufReader::new(stream);
     loop {
-        let mut line = String::new();
+        // Bytes, not a String: a line that is not UTF-8 gets a refusal with its reason,
+        // where `read_line` would fail and the client would see the connection close.
+        let mut bytes = Vec::new();
         match Read::by_ref(&mut reader)
             .take(MAX_REQUEST_BYTES)
-            .read_line(&mut line)
+            .read_until(b'\n', &mut bytes)
         {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let reply = if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST_BYTES {
-            refuse_stranger(switch, peer).unwrap_or_else(|| {
+        let mut reply = match String::from_utf8(bytes) {
+            Err(not_text) => refuse_stranger(switch, peer).unwrap_or_else(|| {
                 Reply::failure(
                     ErrorCode::BadRequest,
-                    format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+                    format!(
+                        "request is not UTF-8 text (invalid byte at offset {})",
+                        not_text.utf8_error().valid_up_to()
+                    ),
                 )
-            })
-        } else {
-            match parse_request(line.trim()) {
-                Ok(request) => {
-                    tracing::debug!(?request, uid = peer.uid, pid = peer.pid, "control request");
-                    // A panic in a previous request must not make the switch
-                    // unmanageable: the state is still consistent per request.
-                    let mut guard = switch
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner());
-                    access::handle_as(&mut guard, peer, request)
-                }
-                Err(e) => refuse_stranger(switch, peer).unwrap_or(Reply {
-                    version: super::protocol::PROTOCOL_VERSION,
-                    ok: false,
-                    data: None,
-                    error: Some(e),
-                }),
-            }
+            }),
+            Ok(line) => answer(switch, peer, &line),
         };
-        let mut reply = reply;
         if let Some(error) = reply.error.as_mut() {
             // A reason may quote what the client sent: bounded in the log,
             // and in the replies to users other than root.
@@ -324,6 +311,35 @@ fn serve_client(stream: UnixStream, switch: &Mutex<Switch>, peer: &Peer) {
         if writer.write_all(text.as_bytes()).is_err() {
             return;
         }
+    }
+}
+
+/// The reply to one request line (UTF-8, at most [`MAX_REQUEST_BYTES`]).
+fn answer(switch: &Mutex<Switch>, peer: &Peer, line: &str) -> Reply {
+    if !line.ends_with('\n') && line.len() as u64 >= MAX_REQUEST_BYTES {
+        return refuse_stranger(switch, peer).unwrap_or_else(|| {
+            Reply::failure(
+                ErrorCode::BadRequest,
+                format!("request longer than {MAX_REQUEST_BYTES} bytes"),
+            )
+        });
+    }
+    match parse_request(line.trim()) {
+        Ok(request) => {
+            tracing::debug!(?request, uid = peer.uid, pid = peer.pid, "control request");
+            // A panic in a previous request must not make the switch
+            // unmanageable: the state is still consistent per request.
+            let mut guard = switch
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            access::handle_as(&mut guard, peer, request)
+        }
+        Err(e) => refuse_stranger(switch, peer).unwrap_or(Reply {
+            version: super::protocol::PROTOCOL_VERSION,
+            ok: false,
+            data: None,
+            error: Some(e),
+        }),
     }
 }
 
