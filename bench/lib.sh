@@ -17,6 +17,16 @@ BENCH=${XSW_BENCH:-$BIN/xsw-bench} XSWD=${XSWD:-$BIN/xswd} XSWCTL=${XSWCTL:-$BIN
 GEN_CPU=${GEN_CPU:-0}
 SWITCH_CPU=${SWITCH_CPU:-1}
 WARMUP=1
+# The veth sink counts in generic XDP, where the receiving namespace's stack
+# takes a frame, so every way into it is counted alike: a frame handed
+# straight to the sink veth's receive (bpf_redirect_peer, xsw's fast path into
+# a container's veth) never meets a native XDP program. GRO on the sink veth
+# gives it NAPI, which XDP-redirected frames (the bare XDP forwarder) need.
+# Generic XDP leaves out frames a tc program redirected into the sink veth
+# with a plain bpf_redirect (the kernel skips XDP for redirected skbs): xsw
+# builds that do that (before bpf_redirect_peer) need SINK_XDP_MODE=native,
+# which counts in the veth's driver instead and so misses peer redirects.
+SINK_XDP_MODE=${SINK_XDP_MODE:-generic}
 TAG=$$
 NAMESPACES=()
 PIDS=()
@@ -169,8 +179,9 @@ start_sink() { # start_sink OUT_BASE DURATION [--measure]: PID in SINK_PID
     ip netns exec "$NS_SINK" "$BENCH" tap-sink --tap "$SINK_IF" --duration "$dur" --warmup $WARMUP \
       "$@" --json >"$base.sink.json" 2>"$base.sink.log" &
   else
+    [[ $SINK_XDP_MODE != generic ]] || ip netns exec "$NS_SINK" ethtool -K "$SINK_IF" gro on >/dev/null
     ip netns exec "$NS_SINK" "$BENCH" sink --iface "$SINK_IF" --duration "$dur" --warmup $WARMUP \
-      "$@" --json >"$base.sink.json" 2>"$base.sink.log" &
+      --xdp-mode "$SINK_XDP_MODE" "$@" --json >"$base.sink.json" 2>"$base.sink.log" &
   fi
   SINK_PID=$!
   PIDS+=("$SINK_PID")

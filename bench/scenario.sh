@@ -53,6 +53,7 @@ esac
 SYSTEMS=${SYSTEMS:-$DEFAULT_SYSTEMS}
 check_whole DURATION "$DURATION" 1 3600
 check_whole SIZE "$SIZE" 64 1518
+[[ $SINK_XDP_MODE == generic || $SINK_XDP_MODE == native ]] || die "SINK_XDP_MODE must be generic or native (got '${SINK_XDP_MODE}')"
 check_whole LAT_DURATION "$LAT_DURATION" 0 3600
 [[ -z $LAT_RATE ]] || check_whole LAT_RATE "$LAT_RATE" 1 1000000000
 for sys in $SYSTEMS; do [[ -n ${DESC[$sys]:-} ]] || die "unknown system '$sys' in SYSTEMS (known: ${!DESC[*]})"; done

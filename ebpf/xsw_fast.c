@@ -6,9 +6,11 @@
 // frames as skbs, with the kernel's GSO and checksum state intact.
 //   1. host:  frames the host itself must see (host MACs, ARP requests for
 //             host IPv4 addresses) go up the stack: TC_ACT_OK.
-//   2. fast:  a flow entry for the frame's key whose generation is current
-//             and whose deadline has not passed switches the frame here:
-//             tag edit, then bpf_redirect / bpf_redirect_peer.
+//   2. fast:  a flow entry for the frame's key (in flows_l2 or flows, by the
+//             port's key width) whose generation is current and whose
+//             deadline has not passed switches the frame here: tag edit,
+//             then bpf_redirect, or bpf_redirect_peer where the egress is a
+//             veth whose peer is in another namespace (user space decides).
 //   3. slow:  everything else gets an 802.1Q tag naming its ingress port and
 //             is redirected to the internal device's transmit. Its peer's XDP
 //             program (below) hands it to a worker's AF_XDP socket. The kernel
@@ -66,8 +68,9 @@ struct {
 	__type(value, __u8);
 } host_ipv4 SEC(".maps");
 
-// Size set by the loader ([fast_path] flows). No preallocation: an idle switch
-// does not hold a full table of per-CPU values.
+// Two tables, one per key width, each sized by the loader ([fast_path]
+// flows): frames of L3-width ports are looked up here (64-byte key), ...
+// No preallocation: an idle switch does not hold a full table of per-CPU values.
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(max_entries, 131072);
@@ -75,6 +78,15 @@ struct {
 	__type(key, struct flow_key);
 	__type(value, struct flow_entry);
 } flows SEC(".maps");
+
+// ... frames of L2-width ports here (16-byte key).
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 131072);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct flow_key_l2);
+	__type(value, struct flow_entry);
+} flows_l2 SEC(".maps");
 
 // gen[0]: the current generation. Mapped into xswd's memory, so a worker can
 // invalidate every entry with one atomic add.
@@ -296,7 +308,8 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 	if ((void *)(eth + 1) > data_end)
 		return to_slow_path(skb, conf->port); // the pipeline counts and drops it
-	if (is_for_host(skb, eth, data_end))
+	// Most ports have no host addresses: no lookup for them.
+	if ((conf->flags & PORT_HOST) && is_for_host(skb, eth, data_end))
 		return TC_ACT_OK;
 	if (!(conf->flags & PORT_FAST))
 		return to_slow_path(skb, conf->port);
@@ -320,21 +333,26 @@ int xsw_port_ingress(struct __sk_buff *skb)
 		return to_slow_path(skb, conf->port);
 	__builtin_memcpy(key.dst, eth->h_dest, ETH_ALEN);
 	__builtin_memcpy(key.src, eth->h_source, ETH_ALEN);
+	struct flow_entry *entry;
 	if (conf->flags & PORT_L3) {
 		key.width = WIDTH_L3;
 		if (!key_l3(&key, eth + 1, data_end, ethertype, skb->len - sizeof(*eth),
 			    skb->gso_size != 0))
 			return to_slow_path(skb, conf->port);
+		entry = bpf_map_lookup_elem(&flows, &key);
 	} else {
-		key.width = WIDTH_L2;
+		// The map reads the key's first 16 bytes: the struct flow_key_l2.
+		entry = bpf_map_lookup_elem(&flows_l2, &key);
 	}
-
-	struct flow_entry *entry = bpf_map_lookup_elem(&flows, &key);
 	if (!entry)
 		return to_slow_path(skb, conf->port);
 	__u32 zero = 0;
 	__u64 *current = bpf_map_lookup_elem(&gen, &zero);
-	if (!current || entry->generation != *current || bpf_ktime_get_ns() >= entry->expires_ns)
+	if (!current || entry->generation != *current)
+		return to_slow_path(skb, conf->port);
+	// Entries to a static MAC and drop entries never expire: no clock read
+	// (it showed in the profile; the comparison could not fail anyway).
+	if (entry->expires_ns != NEVER_EXPIRES && bpf_ktime_get_ns() >= entry->expires_ns)
 		return to_slow_path(skb, conf->port);
 
 	// A GSO packet is gso_segs frames on the wire (its bytes: one header).

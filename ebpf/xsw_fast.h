@@ -11,6 +11,7 @@
 // port_conf.flags
 #define PORT_FAST 1 // install and use flow entries for frames entering here
 #define PORT_L3 2   // the decision reads L3/L4 fields: key them too
+#define PORT_HOST 4 // the port has host MACs or host IPv4 addresses: look for them
 
 // flow_key.width
 #define WIDTH_L2 1
@@ -18,6 +19,9 @@
 
 // flow_key.vlan when the frame has no tag
 #define UNTAGGED 0xffff
+
+// flow_entry.expires_ns of an entry that never expires (u64 max)
+#define NEVER_EXPIRES 0xffffffffffffffffULL
 
 // flow_entry.action
 #define FLOW_REDIRECT 1      // bpf_redirect to the egress device's transmit
@@ -49,8 +53,20 @@ struct port_conf {
 	__u8 pad;
 };
 
-// Every field the pipeline's decision may read, for the key's width; the rest
-// zero. 64 bytes: one cache line, and hashed whole by the map.
+// The key of the L2 table (flows_l2): everything an L2-width decision reads.
+// 16 bytes, so the map hashes and compares a quarter of what the wide key
+// costs (hashing the 64-byte key was the largest item in the fast path's
+// profile). It is the first 16 bytes of struct flow_key, field for field.
+struct flow_key_l2 {
+	__u16 port;
+	__u16 vlan; // the whole TCI (priority bits too), or UNTAGGED
+	__u8 dst[6];
+	__u8 src[6];
+};
+
+// The key of the L3 table (flows): every field the pipeline's decision may
+// read at L3 width; the rest zero. 64 bytes, hashed whole by the map. Its
+// first 16 bytes are a struct flow_key_l2 (the program builds both at once).
 struct flow_key {
 	__u16 port;
 	__u16 vlan; // the whole TCI (priority bits too), or UNTAGGED
@@ -68,6 +84,10 @@ struct flow_key {
 	__u8 dst_ip[16];
 	__u8 pad2[4];
 };
+
+_Static_assert(sizeof(struct flow_key_l2) == 16, "flow_key_l2 is 16 bytes");
+_Static_assert(__builtin_offsetof(struct flow_key, width) == sizeof(struct flow_key_l2),
+	       "flow_key starts with the fields of flow_key_l2");
 
 // Per CPU: the map is a PERCPU_HASH, so the counters need no atomics. The
 // decision fields are the same in every CPU's copy (user space writes them all).

@@ -89,12 +89,78 @@ fn known_flows_are_switched_in_the_kernel_and_counted() -> Result<()> {
             && forward["packets"].as_u64().unwrap_or(0) > 0,
         "h1 -> h2 entry: {forward}"
     );
+    // h2's end of the veth is in another namespace: its frames are handed
+    // straight to that end (bpf_redirect_peer).
+    ensure!(forward["peer"] == true, "h1 -> h2 entry: {forward}");
     ensure!(
         entries.len() <= 4,
         "a single MAC pair needs at most an entry per direction (plus a stale one): {entries:?}"
     );
     ensure!(lab.xswd_running(), "xswd exited during the test");
     lab.expect_counters_add_up()?;
+    Ok(())
+}
+
+/// A veth whose other end is in the switch's own namespace cannot take
+/// frames handed to that end (the kernel drops a peer redirect within one
+/// namespace): its entries use the plain redirect, and TCP works both ways.
+#[test]
+fn a_veth_whose_peer_is_in_the_switch_namespace_gets_plain_redirects() -> Result<()> {
+    let lab = lab!("fastlocal", "fpl", 27)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let local = Host {
+        name: "loc".into(),
+        kind: xsw_integration::Kind::Veth,
+        ns: lab.sw.clone(),
+        ifname: lab.port_name("loci"),
+        port: lab.port_name("loc"),
+        mac: lab.mac(3),
+        ip: lab.ip(3),
+    };
+    let sw = lab.sw.as_str();
+    for argv in [
+        &[
+            "ip",
+            "link",
+            "add",
+            &local.port,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &local.ifname,
+        ][..],
+        &["ip", "link", "set", &local.ifname, "address", &local.mac],
+        &[
+            "ip",
+            "addr",
+            "add",
+            &format!("{}/24", local.ip),
+            "dev",
+            &local.ifname,
+        ],
+        &["ip", "link", "set", &local.ifname, "up"],
+        &["ip", "link", "set", &local.port, "up"],
+    ] {
+        xsw_integration::cmd::ns_ok(sw, argv)?;
+    }
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &local.port]))?;
+    lab.wait_reachable(&h1, &local, Duration::from_secs(5))?;
+    lab.tcp_transfer(&h1, &local, 8 << 20)?;
+    lab.tcp_transfer(&local, &h1, 8 << 20)?;
+    let entries = flows(&lab)?;
+    for (from, to, peer) in [(&h1, &local, false), (&local, &h1, true)] {
+        ensure!(
+            entries.iter().any(|f| f["in"] == from.port.as_str()
+                && f["out"] == to.port.as_str()
+                && f["peer"] == peer
+                && f["packets"].as_u64().unwrap_or(0) > 0),
+            "no entry {} -> {} with traffic and peer = {peer}: {entries:?}",
+            from.name,
+            to.name
+        );
+    }
+    ensure!(lab.xswd_running(), "xswd exited during the test");
     Ok(())
 }
 

@@ -520,6 +520,7 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
             tx_worker: 0,
             ifindex: 0,
             fast: None,
+            into_peer: false,
         }));
         snapshot.domains[usize::from(TENANT)].push(port);
     }

@@ -253,6 +253,7 @@ impl Switch {
             socket_fds: Vec::new(),
             zero_copy: false,
             link_up: iface::link_up(name),
+            peer_elsewhere: iface::peer_elsewhere(kind, ifindex),
             base: self.dataplane.port_totals(id),
             policy,
         };
@@ -267,6 +268,7 @@ impl Switch {
             ifindex,
             // No flow entries until the port is fully in.
             fast: None,
+            into_peer: record.peer_elsewhere,
         });
         for domain in record.domains() {
             if let Some(members) = preview.domains.get_mut(usize::from(domain)) {
@@ -588,7 +590,8 @@ impl Switch {
         self.update_port(port, spec, false)
     }
 
-    /// Re-reads every port's link state; republishes when one changed.
+    /// Re-reads every port's link state, and where a veth's peer is (moving
+    /// the peer takes the link down); republishes when one changed.
     /// Ports whose interface vanished or appeared are detached or attached
     /// first (see `missing`).
     pub fn refresh_links(&mut self) {
@@ -599,6 +602,11 @@ impl Switch {
             if up != record.link_up {
                 tracing::info!(port = %name, link = if up { "up" } else { "down" }, "link changed");
                 record.link_up = up;
+                changed = true;
+            }
+            let elsewhere = iface::peer_elsewhere(record.kind, record.ifindex);
+            if elsewhere != record.peer_elsewhere {
+                record.peer_elsewhere = elsewhere;
                 changed = true;
             }
         }

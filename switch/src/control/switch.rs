@@ -98,6 +98,9 @@ pub(super) struct PortRecord {
     pub socket_fds: Vec<std::os::fd::RawFd>,
     pub zero_copy: bool,
     pub link_up: bool,
+    /// A veth whose peer is in another namespace (`iface::peer_elsewhere`),
+    /// read with the link state.
+    pub peer_elsewhere: bool,
     /// Counter values when the port was added; ids are reused.
     pub base: PortTotals,
     /// What workers apply to this port's frames; rebuilt when it changes.
@@ -342,6 +345,7 @@ impl Switch {
                 tx_worker,
                 ifindex: record.ifindex,
                 fast: self.fast_width(record),
+                into_peer: record.peer_elsewhere,
             });
             for domain in record.domains() {
                 if let Some(members) = snapshot.domains.get_mut(usize::from(domain)) {

@@ -32,8 +32,8 @@ use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr, TagEdit};
 use crate::pipeline::stages::{AclMatch, Verdict};
 use crate::pipeline::{Decision, DomainId, DropReason, FdbEntry, Learned, PortId};
 use crate::xdp::fast::{
-    FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, TAG_INSERT, TAG_KEEP,
-    TAG_REMOVE, TAG_REWRITE, UNTAGGED,
+    FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, FLOW_REDIRECT_PEER,
+    NEVER_EXPIRES, TAG_INSERT, TAG_KEEP, TAG_REMOVE, TAG_REWRITE, UNTAGGED,
 };
 
 /// `FlowEntry::acl` value: no ACL entry decided in that direction.
@@ -115,7 +115,7 @@ pub fn flow_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<(Fl
             let entry = FlowEntry {
                 generation: cx.generation,
                 // Guards and ingress ACLs do not age.
-                expires_ns: u64::MAX,
+                expires_ns: NEVER_EXPIRES,
                 egress_port: NO_PORT,
                 action: FLOW_DROP,
                 vid: reason.index() as u16,
@@ -190,7 +190,7 @@ fn forward_entry(
         TagEdit::Rewrite(vid) => (TAG_REWRITE, vid),
     };
     let expires_ns = if destination.is_static {
-        u64::MAX
+        NEVER_EXPIRES
     } else {
         cx.monotonic_at_epoch
             .saturating_add(destination.last_seen_ns)
@@ -201,7 +201,13 @@ fn forward_entry(
         expires_ns,
         egress_ifindex: out.ifindex,
         egress_port: egress,
-        action: FLOW_REDIRECT,
+        // Into a container's veth, skip the veth's transmit and the receive
+        // backlog: the peer's ingress takes the skb as it is.
+        action: if out.into_peer {
+            FLOW_REDIRECT_PEER
+        } else {
+            FLOW_REDIRECT
+        },
         tag_op,
         vid,
         domain: verdict.domain,
@@ -356,6 +362,8 @@ pub struct FlowRow {
     pub width: &'static str,
     pub l3: Option<String>,
     pub action: String,
+    /// Handed straight to the egress veth's peer (bpf_redirect_peer).
+    pub peer: bool,
     pub packets: u64,
     pub bytes: u64,
     pub current: bool,
@@ -409,6 +417,7 @@ pub fn row(key: &FlowKey, entry: &FlowEntry, generation: u64, now_mono: u64) -> 
         },
         l3,
         action,
+        peer: entry.action == FLOW_REDIRECT_PEER,
         packets: entry.packets,
         bytes: entry.bytes,
         current: entry.generation == generation && entry.expires_ns > now_mono,

@@ -20,6 +20,9 @@ pub struct PortView {
     /// Frames entering here may be switched by a flow entry, keyed this wide;
     /// None: the port has no fast path (off, or not tc-hooked).
     pub fast: Option<KeyWidth>,
+    /// A veth whose peer is in another namespace: flow entries to this port
+    /// hand frames straight to the peer's receive (bpf_redirect_peer).
+    pub into_peer: bool,
 
     /// The worker whose socket transmits on this port; other workers hand
     /// frames for it over (copying them into that worker's UMEM).

@@ -156,6 +156,62 @@ pub fn link_up(name: &str) -> bool {
     admin_up && carrier
 }
 
+/// Whether a port of `kind` at `ifindex` is a veth whose peer sits in
+/// another network namespace (a container's end). Only then may the fast
+/// path hand a frame straight to the peer's receive (bpf_redirect_peer); the
+/// kernel drops what it redirects so to a peer in the same namespace. The
+/// kernel says so by giving the veth a link-netnsid (IFLA_LINK_NETNSID),
+/// which it leaves out when the peer is in the same namespace. A failure to
+/// ask counts as "no": the plain redirect works either way.
+pub fn peer_elsewhere(kind: IfaceKind, ifindex: u32) -> bool {
+    kind == IfaceKind::Veth && matches!(link_netnsid(ifindex), Ok(Some(_)))
+}
+
+/// The IFLA_LINK_NETNSID of the link `ifindex` (RTM_GETLINK), if it has one.
+fn link_netnsid(ifindex: u32) -> io::Result<Option<i32>> {
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_REQUEST};
+    use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+    use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
+
+    let mut socket = Socket::new(NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    let mut message = LinkMessage::default();
+    message.header.index = ifindex;
+    let mut header = NetlinkHeader::default();
+    header.flags = NLM_F_REQUEST;
+    let mut packet = NetlinkMessage::new(
+        header,
+        NetlinkPayload::from(RouteNetlinkMessage::GetLink(message)),
+    );
+    packet.finalize();
+    let mut buffer = vec![0; packet.buffer_len()];
+    packet.serialize(&mut buffer);
+    socket.send_to(&buffer, &SocketAddr::new(0, 0), 0)?;
+    // One link's attributes (statistics included) fit in a page or two.
+    let mut reply = vec![0; 32 * 1024];
+    let n = socket.recv(&mut &mut reply[..], 0)?;
+    let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..n])
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+    match parsed.payload {
+        NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(link
+            .attributes
+            .iter()
+            .find_map(|attribute| match attribute {
+                LinkAttribute::LinkNetNsId(id) => Some(*id),
+                _ => None,
+            })),
+        NetlinkPayload::Error(e) => Err(e.code.map_or_else(
+            || io::Error::other("no link"),
+            |code| io::Error::from_raw_os_error(-code.get()),
+        )),
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "unexpected reply to RTM_GETLINK",
+        )),
+    }
+}
+
 /// The number of receive queues, each of which gets its own AF_XDP socket.
 pub fn rx_queue_count(name: &str) -> Result<u32, IfaceError> {
     let dir = sysfs(name, "queues");
@@ -190,5 +246,50 @@ mod tests {
             Err(IfaceError::NotFound(_))
         ));
         assert_eq!(kind("lo"), IfaceKind::Nic);
+    }
+
+    fn ip(args: &[&str]) {
+        let status = std::process::Command::new("ip")
+            .args(args)
+            .status()
+            .expect("running ip");
+        assert!(status.success(), "ip {args:?}");
+    }
+
+    /// Needs root, as every test run does. Runs in a namespace of its own
+    /// (a thread that unshares it), so the names collide with nothing.
+    #[test]
+    fn a_veth_peer_is_elsewhere_only_in_another_namespace() {
+        let answers = std::thread::spawn(|| {
+            // SAFETY: unshare takes no pointers; it changes only this
+            // thread's network namespace.
+            assert_eq!(unsafe { libc::unshare(libc::CLONE_NEWNET) }, 0, "unshare");
+            ip(&["link", "add", "pa", "type", "veth", "peer", "name", "pb"]);
+            // The end that moves out needs a name free in the test's own
+            // namespace too.
+            let moving = format!("xswpeer{}", std::process::id());
+            ip(&["link", "add", "pc", "type", "veth", "peer", "name", &moving]);
+            let here = ifindex("pa").expect("pa");
+            let there = ifindex("pc").expect("pc");
+            let before = peer_elsewhere(kind("pc"), there);
+            // Into the namespace of this process (the test's first thread).
+            let pid = std::process::id().to_string();
+            ip(&["link", "set", &moving, "netns", &pid]);
+            let moved = peer_elsewhere(kind("pc"), there);
+            let loopback = peer_elsewhere(IfaceKind::Veth, 1);
+            // Taps and NICs never are, whatever their link says.
+            let not_veth = peer_elsewhere(IfaceKind::Tap, there);
+            let (same, kind_pa) = (peer_elsewhere(kind("pa"), here), kind("pa"));
+            ip(&["link", "del", "pc"]);
+            (same, kind_pa, before, moved, loopback, not_veth)
+        })
+        .join()
+        .expect("the namespace thread");
+        assert_eq!(answers.1, IfaceKind::Veth);
+        assert!(!answers.0, "a veth whose peer is in the same namespace");
+        assert!(!answers.2, "before its peer moved");
+        assert!(answers.3, "after its peer moved to another namespace");
+        assert!(!answers.4, "loopback");
+        assert!(!answers.5, "asked as a tap");
     }
 }

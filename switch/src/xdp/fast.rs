@@ -28,6 +28,9 @@ static FAST_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"),
 pub const PORT_FAST: u8 = 1;
 /// `port_conf.flags`: the decision reads L3/L4 fields, so the key holds them.
 pub const PORT_L3: u8 = 2;
+/// `port_conf.flags`: the port has host MACs or host IPv4 addresses, so the
+/// program looks a frame up in them (set by [`FastPath`] itself).
+pub const PORT_HOST: u8 = 4;
 /// `flow_key.vlan` of an untagged frame.
 pub const UNTAGGED: u16 = 0xffff;
 /// The largest port id the slow path's tag can carry.
@@ -54,6 +57,9 @@ pub struct PortConf {
 }
 
 /// `struct flow_key`: every field the decision may read, for the key's width.
+/// An L2-width key lives in the L2 table, keyed by its first
+/// [`L2_KEY_LEN`] bytes (`struct flow_key_l2`: port, VLAN, MACs); the rest is
+/// zero apart from `width`. [`FlowTable`] picks the table by `width`.
 #[repr(C)]
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct FlowKey {
@@ -78,10 +84,18 @@ pub struct FlowKey {
     pub pad2: [u8; 4],
 }
 
+/// `flow_entry.expires_ns` of an entry that never expires (a static
+/// destination, a drop): the program reads no clock for it.
+pub const NEVER_EXPIRES: u64 = u64::MAX;
+
+/// The size of `struct flow_key_l2`, the prefix of [`FlowKey`] the L2 table
+/// is keyed by.
+pub const L2_KEY_LEN: usize = 16;
+
 /// `flow_entry.action`
 pub const FLOW_REDIRECT: u8 = 1;
-/// `flow_entry.action`: into a veth's peer directly (not used yet: it needs
-/// the peer in another namespace, which xsw does not check yet).
+/// `flow_entry.action`: straight into a veth's peer's receive
+/// (bpf_redirect_peer); only for a peer in another namespace.
 pub const FLOW_REDIRECT_PEER: u8 = 2;
 /// Dropped in the kernel, as the pipeline would; `vid` holds the
 /// `DropReason` index to count it under.
@@ -145,6 +159,9 @@ unsafe impl aya::Pod for HostIpv4Key {}
 pub struct FastPath {
     ebpf: Ebpf,
     table: FlowTable,
+    /// Each port's flags as the control plane set them, and whether it has
+    /// host addresses ([`PORT_HOST`] is added when it does).
+    ports: std::collections::HashMap<u32, (PortConf, bool)>,
 }
 
 /// A tc program attached to a port; dropping it detaches the program.
@@ -176,6 +193,7 @@ impl FastPath {
     pub fn load(flow_capacity: u32) -> Result<FastPath, XdpError> {
         let mut ebpf = EbpfLoader::new()
             .set_max_entries("flows", flow_capacity.max(1))
+            .set_max_entries("flows_l2", flow_capacity.max(1))
             .load(FAST_OBJECT)
             .map_err(|e| XdpError::Load(crate::error::chain(&e)))?;
         let tc: &mut SchedClassifier = ebpf
@@ -197,12 +215,17 @@ impl FastPath {
         let table = FlowTable {
             inner: Arc::new(TableInner {
                 flows: map_fd(&ebpf, "flows")?,
+                flows_l2: map_fd(&ebpf, "flows_l2")?,
                 generation: GenerationMap::map(map_fd(&ebpf, "gen")?)?,
                 cpus,
                 capacity: flow_capacity,
             }),
         };
-        Ok(FastPath { ebpf, table })
+        Ok(FastPath {
+            ebpf,
+            table,
+            ports: std::collections::HashMap::new(),
+        })
     }
 
     pub fn table(&self) -> FlowTable {
@@ -252,13 +275,42 @@ impl FastPath {
 
     /// Makes `ifindex` a port (or changes its flags).
     pub fn set_port(&mut self, ifindex: u32, conf: PortConf) -> Result<(), XdpError> {
+        let has_host = self.ports.get(&ifindex).is_some_and(|(_, host)| *host);
+        self.write_port(ifindex, conf, has_host)
+    }
+
+    /// Writes `ifindex`'s entry in the `ports` map: `conf`, with
+    /// [`PORT_HOST`] when the port has host addresses.
+    fn write_port(&mut self, ifindex: u32, conf: PortConf, has_host: bool) -> Result<(), XdpError> {
+        let mut written = conf;
+        written.flags &= !PORT_HOST;
+        if has_host {
+            written.flags |= PORT_HOST;
+        }
         self.hash_map::<u32, PortConf>("ports")?
-            .insert(ifindex, conf, 0)
-            .map_err(|e| XdpError::Map("ports", e.to_string()))
+            .insert(ifindex, written, 0)
+            .map_err(|e| XdpError::Map("ports", e.to_string()))?;
+        self.ports.insert(ifindex, (conf, has_host));
+        Ok(())
+    }
+
+    /// After a host address of `ifindex` was added: the program must look
+    /// for host addresses on it from now on (if it is a port already; a
+    /// later [`FastPath::set_port`] keeps the flag).
+    fn mark_host(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        match self.ports.get(&ifindex).copied() {
+            Some((conf, false)) => self.write_port(ifindex, conf, true),
+            Some((_, true)) => Ok(()),
+            None => {
+                self.ports.insert(ifindex, (PortConf::default(), true));
+                Ok(())
+            }
+        }
     }
 
     /// Forgets `ifindex` and its host addresses: its frames go up the stack.
     pub fn remove_port(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        self.ports.remove(&ifindex);
         let mut ports = self.hash_map::<u32, PortConf>("ports")?;
         // Absent already is fine: removal is idempotent.
         let _ = ports.remove(&ifindex);
@@ -292,7 +344,8 @@ impl FastPath {
         };
         self.hash_map::<HostMacKey, u8>("host_macs")?
             .insert(key, 1, 0)
-            .map_err(|e| XdpError::Map("host_macs", e.to_string()))
+            .map_err(|e| XdpError::Map("host_macs", e.to_string()))?;
+        self.mark_host(ifindex)
     }
 
     /// Sends ARP requests for `ip` arriving on `ifindex` to the kernel stack.
@@ -303,7 +356,8 @@ impl FastPath {
         };
         self.hash_map::<HostIpv4Key, u8>("host_ipv4")?
             .insert(key, 1, 0)
-            .map_err(|e| XdpError::Map("host_ipv4", e.to_string()))
+            .map_err(|e| XdpError::Map("host_ipv4", e.to_string()))?;
+        self.mark_host(ifindex)
     }
 
     /// Where frames that miss are sent.
@@ -467,13 +521,18 @@ impl Drop for GenerationMap {
 }
 
 struct TableInner {
+    /// The L3 table (`flows`, 64-byte keys).
     flows: OwnedFd,
+    /// The L2 table (`flows_l2`, keyed by a key's first [`L2_KEY_LEN`] bytes).
+    flows_l2: OwnedFd,
     generation: GenerationMap,
     cpus: usize,
     capacity: u32,
 }
 
-/// The flow map and generation, shared by the workers and the flow keeper.
+/// The flow maps (one per key width, each of `capacity` entries) and the
+/// generation, shared by the workers and the flow keeper. Every operation
+/// takes a whole [`FlowKey`] and goes to the table of its width.
 #[derive(Clone)]
 pub struct FlowTable {
     inner: Arc<TableInner>,
@@ -496,8 +555,19 @@ impl FlowTable {
         self.inner.cpus
     }
 
+    /// The size limit of each table (L2 and L3).
     pub fn capacity(&self) -> u32 {
         self.inner.capacity
+    }
+
+    /// The map `key` belongs in. Either map reads as many bytes of the key
+    /// as its own key size: the L2 map the first [`L2_KEY_LEN`].
+    fn map_for(&self, key: &FlowKey) -> i32 {
+        if key.width == KeyWidth::L2 as u8 {
+            self.inner.flows_l2.as_raw_fd()
+        } else {
+            self.inner.flows.as_raw_fd()
+        }
     }
 
     /// The current generation.
@@ -529,11 +599,12 @@ impl FlowTable {
         for slot in scratch.iter_mut() {
             *slot = *entry;
         }
-        // SAFETY: key and scratch are repr(C) values of the map's key size and
-        // cpus x value size (48, a multiple of 8, so no per-CPU padding).
+        // SAFETY: key is a repr(C) value at least the map's key size (64 or
+        // its 16-byte prefix); scratch holds cpus x value size (48, a
+        // multiple of 8, so no per-CPU padding).
         let rc = unsafe {
             libxdp_sys::bpf_map_update_elem(
-                self.inner.flows.as_raw_fd(),
+                self.map_for(key),
                 (key as *const FlowKey).cast(),
                 scratch.as_ptr().cast(),
                 u64::from(libxdp_sys::BPF_NOEXIST),
@@ -555,7 +626,7 @@ impl FlowTable {
         // SAFETY: as in `insert`; the kernel writes cpus values into scratch.
         let rc = unsafe {
             libxdp_sys::bpf_map_lookup_and_delete_elem(
-                self.inner.flows.as_raw_fd(),
+                self.map_for(key),
                 (key as *const FlowKey).cast(),
                 scratch.as_mut_ptr().cast(),
             )
@@ -563,11 +634,17 @@ impl FlowTable {
         (rc == 0).then(|| summed(&scratch[..self.inner.cpus]))
     }
 
-    /// Every entry, counters summed over CPUs. For the keeper and `flows`
-    /// requests, not the hot path (it allocates).
+    /// Every entry of both tables, counters summed over CPUs. For the keeper
+    /// and `flows` requests, not the hot path (it allocates).
     pub fn read_all(&self) -> Vec<(FlowKey, FlowEntry)> {
-        let fd = self.inner.flows.as_raw_fd();
         let mut out = Vec::new();
+        self.read_map(self.inner.flows_l2.as_raw_fd(), KeyWidth::L2, &mut out);
+        self.read_map(self.inner.flows.as_raw_fd(), KeyWidth::L3, &mut out);
+        out
+    }
+
+    /// Appends every entry of the map `fd` (of keys of `width`) to `out`.
+    fn read_map(&self, fd: i32, width: KeyWidth, out: &mut Vec<(FlowKey, FlowEntry)>) {
         let mut values = vec![FlowEntry::default(); self.inner.cpus];
         let mut key = FlowKey::default();
         let mut next = FlowKey::default();
@@ -588,6 +665,11 @@ impl FlowTable {
             }
             first = false;
             key = next;
+            // The L2 map wrote only the first L2_KEY_LEN bytes (the rest of
+            // `next` is zero, as in every L2 key); its keys carry no width.
+            if width == KeyWidth::L2 {
+                key.width = KeyWidth::L2 as u8;
+            }
             // SAFETY: values holds cpus entries, as the kernel writes.
             let rc = unsafe {
                 libxdp_sys::bpf_map_lookup_elem(
@@ -600,17 +682,13 @@ impl FlowTable {
                 out.push((key, summed(&values)));
             }
         }
-        out
     }
 
     /// Removes `key`'s entry if it is there.
     pub fn remove(&self, key: &FlowKey) -> bool {
-        // SAFETY: key is of the map's key size.
+        // SAFETY: key is at least the map's key size.
         unsafe {
-            libxdp_sys::bpf_map_delete_elem(
-                self.inner.flows.as_raw_fd(),
-                (key as *const FlowKey).cast(),
-            ) == 0
+            libxdp_sys::bpf_map_delete_elem(self.map_for(key), (key as *const FlowKey).cast()) == 0
         }
     }
 }
@@ -631,6 +709,8 @@ mod tests {
     #[test]
     fn layouts_match_the_c_structs() {
         assert_eq!(std::mem::size_of::<FlowKey>(), 64);
+        // struct flow_key_l2 is FlowKey's prefix up to `width`.
+        assert_eq!(std::mem::offset_of!(FlowKey, width), L2_KEY_LEN);
         assert_eq!(std::mem::size_of::<FlowEntry>(), 48);
         assert_eq!(std::mem::size_of::<PortConf>(), 4);
         assert_eq!(std::mem::size_of::<HostMacKey>(), 12);
@@ -647,6 +727,7 @@ mod tests {
                 (words.next() == Some(name)).then(|| words.next()).flatten()
             })
             .unwrap_or_else(|| panic!("{name} is not defined in xsw_fast.h"));
+        let value = value.trim_end_matches("ULL");
         match value.strip_prefix("0x") {
             Some(hex) => u64::from_str_radix(hex, 16),
             None => value.parse(),
@@ -659,6 +740,8 @@ mod tests {
         for (name, value) in [
             ("PORT_FAST", u64::from(PORT_FAST)),
             ("PORT_L3", u64::from(PORT_L3)),
+            ("PORT_HOST", u64::from(PORT_HOST)),
+            ("NEVER_EXPIRES", NEVER_EXPIRES),
             ("UNTAGGED", u64::from(UNTAGGED)),
             ("MAX_PORT_ID", u64::from(MAX_PORT_ID)),
             ("FLOW_REDIRECT", u64::from(FLOW_REDIRECT)),

@@ -829,6 +829,80 @@ fn host_frames_go_up_the_stack() {
 }
 
 #[test]
+fn host_addresses_stay_looked_for_whatever_the_order_of_port_and_address() {
+    // The control plane adds a port's host addresses before or after it sets
+    // the port's flags, and sets the flags again on every change: the
+    // program must look for host addresses on that port all the same.
+    let conf = PortConf {
+        port: PORT,
+        flags: PORT_FAST,
+        pad: 0,
+    };
+    let to_host = padded(eth_to(HOST, ETH_EXPERIMENTAL, b"to the host"));
+    let request = padded(eth_to(BROADCAST, ETH_ARP, &arp(1, V4_HOST)));
+
+    let mut before = Lab::new(0);
+    before.fast.remove_port(LO).expect("removing the port");
+    before
+        .fast
+        .add_host_mac(LO, MacAddr(HOST))
+        .expect("adding the host MAC");
+    before.fast.set_port(LO, conf).expect("setting the port");
+    before.assert_passed(LO, &to_host, "host MAC added before the port was set");
+
+    let mut after = Lab::new(PORT_FAST);
+    after
+        .fast
+        .add_host_ipv4(LO, V4_HOST.into())
+        .expect("adding the host address");
+    after
+        .fast
+        .set_port(LO, conf)
+        .expect("setting the port again");
+    after.assert_passed(LO, &request, "ARP request after the port was set again");
+    // Without host addresses, the same frames are switched or go to the
+    // workers.
+    let mut none = Lab::new(PORT_FAST);
+    none.assert_slow_path(&request, "ARP request on a port without host addresses");
+    none.assert_slow_path(&to_host, "a frame to a MAC that is no host MAC here");
+}
+
+#[test]
+fn each_key_width_has_its_own_table() {
+    // One frame, the entry under its L2 key in the L2 table and under its L3
+    // key in the L3 table, each sending it elsewhere: a port of either width
+    // finds only its own.
+    let frame = tcp_v4(TCP_ACK);
+    let (l2, l3) = (l2_key(&frame), l3_key(&frame));
+    for (flags, own, other) in [(PORT_FAST, l2, l3), (PORT_FAST | PORT_L3, l3, l2)] {
+        let mut lab = Lab::new(flags);
+        let what = format!("flags {flags}");
+        lab.insert(&other, &lab.entry(TAG_KEEP, 0));
+        lab.assert_slow_path(&frame, &format!("{what}: only the other width's entry"));
+        lab.insert(&own, &lab.entry(TAG_KEEP, 0));
+        lab.assert_switched(&frame, &own, &what);
+        assert_eq!(
+            lab.counted(&other).packets,
+            0,
+            "{what}: the other entry counted"
+        );
+
+        // Both come back from read_all with their widths, and take and
+        // remove find each in its table.
+        let mut all = lab.fast.table().read_all();
+        all.sort_by_key(|(k, _)| k.width);
+        let keys: Vec<FlowKey> = all.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, vec![l2, l3], "{what}: read_all");
+        let mut scratch = vec![FlowEntry::default(); lab.fast.table().cpus()];
+        let taken = lab.fast.table().take(&own, &mut scratch);
+        assert_eq!(taken.map(|e| e.packets), Some(1), "{what}: take");
+        assert!(lab.fast.table().remove(&other), "{what}: remove");
+        assert!(lab.fast.table().read_all().is_empty(), "{what}: left over");
+        lab.assert_slow_path(&frame, &format!("{what}: after both were removed"));
+    }
+}
+
+#[test]
 fn frames_of_an_interface_that_is_no_port_pass_untouched() {
     let mut lab = Lab::new(PORT_FAST);
     let frame = l2_frame();

@@ -243,7 +243,11 @@ fn flows(data: &Value) -> String {
                 format!("{} > {}{vlan}", text(&f["src_mac"]), text(&f["dst_mac"])),
                 text(&f["l3"]),
                 text(&f["out"]),
-                text(&f["action"]),
+                if f["peer"] == true {
+                    format!("{} (peer)", text(&f["action"]))
+                } else {
+                    text(&f["action"])
+                },
                 text(&f["packets"]),
                 text(&f["bytes"]),
                 if f["current"] == true {
