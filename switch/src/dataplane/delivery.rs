@@ -107,6 +107,7 @@ mod tests {
             tx_worker: 0,
             ifindex: 0,
             fast: None,
+            into_peer: false,
         })
     }
 
