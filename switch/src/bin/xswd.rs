@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use xsw::config::{self, Config};
+use xsw::control::metrics::MetricsServer;
 use xsw::control::persist::Persistence;
 use xsw::control::server::{ControlServer, ServerWaker};
 use xsw::control::switch::Switch;
@@ -25,6 +26,10 @@ struct Args {
     /// Configuration file; without it /etc/xsw/xsw.toml is read if it exists.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Serve Prometheus metrics on ADDR:PORT (GET /metrics); overrides
+    /// `[metrics] listen` in the config. Off by default.
+    #[arg(long, value_name = "ADDR:PORT")]
+    metrics: Option<std::net::SocketAddr>,
     /// Log filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, default_value = "info")]
     log_level: String,
@@ -116,6 +121,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Bound before anything else starts: an address in use changes nothing.
+    let metrics = match args
+        .metrics
+        .or(config.metrics.listen)
+        .map(MetricsServer::bind)
+    {
+        None => None,
+        Some(Ok(metrics)) => Some(metrics),
+        Some(Err(e)) => {
+            eprintln!("xswd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // What the UMEMs pin, to say which capability is missing when the kernel
     // refuses (CAP_IPC_LOCK matters only above RLIMIT_MEMLOCK).
     let pinned = config.dataplane.workers.len() as u64
@@ -155,6 +173,13 @@ fn main() -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(signals, switch.clone(), stop.clone(), server.waker());
     spawn_link_monitor(switch.clone(), stop.clone());
+    if let Some(metrics) = metrics {
+        let addr = metrics.addr();
+        match metrics.spawn(switch.clone()) {
+            Ok(()) => tracing::info!(%addr, "serving metrics on http://{addr}/metrics"),
+            Err(e) => tracing::error!("{}", xsw::error::chain(&e)),
+        }
+    }
 
     let watched = switch.clone();
     let last_turns = Mutex::new(Vec::new());

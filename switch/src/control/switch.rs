@@ -119,6 +119,8 @@ pub struct Switch {
     /// True while the config file is applied at startup or on reload:
     /// taps created by an earlier xswd are adopted instead of refused.
     pub(super) restoring: bool,
+    /// The config's [metrics] section, kept so that saving preserves it.
+    pub(super) metrics: crate::config::MetricsSection,
 }
 
 impl Switch {
@@ -134,6 +136,7 @@ impl Switch {
             grants: Default::default(),
             persistence: None,
             restoring: false,
+            metrics: Default::default(),
         };
         let default = TenantRecord::new(0, switch.dataplane.acl_rows());
         switch.tenants.insert(DEFAULT_TENANT.to_string(), default);
@@ -150,6 +153,7 @@ impl Switch {
     }
 
     fn apply_config_inner(&mut self, config: &Config) -> Result<(), String> {
+        self.metrics = config.metrics.clone();
         for spec in &config.tenants {
             self.apply_tenant_spec(spec)
                 .map_err(|e| format!("tenant {:?}: {e}", spec.name))?;

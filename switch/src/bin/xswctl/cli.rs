@@ -49,6 +49,9 @@ pub enum Command {
     Tune(TuneArgs),
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
+    /// Live rates per port (frames/s, bytes/s, drops/s by reason) and per
+    /// worker, refreshed every second until interrupted.
+    Top(crate::top::TopArgs),
     /// The fast path's flow entries: key, action, counters, age.
     Flows,
     /// Version, uptime, workers, ports.
@@ -258,7 +261,7 @@ pub fn request(command: Command) -> Request {
         Command::Config(ConfigCommand::Show) => Request::ConfigShow {},
         Command::Config(ConfigCommand::Reload) => Request::ConfigReload {},
         // Handled before any request is built (see main).
-        Command::Config(ConfigCommand::Check { .. }) => Request::Status {},
+        Command::Config(ConfigCommand::Check { .. }) | Command::Top(_) => Request::Status {},
         Command::Port(PortCommand::Add {
             name,
             hook,

@@ -2,6 +2,7 @@
 
 mod cli;
 mod render;
+mod top;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +20,15 @@ fn main() -> ExitCode {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let cli::Command::Top(top_args) = &args.command {
+        return match top::run(&args.socket, top_args, args.json) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
