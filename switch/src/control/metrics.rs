@@ -282,6 +282,17 @@ fn gauges(
     family(encoder, name, help, MetricType::Gauge, samples)
 }
 
+/// A metric without labels: one sample, no `{}`.
+fn single<M: EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: M,
+) -> Result<(), std::fmt::Error> {
+    let metric = encoder.encode_descriptor(name, help, None, value.metric_type())?;
+    value.encode(metric)
+}
+
 fn gauge_value(v: &Value) -> i64 {
     i64::try_from(count(v)).unwrap_or(i64::MAX)
 }
@@ -399,50 +410,50 @@ impl Collector for Readings {
         )?;
 
         let fast = &self.stats["fast_path"];
-        gauges(
+        single(
             e,
             "xsw_fast_path_enabled",
             "1 when the in-kernel fast path is on.",
-            [(vec![], i64::from(fast["enabled"] == true))],
+            ConstGauge::new(i64::from(fast["enabled"] == true)),
         )?;
-        gauges(
+        single(
             e,
             "xsw_fast_path_entries",
             "Flow entries in the fast path's table.",
-            [(vec![], gauge_value(&fast["entries"]))],
+            ConstGauge::new(gauge_value(&fast["entries"])),
         )?;
-        gauges(
+        single(
             e,
             "xsw_fast_path_capacity",
             "Size of the fast path's flow table.",
-            [(vec![], gauge_value(&fast["capacity"]))],
+            ConstGauge::new(gauge_value(&fast["capacity"])),
         )?;
-        let hits = self.ports().map(|(_, p)| count(&p["fast_rx_frames"])).sum();
-        counters(
+        let hits: u64 = self.ports().map(|(_, p)| count(&p["fast_rx_frames"])).sum();
+        single(
             e,
             "xsw_fast_path_hits",
             "Frames the fast path switched (all ports).",
-            [(vec![], hits)],
+            ConstCounter::new(hits),
         )?;
-        counters(
+        single(
             e,
             "xsw_fast_path_refused_table_full",
             "Flow entries not written because the table was full.",
-            [(vec![], count(&fast["refused_table_full"]))],
+            ConstCounter::new(count(&fast["refused_table_full"])),
         )?;
 
         if !self.status.is_null() {
-            gauges(
+            single(
                 e,
                 "xsw_mac_table_entries",
                 "Learned and static entries in the MAC table (all tenants).",
-                [(vec![], gauge_value(&self.status["fdb_entries"]))],
+                ConstGauge::new(gauge_value(&self.status["fdb_entries"])),
             )?;
-            gauges(
+            single(
                 e,
                 "xsw_mac_table_capacity",
                 "MAC entries each worker's table can hold.",
-                [(vec![], gauge_value(&self.status["fdb_capacity"]))],
+                ConstGauge::new(gauge_value(&self.status["fdb_capacity"])),
             )?;
         }
         Ok(())
