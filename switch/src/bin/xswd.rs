@@ -13,27 +13,10 @@ use xsw::control::metrics::MetricsServer;
 use xsw::control::persist::Persistence;
 use xsw::control::server::{ControlServer, ServerWaker};
 use xsw::control::switch::Switch;
+use xsw::daemon_cli::Args;
 use xsw::dataplane::{Dataplane, DataplaneSettings};
 use xsw::port::link_events::{LinkEvent, LinkEvents};
 use xsw::service;
-
-#[derive(Parser)]
-#[command(name = "xswd", version, about = "The xsw switch daemon")]
-struct Args {
-    /// Control socket path.
-    #[arg(long, default_value = "/run/xsw/xsw.sock")]
-    socket: PathBuf,
-    /// Configuration file; without it /etc/xsw/xsw.toml is read if it exists.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Serve Prometheus metrics on ADDR:PORT (GET /metrics); overrides
-    /// `[metrics] listen` in the config. Off by default.
-    #[arg(long, value_name = "ADDR:PORT")]
-    metrics: Option<std::net::SocketAddr>,
-    /// Log filter (error, warn, info, debug, trace, or a tracing filter).
-    #[arg(long, default_value = "info")]
-    log_level: String,
-}
 
 /// The config file: `--config`, or the default path (which may not exist
 /// yet: xswd then starts empty and creates it on the first change).

@@ -56,6 +56,10 @@ pub enum Command {
     Flows,
     /// Version, uptime, workers, ports.
     Status,
+    /// Write man pages and shell completions for xswctl and xswd into DIR
+    /// (packaging; needs no running xswd).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -261,7 +265,9 @@ pub fn request(command: Command) -> Request {
         Command::Config(ConfigCommand::Show) => Request::ConfigShow {},
         Command::Config(ConfigCommand::Reload) => Request::ConfigReload {},
         // Handled before any request is built (see main).
-        Command::Config(ConfigCommand::Check { .. }) | Command::Top(_) => Request::Status {},
+        Command::Config(ConfigCommand::Check { .. })
+        | Command::Top(_)
+        | Command::GenerateAssets { .. } => Request::Status {},
         Command::Port(PortCommand::Add {
             name,
             hook,

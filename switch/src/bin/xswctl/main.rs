@@ -1,5 +1,6 @@
 //! xswctl: manage a running xswd through its control socket.
 
+mod assets;
 mod cli;
 mod render;
 mod top;
@@ -25,6 +26,9 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         };
+    }
+    if let cli::Command::GenerateAssets { dir } = &args.command {
+        return assets::run(dir);
     }
     if let cli::Command::Top(top_args) = &args.command {
         return match top::run(&args.socket, top_args, args.json) {
