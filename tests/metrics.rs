@@ -210,6 +210,11 @@ fn scraped_counters_match_xswctl_stats_after_traffic() -> Result<()> {
             host.port
         );
     }
+    let acl = lab.ctl_json(&["acl", "list", "default"])?;
+    let rule_text = acl["ingress"]["rules"][0]["text"]
+        .as_str()
+        .ok_or_else(|| anyhow!("no ingress rule in {acl}"))?;
+    ensure!(rule_text.contains("icmp"), "rule 1 is {rule_text:?}");
     let icmp_hits = sample(
         &samples,
         "xsw_acl_rule_hits_total",
@@ -217,7 +222,7 @@ fn scraped_counters_match_xswctl_stats_after_traffic() -> Result<()> {
             ("tenant", "default"),
             ("direction", "ingress"),
             ("position", "1"),
-            ("rule", "allow icmp"),
+            ("rule", rule_text),
         ],
     )?;
     ensure!(
