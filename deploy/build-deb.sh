@@ -57,6 +57,9 @@ assets="$profile_dir/xsw-assets"
 echo "== generating man pages, completions and the unit into $assets"
 rm -rf "$assets"
 "$profile_dir/xswctl" generate-assets "$assets"
+# Debian ships man pages gzipped; cargo-deb compresses only files from
+# outside the target directory. -n: no name or time stamp, reproducible.
+gzip -9n "$assets"/man/man1/*.1
 # The unit in deploy/ serves deploy/install.sh (/usr/local); the package
 # installs under /usr.
 sed -e 's#/usr/local/bin/#/usr/bin/#g' \

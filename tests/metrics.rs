@@ -399,7 +399,12 @@ fn top_shows_the_rates_of_flowing_traffic() -> Result<()> {
     let mut probe = lab.spawn_udp_probe(&h1, &h2.ip, port, 500, 10)?;
     std::thread::sleep(Duration::from_millis(500));
 
+    let rx_frames = |stats: &Value| -> Result<u64> {
+        Ok(xsw_integration::PortCounters::from_stats(stats, &h1.port)?.rx_frames)
+    };
+    let before = rx_frames(&lab.ctl_json(&["stats"])?)?;
     let out = lab.ctl_ok(&["--json", "top", "--count", "2"])?;
+    let after = rx_frames(&lab.ctl_json(&["stats"])?)?;
     let readings: Vec<Value> = out
         .lines()
         .map(serde_json::from_str)
@@ -439,6 +444,27 @@ fn top_shows_the_rates_of_flowing_traffic() -> Result<()> {
             "no drops by reason: {port}"
         );
     }
+
+    // The frames the rates account for (rate x interval, summed) happened
+    // between the two stats readings around top, and make up most of them:
+    // top's readings span all but the start-up of two short commands.
+    let accounted: f64 = readings
+        .iter()
+        .map(|r| {
+            let port = r["ports"]
+                .as_array()
+                .and_then(|ports| ports.iter().find(|p| p["name"] == h1.port.as_str()));
+            let rate = port
+                .and_then(|p| p["rx_frames_per_sec"].as_f64())
+                .unwrap_or(0.0);
+            rate * r["interval_secs"].as_f64().unwrap_or(0.0)
+        })
+        .sum();
+    let outer = (after - before) as f64;
+    ensure!(
+        outer >= 50.0 && accounted <= outer + 0.5 && accounted >= 0.6 * outer,
+        "top's rates account for {accounted:.1} frames; stats counted {outer} around it"
+    );
 
     // The table form names every port and the rate columns.
     let text = lab.ctl_ok(&["top", "--count", "1"])?;
