@@ -166,6 +166,13 @@ fn scraped_counters_match_xswctl_stats_after_traffic() -> Result<()> {
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 10)?;
     lab.udp_exchange(&h2, &h1, 20, 10)?;
+    // One-way traffic, denied: h1's rx and tx then differ, and a drop
+    // reason and a second rule have counts of their own.
+    lab.ctl_ok(&[
+        "acl", "add", "default", "ingress", "deny", "--proto", "udp", "--dport", "9",
+    ])?;
+    let mut denied = lab.spawn_udp_probe(&h1, &h2.ip, 9, 25, 5)?;
+    lab.probe_result(&mut denied, Duration::from_secs(15))?;
 
     let (text, samples) = scrape(&lab)?;
     for line in [
@@ -201,6 +208,28 @@ fn scraped_counters_match_xswctl_stats_after_traffic() -> Result<()> {
         return Err(e.context(format!("scrape:\n{text}")));
     }
 
+    let h1_labels = [("port", h1.port.as_str()), ("tenant", "default")];
+    let (rx, tx) = (
+        sample(&samples, "xsw_port_rx_frames_total", &h1_labels)?,
+        sample(&samples, "xsw_port_tx_frames_total", &h1_labels)?,
+    );
+    ensure!(
+        rx >= tx + 25.0,
+        "h1 sent 25 denied datagrams, yet rx {rx} and tx {tx}"
+    );
+    let denied = sample(
+        &samples,
+        "xsw_port_drops_total",
+        &[
+            ("port", h1.port.as_str()),
+            ("tenant", "default"),
+            ("reason", "acl_deny"),
+        ],
+    )?;
+    ensure!(
+        denied == 25.0,
+        "acl_deny drops on h1: {denied}, expected 25"
+    );
     for host in [&h1, &h2] {
         let labels = [("port", host.port.as_str()), ("tenant", "default")];
         let rx = sample(&samples, "xsw_port_rx_frames_total", &labels)?;
