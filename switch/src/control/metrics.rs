@@ -524,6 +524,30 @@ mod tests {
     }
 
     #[test]
+    fn the_config_section_parses_refuses_a_bad_address_and_round_trips() {
+        use crate::config::Config;
+        let config = Config::parse("[metrics]\nlisten = \"127.0.0.1:9417\"\n", "t.toml").unwrap();
+        assert_eq!(
+            config.metrics.listen,
+            Some("127.0.0.1:9417".parse().unwrap())
+        );
+        let saved = toml::to_string_pretty(&config).unwrap();
+        assert_eq!(Config::parse(&saved, "saved.toml").unwrap(), config);
+        // Off by default, and then absent from a saved file.
+        let plain = Config::parse("", "t.toml").unwrap();
+        assert!(plain.metrics.is_off());
+        assert!(!toml::to_string_pretty(&plain).unwrap().contains("metrics"));
+
+        let error = Config::parse("[metrics]\nlisten = \"localhost\"\n", "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("t.toml") && error.contains("line 2"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_failed_status_leaves_out_only_the_mac_table() {
         let mut r = readings();
         r.status = Value::Null;

@@ -84,7 +84,7 @@ pub fn run(socket: &Path, args: &TopArgs, as_json: bool) -> Result<(), TopError>
             render(&rates)
         };
         let written = if redraw {
-            write!(stdout, "{CLEAR_SCREEN}{text}\n")
+            writeln!(stdout, "{CLEAR_SCREEN}{text}")
         } else if as_json || shown == 0 {
             writeln!(stdout, "{text}")
         } else {
