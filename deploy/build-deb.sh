@@ -69,4 +69,6 @@ sed -e 's#/usr/local/bin/#/usr/bin/#g' \
     deploy/xsw.service > "$assets/xsw.service"
 
 echo "== packaging"
-cargo deb -p xsw --no-build --profile "$profile" "${deb_args[@]}"
+# --strip: the release profile keeps line tables for profiling (debug = 1);
+# the installed binaries do not need them (88 MB installed without, 8.5 MB with).
+cargo deb -p xsw --no-build --strip --profile "$profile" "${deb_args[@]}"
