@@ -12,7 +12,7 @@
 
 use std::fs::File;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use clap::CommandFactory;
 use clap_complete::Shell;
@@ -61,7 +61,7 @@ pub fn generate(dir: &Path) -> Result<usize, AssetError> {
     Ok(written)
 }
 
-pub fn run(dir: &PathBuf) -> std::process::ExitCode {
+pub fn run(dir: &Path) -> std::process::ExitCode {
     match generate(dir) {
         Ok(count) => {
             println!("{count} files written under {}", dir.display());

@@ -74,7 +74,7 @@ pub fn run(socket: &Path, args: &TopArgs, as_json: bool) -> Result<(), TopError>
     let redraw = !as_json && stdout.is_terminal();
     let mut previous = read(socket)?;
     let mut shown = 0;
-    while args.count.map_or(true, |count| shown < count) {
+    while !matches!(args.count, Some(count) if shown >= count) {
         std::thread::sleep(args.interval);
         let current = read(socket)?;
         let rates = rates(&previous, &current);
