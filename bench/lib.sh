@@ -445,6 +445,12 @@ EOF
     "$@" "$name"
     SW_PID=""
     "$XSWCTL" --socket "$sock" stats >"$TMP/$name.stats" 2>&1 || true
+    if [[ ${XSW_EXTRA:-} == *"[[tenant.ingress]]"* ]]; then
+      # Which rules decided: shows that the ACL was evaluated, not bypassed.
+      echo "ACL rules of tenant default that matched (position, rule, hits):" >>"$TMP/$name.stats"
+      "$XSWCTL" --socket "$sock" acl list default 2>&1 |
+        awk '/^egress:/ { exit } $1 ~ /^[0-9]+$/ && $NF ~ /^[0-9]+$/ && $NF > 0' >>"$TMP/$name.stats" || true
+    fi
     if [[ ${STATUS[$name]:-ok} != ok && ${STATUS[$name]} != *"(xswd log:"* ]]; then
       STATUS[$name]+=" (xswd log: $(tail -1 "$TMP/$name.xswd.log"))"
     fi

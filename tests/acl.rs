@@ -498,3 +498,60 @@ fn acl_rules_are_ordered_and_bad_input_changes_nothing() -> Result<()> {
     ensure!(lab.xswd_running(), "xswd exited");
     Ok(())
 }
+
+/// Rule order decides on live traffic: with "allow icmp" inserted `--at 1`
+/// above "deny icmp", pings pass and the allow rule counts them; after
+/// `acl move` puts the deny first, the same pings are dropped as `acl_deny`
+/// and the deny rule counts them; moving it back lets them through again.
+#[test]
+fn rule_order_after_at_and_move_decides_live_traffic() -> Result<()> {
+    let lab = lab!("aclorder", "aclo", 210)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    lab.start_xswd("")?;
+    lab.ctl_ok(&["tenant", "create", "t"])?;
+    lab.ctl_ok(&["port", "add", &h1.port, "--tenant", "t"])?;
+    lab.ctl_ok(&["port", "add", &h2.port, "--tenant", "t"])?;
+    lab.ctl_ok(&["acl", "add", "t", "ingress", "deny", "--proto", "icmp"])?;
+    lab.ctl_ok(&[
+        "acl", "add", "t", "ingress", "allow", "--proto", "icmp", "--at", "1",
+    ])?;
+    let l = lab.ctl_json(&["acl", "list", "t"])?;
+    let actions = |l: &Value| -> Vec<Value> {
+        rules(l, "ingress")
+            .iter()
+            .map(|r| r["action"].clone())
+            .collect()
+    };
+    ensure!(actions(&l) == ["allow", "deny"], "after --at 1: {l}");
+    wait_ping(&lab, &h1, &h2.ip, Duration::from_secs(5))?;
+    let before = lab.ctl_json(&["acl", "list", "t"])?;
+    lab.ping_all(&h1, &h2, 4)?;
+    let after = lab.ctl_json(&["acl", "list", "t"])?;
+    // Four requests from h1 and four replies from h2, all ingress in t.
+    ensure!(
+        hits(&rules(&after, "ingress")[0]) - hits(&rules(&before, "ingress")[0]) == 8
+            && hits(&rules(&after, "ingress")[1]) == hits(&rules(&before, "ingress")[1]),
+        "the allow rule at position 1 did not decide the pings:\nbefore {before}\nafter {after}"
+    );
+
+    lab.ctl_ok(&["acl", "move", "t", "ingress", "2", "1"])?;
+    let l = lab.ctl_json(&["acl", "list", "t"])?;
+    ensure!(actions(&l) == ["deny", "allow"], "after move 2 1: {l}");
+    let denied = lab.drop_count(&h1.port, "acl_deny")?;
+    let s = lab.ping(&h1, &h2.ip, 4)?;
+    ensure!(
+        s.transmitted == 4 && s.received == 0,
+        "pings passed although the deny rule is now first: {s:?}"
+    );
+    lab.expect_drops(&h1.port, "acl_deny", denied, 4)?;
+    let moved = lab.ctl_json(&["acl", "list", "t"])?;
+    ensure!(
+        hits(&rules(&moved, "ingress")[0]) - hits(&rules(&l, "ingress")[0]) == 4,
+        "the deny rule now first did not count the 4 requests: {moved}"
+    );
+
+    lab.ctl_ok(&["acl", "move", "t", "ingress", "1", "2"])?;
+    lab.ping_all(&h1, &h2, 3)?;
+    Ok(())
+}

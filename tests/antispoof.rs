@@ -581,3 +581,93 @@ fn antispoof_restrict_to_port_keeps_other_addresses_away() -> Result<()> {
     ensure!(lab.xswd_running(), "xswd exited");
     Ok(())
 }
+
+/// `--restrict-to-port` with an IPv6 address: unicast to the guarded port's
+/// MAC for another IPv6 address is dropped (`not_for_port`), its own IPv6
+/// address (and neighbour discovery, which is multicast) still reach it.
+#[test]
+fn antispoof_restrict_to_port_keeps_other_ipv6_addresses_away() -> Result<()> {
+    let lab = lab!("antispoofr6", "asr6", 211)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    let h2 = lab.add_veth_host("h2", 2)?;
+    let (h1_ip6, h2_ip6) = (lab.ip6(1), lab.ip6(2));
+    lab.enable_ipv6(&h1, &h1_ip6)?;
+    lab.enable_ipv6(&h2, &h2_ip6)?;
+    lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
+    lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
+    lab.ctl_ok(&[
+        "antispoof",
+        "set",
+        &h2.port,
+        "--mac",
+        &h2.mac,
+        "--ip",
+        &h2.ip,
+        "--ip",
+        &h2_ip6,
+        "--restrict-to-port",
+    ])?;
+    let ping6 = |count: u32| -> Result<bool> {
+        let c = count.to_string();
+        Ok(lab
+            .run_in(
+                &h1.ns,
+                &[
+                    "ping", "-6", "-n", "-q", "-c", &c, "-i", "0.2", "-W", "1", &h2_ip6,
+                ],
+                Duration::from_secs(10),
+            )?
+            .success())
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ping6(1)? {
+        ensure!(
+            Instant::now() < deadline,
+            "h1 cannot ping h2's own IPv6 address {h2_ip6} through the restricted port:\n{}",
+            lab.xswd_log()
+        );
+    }
+    ensure!(ping6(3)?, "ping -6 to h2's own address lost replies");
+
+    // Echo requests to h2's MAC for an IPv6 address that is not h2's.
+    let ghost = lab.ip6(99);
+    let echo = [128u8, 0, 0, 0, 0x12, 0x34, 0, 1, b'x', b's', b'w', b'6'];
+    let to_ghost = frames::eth(
+        &h2.mac,
+        &h1.mac,
+        &[],
+        ETH_IPV6,
+        &frames::ipv6_icmpv6(ip6(&h1_ip6), ip6(&ghost), &echo),
+    );
+    let mut bad = lab.capture_as(&h2, "notmine6", &format!("ip6 dst host {ghost}"), 1)?;
+    let before = lab.drop_count(&h2.port, "not_for_port")?;
+    lab.raw_send(&h1, &to_ghost, 4)?;
+    lab.expect_drops(&h2.port, "not_for_port", before, 4)?;
+    lab.expect_silence(
+        &mut bad,
+        Duration::from_millis(500),
+        "IPv6 unicast for another address reached the restricted h2",
+    )?;
+
+    // The same frame for h2's own address is delivered.
+    let to_h2 = frames::eth(
+        &h2.mac,
+        &h1.mac,
+        &[],
+        ETH_IPV6,
+        &frames::ipv6_icmpv6(ip6(&h1_ip6), ip6(&h2_ip6), &echo),
+    );
+    let mut good = lab.capture_as(&h2, "mine6", "icmp6 and ip6[40] == 128", 1)?;
+    lab.raw_send(&h1, &to_h2, 1)?;
+    lab.expect_frame(
+        &mut good,
+        Duration::from_secs(3),
+        "IPv6 echo for h2's own address at h2",
+    )?;
+    ensure!(
+        lab.drop_count(&h2.port, "not_for_port")? == before + 4,
+        "a frame for h2's own IPv6 address was counted as not_for_port"
+    );
+    ensure!(lab.xswd_running(), "xswd exited");
+    Ok(())
+}

@@ -141,6 +141,29 @@ fn acl_scenario_filters_the_same_rules_in_nftables_and_xsw() -> Result<()> {
         !report.contains("acl_deny") && !report.contains("spoofed"),
         "xsw dropped the benchmark's allowed traffic:\n{report}"
     );
+    // And the rules were really evaluated: the traffic passed because the
+    // last rule (1,000, the allow) matched it, and none of the 999 before it
+    // did. A switch that skipped the ACL would show no hits at all.
+    let matched: Vec<&str> = report
+        .lines()
+        .skip_while(|l| !l.starts_with("ACL rules of tenant default that matched"))
+        .skip(1)
+        .take_while(|l| {
+            l.split_whitespace()
+                .next()
+                .is_some_and(|w| w.parse::<u32>().is_ok())
+        })
+        .collect();
+    let hits_of_1000 = matched
+        .iter()
+        .find(|l| l.split_whitespace().next() == Some("1000"))
+        .and_then(|l| l.split_whitespace().last())
+        .and_then(|h| h.parse::<u64>().ok())
+        .unwrap_or(0);
+    ensure!(
+        hits_of_1000 > 0 && matched.len() == 1,
+        "the allow rule at position 1000 should be the only one that matched: {matched:?}\n{report}"
+    );
     Ok(())
 }
 

@@ -489,6 +489,91 @@ vlans = [{{ vlan = 100, tenant = "web" }}]
     );
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 2)?;
+
+    // The loaded ACL decides: TCP to port 25 is denied, another port passes.
+    let denied = lab.drop_count(&h1.port, "acl_deny")?;
+    let smtp = lab.tcp_try(&h1, &h2, &h2.ip, 25, 2)?;
+    ensure!(
+        !smtp.connected,
+        "the config's deny tcp/25 let TCP through: {}",
+        smtp.detail
+    );
+    ensure!(
+        lab.drop_count(&h1.port, "acl_deny")? > denied,
+        "TCP to port 25 was not counted as acl_deny on {}",
+        h1.port
+    );
+    let other = lab.tcp_try(&h1, &h2, &h2.ip, 8025, 4)?;
+    ensure!(
+        other.connected,
+        "TCP to port 8025 should pass: {}",
+        other.detail
+    );
+
+    // The loaded guard decides: h1 may not send from another IPv4 address.
+    let forged = frames::eth(
+        "ff:ff:ff:ff:ff:ff",
+        &h1.mac,
+        &[],
+        frames::ETH_IPV4,
+        &frames::ipv4_udp(
+            frames::ip4(&lab.ip(77)),
+            frames::ip4(&h2.ip),
+            4000,
+            4000,
+            b"forged",
+        ),
+    );
+    let spoofed = lab.drop_count(&h1.port, "spoofed_ip")?;
+    let mut at_h2 = lab.capture_as(&h2, "forged", "udp port 4000", 1)?;
+    lab.raw_send(&h1, &forged, 3)?;
+    lab.expect_drops(&h1.port, "spoofed_ip", spoofed, 3)?;
+    lab.expect_silence(
+        &mut at_h2,
+        Duration::from_millis(500),
+        "a forged source IP from h1 reached h2",
+    )?;
+
+    // The loaded trunk carries web on VID 100 both ways: a station behind it
+    // reaches h2 untagged, and h2's reply leaves the trunk tagged 100.
+    let st_mac = lab.mac(100);
+    let st_ip = lab.ip(100);
+    let req = frames::arp(
+        1,
+        &st_mac,
+        frames::ip4(&st_ip),
+        "00:00:00:00:00:00",
+        frames::ip4(&h2.ip),
+    );
+    let frame = frames::eth(
+        "ff:ff:ff:ff:ff:ff",
+        &st_mac,
+        &[(frames::TPID_8021Q, 100)],
+        frames::ETH_ARP,
+        &req,
+    );
+    let mut at_h2 = lab.capture_as(&h2, "trunk-in", &format!("ether src {st_mac}"), 1)?;
+    let mut reply = lab.capture_as(
+        &trunk,
+        "trunk-out",
+        &format!("ether src {} and ether dst {st_mac}", h2.mac),
+        1,
+    )?;
+    lab.raw_send(&trunk, &frame, 1)?;
+    let line = lab.expect_frame(&mut at_h2, Duration::from_secs(3), "ARP from VID 100 at h2")?;
+    ensure!(
+        !line.contains("vlan"),
+        "h2 got the trunk's frame tagged: {line}"
+    );
+    let line = lab.expect_frame(
+        &mut reply,
+        Duration::from_secs(3),
+        "h2's ARP reply on the trunk",
+    )?;
+    ensure!(
+        line.contains("vlan 100,") && line.contains("Reply"),
+        "h2's reply should leave the trunk tagged 100: {line}"
+    );
     Ok(())
 }
 

@@ -338,3 +338,57 @@ fn trunk_drops_unknown_vids_double_tags_and_tags_from_access_ports() -> Result<(
     ensure!(lab.xswd_running(), "xswd exited");
     Ok(())
 }
+
+/// Trunk to trunk: tenant a travels as VID 100 on one trunk and VID 300 on
+/// the other. A frame entering tagged 100 with priority 5 leaves the other
+/// trunk tagged 300 with priority 5 (the VID is rewritten, the PCP kept),
+/// and a reply the other way is rewritten back, its priority kept too.
+#[test]
+fn trunk_to_trunk_rewrites_the_vid_and_keeps_the_priority() -> Result<()> {
+    let lab = lab!("trunk2", "tk2", 214)?;
+    let t1 = lab.add_veth_host("t1", 1)?;
+    let t2 = lab.add_veth_host("t2", 2)?;
+    lab.start_xswd("")?;
+    lab.ctl_ok(&["tenant", "create", "a"])?;
+    lab.ctl_ok(&["port", "add", &t1.port, "--trunk"])?;
+    lab.ctl_ok(&["port", "add", &t2.port, "--trunk"])?;
+    lab.ctl_ok(&["vlan", "add", &t1.port, "100", "a"])?;
+    lab.ctl_ok(&["vlan", "add", &t2.port, "300", "a"])?;
+
+    // A tag control field with priority `pcp` and VID `vid`.
+    let tagged = |dst: &str, src: &str, pcp: u16, vid: u16, payload: &[u8]| {
+        let mut f = frames::eth(dst, src, &[(TPID_8021Q, vid)], ETH_EXPERIMENTAL, payload);
+        f[14..16].copy_from_slice(&((pcp << 13) | vid).to_be_bytes());
+        f
+    };
+    let (s1, s2) = (lab.mac(101), lab.mac(102));
+    for (from, to, src, dst, pcp, vid_in, vid_out) in [
+        (&t1, &t2, &s1, "ff:ff:ff:ff:ff:ff", 5u16, 100u16, 300u16),
+        (&t2, &t1, &s2, s1.as_str(), 3, 300, 100),
+    ] {
+        let mut out =
+            lab.capture_as(to, &format!("out{vid_out}"), &format!("ether src {src}"), 1)?;
+        lab.raw_send(from, &tagged(dst, src, pcp, vid_in, b"trunk to trunk"), 1)?;
+        let line = lab.expect_frame(
+            &mut out,
+            Duration::from_secs(3),
+            &format!(
+                "frame tagged {vid_in} p {pcp} from {} at {}",
+                from.name, to.name
+            ),
+        )?;
+        ensure!(
+            line.contains(&format!("vlan {vid_out}, p {pcp},"))
+                && !line.contains(&format!("vlan {vid_in},")),
+            "tagged {vid_in} priority {pcp} in, expected tag {vid_out} priority {pcp} out: {line}"
+        );
+    }
+    // The reply was unicast to s1, learned behind t1 on VID 100.
+    let e = lab.fdb_entries(&s1)?;
+    ensure!(
+        e.len() == 1 && e[0]["port"] == t1.port.as_str() && e[0]["tenant"] == "a",
+        "{s1} should be learned on {} in a: {e:?}",
+        t1.port
+    );
+    Ok(())
+}

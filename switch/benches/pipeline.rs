@@ -20,6 +20,9 @@
 //! [-- FILTER]`. Wall time by default; `XSW_BENCH_CLOCK=thread` measures the thread's CPU
 //! time instead, for a machine shared with other work.
 
+// A benchmark set-up that fails should stop loudly: expect is its error report.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::hint::black_box;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::PathBuf;

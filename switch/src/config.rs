@@ -12,6 +12,12 @@ use crate::pipeline::acl::{AclAction, AclRule};
 use crate::pipeline::antispoof::PortGuard;
 use crate::xdp::XdpModeRequest;
 
+mod locate;
+pub mod rules;
+mod validate;
+
+use rules::{Invalid, Step};
+
 pub const DEFAULT_PATH: &str = "/etc/xsw/xsw.toml";
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -278,39 +284,54 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: String, message: String },
+    /// Not TOML, or not the shape of a config (toml's message carries the
+    /// line and column and quotes the line).
+    #[error("{path}: {}", .source.to_string().trim_end())]
+    Syntax {
+        path: String,
+        source: toml::de::Error,
+    },
+    /// Well-formed, but a value breaks a rule.
+    #[error("{path}: {}{field}: {message}", line.map(|l| format!("line {l}: ")).unwrap_or_default())]
+    Rule {
+        path: String,
+        line: Option<usize>,
+        field: String,
+        message: String,
+    },
 }
 
-fn power_of_two_in(value: u32, min: u32, max: u32) -> bool {
-    value.is_power_of_two() && (min..=max).contains(&value)
-}
-
-/// 1-based line of the first line that sets `key`, to point the operator at it.
-fn line_of(text: &str, key: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let l = l.trim_start();
-            l.starts_with(key) && l[key.len()..].trim_start().starts_with('=')
-        })
-        .map(|i| i + 1)
+/// A field path as the operator reads it: `port[2].vlans[0].vlan`.
+pub fn field_name(field: &[Step]) -> String {
+    let mut name = String::new();
+    for step in field {
+        match step {
+            Step::Key(key) => {
+                if !name.is_empty() {
+                    name.push('.');
+                }
+                name.push_str(key);
+            }
+            Step::Index(index) => name.push_str(&format!("[{index}]")),
+        }
+    }
+    name
 }
 
 impl Config {
+    /// Parses and validates a config file's text: the one check that
+    /// `xswctl config check`, xswd's startup and a reload share.
     pub fn parse(text: &str, path: &str) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Syntax {
             path: path.to_string(),
-            message,
-        };
-        // toml's messages carry the line and column and quote the line.
-        let config: Config =
-            toml::from_str(text).map_err(|e| invalid(e.to_string().trim_end().to_string()))?;
-        if let Err((key, reason)) = config.validate() {
-            let place = line_of(text, key)
-                .map(|l| format!("line {l}: "))
-                .unwrap_or_default();
-            return Err(invalid(format!("{place}{key}: {reason}")));
-        }
+            source,
+        })?;
+        config.validate().map_err(|invalid| ConfigError::Rule {
+            path: path.to_string(),
+            line: locate::line_of(text, &invalid.field),
+            field: field_name(&invalid.field),
+            message: invalid.message,
+        })?;
         Ok(config)
     }
 
@@ -322,103 +343,16 @@ impl Config {
         Config::parse(&text, &path.display().to_string())
     }
 
-    /// Checks what the types cannot: (key, reason) of the first problem.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
-        let d = &self.dataplane;
-        if d.workers.is_empty() {
-            return Err((
-                "workers",
-                "list at least one core, e.g. workers = [0]".into(),
-            ));
-        }
-        let mut cores = d.workers.clone();
-        cores.sort_unstable();
-        cores.dedup();
-        if cores.len() != d.workers.len() {
-            return Err((
-                "workers",
-                "a core is listed twice; one worker per core".into(),
-            ));
-        }
-        if !(1..=1024).contains(&d.batch_size) {
-            return Err((
-                "batch_size",
-                format!("{} is outside 1..=1024", d.batch_size),
-            ));
-        }
-        if !(1..=1_000_000).contains(&d.poll_budget) {
-            return Err((
-                "poll_budget",
-                format!("{} is outside 1..=1000000", d.poll_budget),
-            ));
-        }
-        if d.mac_aging_secs == 0 {
-            return Err(("mac_aging_secs", "must be at least 1 second".into()));
-        }
-        if d.fdb_capacity == 0 || d.fdb_capacity > 16_000_000 {
-            return Err((
-                "fdb_capacity",
-                format!("{} is outside 1..=16000000", d.fdb_capacity),
-            ));
-        }
-        let f = &self.fast_path;
-        if !(1..=16_000_000).contains(&f.flows) {
-            return Err(("flows", format!("{} is outside 1..=16000000", f.flows)));
-        }
-        if f.idle_timeout_secs == 0 {
-            return Err(("idle_timeout_secs", "must be at least 1 second".into()));
-        }
-        let u = &self.umem;
-        if !power_of_two_in(u.frame_size, 2048, 4096) {
-            return Err((
-                "frame_size",
-                format!("{} must be 2048 or 4096", u.frame_size),
-            ));
-        }
-        if !(64..=1 << 20).contains(&u.frame_count) {
-            return Err((
-                "frame_count",
-                format!("{} is outside 64..=1048576", u.frame_count),
-            ));
-        }
-        for (key, value) in [
-            ("rx_ring", u.rx_ring),
-            ("tx_ring", u.tx_ring),
-            ("fill_ring", u.fill_ring),
-            ("comp_ring", u.comp_ring),
-        ] {
-            if !power_of_two_in(value, 64, 1 << 16) {
-                return Err((
-                    key,
-                    format!("{value} must be a power of two from 64 to 65536"),
-                ));
-            }
-        }
-        let mut names: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
-        names.sort_unstable();
-        if let Some(pair) = names.windows(2).find(|w| w[0] == w[1]) {
-            return Err(("name", format!("port {:?} is listed twice", pair[0])));
-        }
-        for port in &self.ports {
-            if let Err(e) = crate::port::iface::validate_name(&port.name) {
-                return Err(("name", e.to_string()));
-            }
-        }
-        for entry in &self.fdb {
-            if !self.ports.iter().any(|p| p.name == entry.port) {
-                return Err((
-                    "port",
-                    format!(
-                        "static MAC {} names port {:?}, which no [[port]] defines",
-                        entry.mac, entry.port
-                    ),
-                ));
-            }
-            if entry.mac.is_multicast() || entry.mac.is_zero() {
-                return Err(("mac", format!("{} is not a unicast MAC", entry.mac)));
-            }
-        }
-        Ok(())
+    /// The line of `field` in the file at `path` (for errors found after
+    /// the file was read, such as a step the host refused).
+    pub fn line_in_file(path: &Path, field: &[Step]) -> Option<usize> {
+        let text = std::fs::read_to_string(path).ok()?;
+        locate::line_of(&text, field)
+    }
+
+    /// Checks what the types cannot: the first problem and its field.
+    pub fn validate(&self) -> Result<(), Invalid> {
+        validate::validate(self)
     }
 }
 
@@ -531,5 +465,56 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("nope"), "{err}");
+    }
+
+    /// What xswd used to refuse only at startup, each with its line.
+    #[test]
+    fn what_the_switch_refuses_the_validator_refuses_with_the_line() {
+        let cases: &[(&str, usize, &str, &str)] = &[
+            (
+                "[[tenant]]\nname = \"t\"\n[[port]]\nname = \"tr\"\ntrunk = true\nvlans = [{ vlan = 0, tenant = \"t\" }]\n",
+                6,
+                "port[0].vlans[0].vlan",
+                "VLAN ID 0",
+            ),
+            (
+                "[[port]]\nname = \"p\"\n[port.antispoof]\nmacs = [\"ff:ff:ff:ff:ff:ff\"]\n",
+                3,
+                "port[0].antispoof",
+                "broadcast",
+            ),
+            (
+                "[[port]]\nname = \"p\"\ntenant = \"nosuch\"\n",
+                3,
+                "port[0].tenant",
+                "no tenant named nosuch",
+            ),
+            (
+                "[[tenant]]\nname = \"t\"\ngrant_uids = [0]\n",
+                3,
+                "tenant[0].grant_uids",
+                "uid 0",
+            ),
+            (
+                "[[port]]\nname = \"p\"\n\ntap_owner = 1000\n",
+                4,
+                "port[0].tap_owner",
+                "create_tap",
+            ),
+            (
+                "[[port]]\nname = \"a\"\n[[port]]\nname = \"a\"\n",
+                4,
+                "port[1].name",
+                "listed twice",
+            ),
+        ];
+        for (text, line, field, words) in cases {
+            let err = Config::parse(text, "x.toml").unwrap_err().to_string();
+            let want = format!("x.toml: line {line}: {field}: ");
+            assert!(
+                err.starts_with(&want) && err.contains(words),
+                "{text}\ngot  {err}\nwant {want}...{words}"
+            );
+        }
     }
 }

@@ -92,7 +92,23 @@ fn block_signals() -> libc::sigset_t {
     }
 }
 
+/// One allocator arena for the whole daemon. glibc gives each thread that
+/// meets contention an arena of its own and keeps what is freed there: ten
+/// control clients adding and removing ports at once (each port's program
+/// load allocates megabytes, on the thread serving the request) left RSS at
+/// 130-290 MB instead of ~30 MB. The data plane allocates nothing per frame,
+/// so one arena costs it nothing.
+fn limit_allocator_arenas() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets an allocator parameter; called before any
+    // thread is started.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
 fn main() -> ExitCode {
+    limit_allocator_arenas();
     let args = Args::parse();
     init_logging(&args.log_level);
 
@@ -148,9 +164,18 @@ fn main() -> ExitCode {
     } else {
         tracing::warn!(config = %path.display(), "not a regular file: changes made with xswctl will not be saved");
     }
+    // apply_config undoes its own steps (taps it created included) when the
+    // host refuses one.
     if let Err(e) = initial.apply_config(&config) {
         initial.shutdown();
-        return fail(format!("cannot apply the configuration: {e}"));
+        let path = config_path(&args);
+        let line = Config::line_in_file(&path, &e.field)
+            .map(|l| format!("line {l}: "))
+            .unwrap_or_default();
+        return fail(format!(
+            "{}: {line}cannot apply the configuration, nothing was kept: {e}",
+            path.display()
+        ));
     }
     let switch = Arc::new(Mutex::new(initial));
     let stop = Arc::new(AtomicBool::new(false));

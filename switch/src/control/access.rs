@@ -221,20 +221,7 @@ impl Grants {
     }
 }
 
-/// What may not be granted: the default tenant (every port without
-/// `--tenant` lands there), and uid 0 (root needs no grant).
-fn check_grantable(tenant: &str, uids: impl IntoIterator<Item = u32>) -> Result<(), String> {
-    if tenant == DEFAULT_TENANT {
-        return Err(format!(
-            "the {DEFAULT_TENANT} tenant cannot be delegated: every port added without --tenant \
-             joins it; create a tenant for the user (`xswctl tenant create NAME`) and grant that"
-        ));
-    }
-    if uids.into_iter().any(|u| u == 0) {
-        return Err("uid 0 is root, which may already do everything".into());
-    }
-    Ok(())
-}
+use crate::config::rules::grantable as check_grantable;
 
 impl Switch {
     pub(super) fn tenant_grant(

@@ -45,11 +45,7 @@ impl Switch {
 
     pub(super) fn fdb_add(&mut self, mac: &str, port: &str, tenant: Option<&str>) -> Outcome {
         let mac = parse_mac(mac)?;
-        if mac.is_multicast() || mac.is_zero() {
-            return Err(ControlError::invalid(format!(
-                "{mac} is not a unicast MAC: static entries are for unicast addresses"
-            )));
-        }
+        crate::config::rules::static_mac_address(mac).map_err(ControlError::invalid)?;
         let domain = self.fdb_domain(port, tenant)?;
         let id = self.port(port)?.id;
         match self

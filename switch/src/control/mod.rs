@@ -7,6 +7,7 @@ pub mod access;
 pub mod client;
 mod fdb;
 pub mod metrics;
+mod missing;
 pub mod persist;
 mod ports;
 pub mod protocol;

@@ -78,7 +78,7 @@ impl Switch {
                 }
             }
         }
-        let fdb = self
+        let mut fdb: Vec<StaticFdbSpec> = self
             .static_macs
             .iter()
             .map(|((domain, mac), port)| StaticFdbSpec {
@@ -90,11 +90,24 @@ impl Switch {
                     .map(str::to_string),
             })
             .collect();
+        // Missing ports stay in the file, with the static MACs that wait for them.
+        fdb.extend(
+            self.missing
+                .values()
+                .flat_map(|m| m.static_macs.iter().cloned()),
+        );
+        let mut ports: Vec<PortSpec> = self
+            .ports
+            .values()
+            .map(|r| r.spec.clone())
+            .chain(self.missing.values().map(|m| m.spec.clone()))
+            .collect();
+        ports.sort_by(|a, b| a.name.cmp(&b.name));
         Config {
             dataplane: self.settings.clone(),
             umem: self.umem.clone(),
             fast_path: self.dataplane.fast_path_settings().clone(),
-            ports: self.ports.values().map(|r| r.spec.clone()).collect(),
+            ports,
             fdb,
             tenants,
             metrics: self.metrics.clone(),
@@ -227,11 +240,22 @@ impl Switch {
             match old_ports.get(name) {
                 None => step(
                     format!("add port {name}"),
-                    self.port_add((*spec).clone())
-                        .map(drop)
+                    self.port_restore((*spec).clone())
                         .map_err(|e| e.to_string()),
                 ),
                 Some(old) if old == spec => {}
+                Some(_) if self.missing.contains_key(*name) => {
+                    // Nothing attached to change: the new spec waits instead.
+                    let outcome = self.policy_for(spec).map(|_| {
+                        if let Some(missing) = self.missing.get_mut(*name) {
+                            missing.spec = (*spec).clone();
+                        }
+                    });
+                    step(
+                        format!("update missing port {name}"),
+                        outcome.map_err(|e| e.to_string()),
+                    );
+                }
                 Some(old) if only_policy_changed(old, spec) => step(
                     format!("update port {name}"),
                     self.replace_port_policy(name, (*spec).clone())
@@ -255,17 +279,20 @@ impl Switch {
             .iter()
             .filter(|e| !new_fdb.contains(&fdb_key(e)))
         {
-            let outcome = self
-                .fdb_del(&entry.mac.to_string(), entry.tenant.as_deref())
-                .map(drop)
-                .map_err(|e| e.to_string());
+            let outcome = match self.missing.get_mut(&entry.port) {
+                Some(missing) => {
+                    missing.static_macs.retain(|e| e != entry);
+                    Ok(())
+                }
+                None => self
+                    .fdb_del(&entry.mac.to_string(), entry.tenant.as_deref())
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            };
             step(format!("remove static MAC {}", entry.mac), outcome);
         }
         for entry in wanted.fdb.iter().filter(|e| !old_fdb.contains(&fdb_key(e))) {
-            let outcome = self
-                .fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
-                .map(drop)
-                .map_err(|e| e.to_string());
+            let outcome = self.static_mac_restore(entry).map_err(|e| e.to_string());
             step(format!("add static MAC {}", entry.mac), outcome);
         }
         for name in old_tenants

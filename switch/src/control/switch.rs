@@ -59,6 +59,25 @@ impl std::fmt::Display for ControlError {
 
 pub(super) type Outcome<T = Value> = Result<T, ControlError>;
 
+/// A config item the host refused at startup (after the file validated):
+/// which item (`port[2]`) and why; everything applied before was undone.
+#[derive(Debug)]
+pub struct ApplyError {
+    pub field: Vec<crate::config::rules::Step>,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApplyError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {}",
+            crate::config::field_name(&self.field),
+            self.message
+        )
+    }
+}
+
 pub(super) fn system(e: impl std::fmt::Display) -> ControlError {
     ControlError::new(ErrorCode::System, e.to_string())
 }
@@ -116,6 +135,8 @@ pub struct Switch {
     pub(super) grants: super::access::Grants,
     /// Where changes are saved; None when xswd runs without a config file.
     pub(super) persistence: Option<super::persist::Persistence>,
+    /// Configured ports whose interface does not exist (see `missing`).
+    pub(super) missing: BTreeMap<String, super::missing::MissingPort>,
     /// True while the config file is applied at startup or on reload:
     /// taps created by an earlier xswd are adopted instead of refused.
     pub(super) restoring: bool,
@@ -135,6 +156,7 @@ impl Switch {
             started: Instant::now(),
             grants: Default::default(),
             persistence: None,
+            missing: BTreeMap::new(),
             restoring: false,
             metrics: Default::default(),
         };
@@ -144,27 +166,57 @@ impl Switch {
         switch
     }
 
-    /// Applies the tenants, ports and static MACs of a config file at startup.
-    pub fn apply_config(&mut self, config: &Config) -> Result<(), String> {
+    /// Applies the tenants, ports and static MACs of a config file at
+    /// startup (the file was validated as a whole before). If the host still
+    /// refuses a step, everything done so far is undone, the taps created
+    /// included, and the error names the item.
+    pub fn apply_config(&mut self, config: &Config) -> Result<(), ApplyError> {
         self.restoring = true;
-        let result = self.apply_config_inner(config);
+        let mut created_taps = Vec::new();
+        let result = self.apply_config_inner(config, &mut created_taps);
         self.restoring = false;
+        if result.is_err() {
+            let names: Vec<String> = self.ports.keys().cloned().collect();
+            for name in names {
+                self.detach_port(&name);
+            }
+            self.missing.clear();
+            for name in created_taps {
+                if let Err(e) = crate::port::tap::remove(&name) {
+                    tracing::warn!(port = %name, error = %e, "could not remove a tap created for a refused config");
+                }
+            }
+        }
         result
     }
 
-    fn apply_config_inner(&mut self, config: &Config) -> Result<(), String> {
+    fn apply_config_inner(
+        &mut self,
+        config: &Config,
+        created_taps: &mut Vec<String>,
+    ) -> Result<(), ApplyError> {
+        use crate::config::rules::Step;
         self.metrics = config.metrics.clone();
-        for spec in &config.tenants {
+        let refused =
+            |section: &'static str, index: usize, what: String, e: ControlError| ApplyError {
+                field: vec![Step::Key(section), Step::Index(index)],
+                message: format!("{what}: {e}"),
+            };
+        for (i, spec) in config.tenants.iter().enumerate() {
             self.apply_tenant_spec(spec)
-                .map_err(|e| format!("tenant {:?}: {e}", spec.name))?;
+                .map_err(|e| refused("tenant", i, format!("tenant {:?}", spec.name), e))?;
         }
-        for spec in &config.ports {
-            self.port_add(spec.clone())
-                .map_err(|e| format!("port {:?}: {e}", spec.name))?;
+        for (i, spec) in config.ports.iter().enumerate() {
+            let creates_tap = spec.create_tap && !crate::port::iface::exists(&spec.name);
+            self.port_restore(spec.clone())
+                .map_err(|e| refused("port", i, format!("port {:?}", spec.name), e))?;
+            if creates_tap {
+                created_taps.push(spec.name.clone());
+            }
         }
-        for entry in &config.fdb {
-            self.fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
-                .map_err(|e| format!("static MAC {}: {e}", entry.mac))?;
+        for (i, entry) in config.fdb.iter().enumerate() {
+            self.static_mac_restore(entry)
+                .map_err(|e| refused("fdb", i, format!("static MAC {}", entry.mac), e))?;
         }
         Ok(())
     }

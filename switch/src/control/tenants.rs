@@ -18,9 +18,8 @@ use crate::pipeline::stages::TenantPolicy;
 use crate::pipeline::tenant::PortMode;
 use crate::pipeline::DomainId;
 
-pub const DEFAULT_TENANT: &str = "default";
-/// Tenant ids index per-tenant tables in every snapshot: keep them small.
-const MAX_TENANTS: usize = 4096;
+pub use crate::config::rules::DEFAULT_TENANT;
+use crate::config::rules::{self, MAX_TENANTS};
 const DIRECTIONS: [&str; 2] = ["ingress", "egress"];
 
 #[derive(Clone)]
@@ -138,18 +137,7 @@ impl TenantRecord {
 }
 
 fn validate_tenant_name(name: &str) -> Outcome<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 32
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(ControlError::invalid(format!(
-            "{name:?} is not a valid tenant name: 1-32 characters from A-Z a-z 0-9 _ . -"
-        )))
-    }
+    rules::tenant_name(name).map_err(ControlError::invalid)
 }
 
 fn direction(text: &str) -> Outcome<usize> {
@@ -262,6 +250,11 @@ impl Switch {
             ));
         }
         let id = self.tenant(name)?.id;
+        if let Some(port) = self.missing_port_in_tenant(name) {
+            return Err(ControlError::invalid(format!(
+                "tenant {name} still has the missing port {port}; move or delete it first"
+            )));
+        }
         let (ports, vlans) = self.tenant_members(id);
         if !ports.is_empty() || !vlans.is_empty() {
             let mut users: Vec<String> = ports.iter().map(|p| p.to_string()).collect();

@@ -96,11 +96,17 @@ impl Switch {
             dataplane: next.clone(),
             umem: tuning.umem.clone(),
             fast_path: fast.clone(),
-            ..Config::default()
+            // The whole running config, so that no port is left naming a
+            // worker that would no longer exist (a file xswd could not load).
+            ..self.running_config()
         };
-        candidate
-            .validate()
-            .map_err(|(key, reason)| ControlError::invalid(format!("{key}: {reason}")))?;
+        candidate.validate().map_err(|e| {
+            ControlError::invalid(format!(
+                "{}: {}",
+                crate::config::field_name(&e.field),
+                e.message
+            ))
+        })?;
 
         let rebuild = next.workers != self.settings.workers
             || next.fdb_capacity != self.settings.fdb_capacity

@@ -1093,8 +1093,39 @@ mod tests {
         assert!(serde_json::from_str::<PortGuard>(r#"{"mac":["52:54:00:12:34:56"]}"#).is_err());
     }
 
+    /// The expected link-local address of `mac`, written out as RFC 4291
+    /// appendix A spells it (fe80:: + MAC with the U/L bit flipped and ff:fe
+    /// in the middle) and parsed: independent of `link_local_of`, which the
+    /// oracle below must not trust.
+    fn eui64_link_local(mac: MacAddr) -> Ipv6Addr {
+        let m = mac.0;
+        format!(
+            "fe80::{:02x}{:02x}:{:02x}ff:fe{:02x}:{:02x}{:02x}",
+            m[0] ^ 0x02,
+            m[1],
+            m[2],
+            m[3],
+            m[4],
+            m[5]
+        )
+        .parse()
+        .expect("a valid IPv6 address")
+    }
+
+    #[test]
+    fn the_link_local_oracle_matches_a_known_address() {
+        // 52:54:00:12:34:56 is QEMU's default guest MAC; its link-local address
+        // as a Linux guest configures it.
+        let qemu = MacAddr([0x52, 0x54, 0x00, 0x12, 0x34, 0x56]);
+        assert_eq!(
+            eui64_link_local(qemu),
+            "fe80::5054:ff:fe12:3456".parse::<Ipv6Addr>().unwrap()
+        );
+    }
+
     proptest::proptest! {
-        /// The integer prefix checks answer as `ipnet`'s `contains`, host bits and all.
+        /// The integer prefix checks answer as `ipnet`'s `contains`, host bits and all,
+        /// and a guard's MACs' link-local addresses are its own.
         #[test]
         fn prefix_checks_agree_with_ipnet(
             net4 in proptest::prelude::any::<(u32, u8)>(),
@@ -1102,6 +1133,8 @@ mod tests {
             net6 in proptest::prelude::any::<(u128, u8)>(),
             addr6 in proptest::prelude::any::<u128>(),
             near in proptest::prelude::any::<bool>(),
+            mac in proptest::prelude::any::<[u8; 6]>(),
+            link_local_case in 0..4u8,
         ) {
             let net4 = Ipv4Net::new(Ipv4Addr::from(net4.0), net4.1 % 33).unwrap();
             let net6 = Ipv6Net::new(Ipv6Addr::from(net6.0), net6.1 % 129).unwrap();
@@ -1117,9 +1150,21 @@ mod tests {
             } else {
                 addr6
             });
-            let guard = PortGuard { ipv4: vec![net4], ipv6: vec![net6], ..guard() };
+            // A MAC with the group bit clear, as a port's MACs are.
+            let mac = MacAddr([mac[0] & !1, mac[1], mac[2], mac[3], mac[4], mac[5]]);
+            let guard = PortGuard { ipv4: vec![net4], ipv6: vec![net6], macs: vec![GUEST_MAC, mac], ..guard() };
+            // A quarter of the cases ask about the link-local address of one of the
+            // guard's MACs, a quarter about that of a MAC one bit away.
+            let addr6 = match link_local_case {
+                0 => eui64_link_local(mac),
+                1 => {
+                    let [a, b, c, d, e, f] = mac.0;
+                    eui64_link_local(MacAddr([a, b, c, d, e, f ^ 1]))
+                }
+                _ => addr6,
+            };
             proptest::prop_assert_eq!(guard.owns_ipv4(addr4), net4.contains(&addr4));
-            let link_local = guard.macs.iter().any(|&mac| link_local_of(mac) == addr6);
+            let link_local = [GUEST_MAC, mac].iter().any(|&m| eui64_link_local(m) == addr6);
             proptest::prop_assert_eq!(guard.owns_ipv6(addr6), net6.contains(&addr6) || link_local);
         }
     }

@@ -20,14 +20,15 @@ const HELP: &str = "\
 xsw-guest: stand in for a VM on an xsw tap port
 
 USAGE:
-    xsw-guest --tap <NAME> --peer <NAME> [--netns <NS>] [--no-stdin]
+    xsw-guest --tap <NAME> --peer <NAME> [--netns <NS>] [--vnet-hdr] [--no-stdin]
 
 Opens tap <--tap> in the current network namespace (like QEMU does: TUNSETIFF
 with IFF_TAP|IFF_NO_PI; attaches to the existing persistent tap of that name,
 for example one made with `ip tuntap add mode tap name NAME` or by
 `xswctl port add NAME --create-tap`, or creates a transient one if none
-exists). Then creates tap <--peer> (IFF_TAP|IFF_NO_PI, no vnet header, so the
-guest kernel finishes checksums) inside network namespace <--netns>, and relays
+exists). Then creates tap <--peer> (the same flags: without --vnet-hdr no
+vnet header, so the guest kernel finishes checksums) inside network namespace
+<--netns>, and relays
 frames both ways between the two taps until stopped.
 
 The namespace holding the peer tap is the guest: configure it with ip, e.g.
@@ -41,6 +42,13 @@ OPTIONS:
     --netns <NS>     create the peer tap in this network namespace: a name from
                      `ip netns list` (/run/netns/NS) or a path such as
                      /proc/PID/ns/net. Default: the current namespace.
+    --vnet-hdr       open both taps as QEMU opens a virtio-net guest's tap:
+                     IFF_VNET_HDR with a 12-byte virtio-net header and the
+                     offloads QEMU enables (TUNSETOFFLOAD: checksum, TSO4,
+                     TSO6, TSO ECN). The guest kernel then sends and receives
+                     frames with partial checksums and TCP segments up to
+                     64 KiB, as a virtio guest at default offloads does; the
+                     relay passes each frame with its header unchanged.
     --no-stdin       keep running when stdin reaches end-of-file. Without it the
                      relay stops when stdin closes, which ties its life to the
                      parent that spawned it. Use it when starting it in the
@@ -70,6 +78,7 @@ struct Args {
     peer: String,
     netns: Option<String>,
     watch_stdin: bool,
+    vnet_hdr: bool,
 }
 
 fn parse_args() -> Result<Option<Args>, String> {
@@ -77,6 +86,7 @@ fn parse_args() -> Result<Option<Args>, String> {
     let mut peer = None;
     let mut netns = None;
     let mut watch_stdin = true;
+    let mut vnet_hdr = false;
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -85,6 +95,7 @@ fn parse_args() -> Result<Option<Args>, String> {
             "--peer" => peer = Some(it.next().ok_or("--peer needs a value")?),
             "--netns" => netns = Some(it.next().ok_or("--netns needs a value")?),
             "--no-stdin" => watch_stdin = false,
+            "--vnet-hdr" => vnet_hdr = true,
             other => return Err(format!("unexpected argument '{other}'")),
         }
     }
@@ -102,6 +113,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         peer,
         netns,
         watch_stdin,
+        vnet_hdr,
     }))
 }
 
@@ -113,9 +125,14 @@ struct IfReqFlags {
     _pad: [u8; 22],
 }
 
-/// Opens /dev/net/tun and binds it to tap `name` (IFF_TAP|IFF_NO_PI) in the
+/// The virtio-net header QEMU uses with a virtio 1.0 device (with the
+/// num_buffers field), in front of every frame read or written.
+const VNET_HDR_LEN: libc::c_int = 12;
+
+/// Opens /dev/net/tun and binds it to tap `name` (IFF_TAP|IFF_NO_PI, and with
+/// `vnet_hdr` IFF_VNET_HDR plus QEMU's header size and offloads) in the
 /// calling thread's network namespace.
-fn open_tap(name: &str) -> io::Result<OwnedFd> {
+fn open_tap(name: &str, vnet_hdr: bool) -> io::Result<OwnedFd> {
     let path = CString::new("/dev/net/tun").map_err(io::Error::other)?;
     // SAFETY: `path` is a valid NUL-terminated string that outlives the call;
     // open has no other memory-safety preconditions.
@@ -138,13 +155,42 @@ fn open_tap(name: &str) -> io::Result<OwnedFd> {
     for (dst, src) in req.name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    req.flags = (libc::IFF_TAP | libc::IFF_NO_PI) as libc::c_short;
+    let vnet_flag = if vnet_hdr { libc::IFF_VNET_HDR } else { 0 };
+    req.flags = (libc::IFF_TAP | libc::IFF_NO_PI | vnet_flag) as libc::c_short;
     // `req` has struct ifreq's layout: 16-byte name, flags at 16, 40 bytes.
     // SAFETY: TUNSETIFF reads/writes an ifreq; `req` has that layout, a NUL-
     // terminated name (<= 15 bytes in 16), and lives across the call.
     let rc = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TUNSETIFF, &mut req as *mut IfReqFlags) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
+    }
+    if vnet_hdr {
+        let len = VNET_HDR_LEN;
+        // SAFETY: TUNSETVNETHDRSZ reads one c_int through the pointer, which
+        // points at `len` for the whole call.
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETVNETHDRSZ,
+                &len as *const libc::c_int,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
+        let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4 | libc::TUN_F_TSO6 | libc::TUN_F_TSO_ECN;
+        // SAFETY: TUNSETOFFLOAD takes its argument by value (an unsigned
+        // long of flags); no memory is passed.
+        if unsafe {
+            libc::ioctl(
+                fd.as_raw_fd(),
+                libc::TUNSETOFFLOAD,
+                offloads as libc::c_ulong,
+            )
+        } < 0
+        {
+            return Err(io::Error::last_os_error());
+        }
     }
     Ok(fd)
 }
@@ -241,11 +287,12 @@ fn drain(from: RawFd, to: RawFd, buf: &mut [u8], c: &mut Counters) -> Drain {
 fn run(args: Args) -> Result<ExitCode, String> {
     install_signal_handlers().map_err(|e| format!("sigaction: {e}"))?;
 
-    let tap = open_tap(&args.tap).map_err(|e| format!("open tap {}: {e}", args.tap))?;
+    let tap =
+        open_tap(&args.tap, args.vnet_hdr).map_err(|e| format!("open tap {}: {e}", args.tap))?;
     if let Some(ns) = &args.netns {
         enter_netns(ns).map_err(|e| format!("entering netns {ns}: {e}"))?;
     }
-    let peer = open_tap(&args.peer).map_err(|e| {
+    let peer = open_tap(&args.peer, args.vnet_hdr).map_err(|e| {
         format!(
             "create peer tap {} in {}: {e}",
             args.peer,
