@@ -18,6 +18,9 @@ packages=(
   # temporary directory inside its namespace; the package's own service (where
   # systemd starts it) is not used. iperf3 (above): the TCP scenario.
   bridge-utils nftables linux-perf openvswitch-switch
+  # the Debian package (deploy/build-deb.sh, tests/package.rs): cargo-deb's
+  # dependency detection runs dpkg-shlibdeps
+  dpkg-dev
 )
 
 missing=()
@@ -35,5 +38,13 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "error: cargo not found. Install a stable Rust toolchain (https://rustup.rs) and run again." >&2
   exit 1
+fi
+# cargo-deb builds the Debian package (deploy/build-deb.sh); tests/package.rs
+# builds it too, so the test machine needs it. Not packaged by Debian: from
+# crates.io, pinned, compiled once (a few minutes) and kept in ~/.cargo/bin.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version 2>/dev/null | grep -q "$CARGO_DEB_VERSION"; then
+  echo "installing cargo-deb $CARGO_DEB_VERSION (cargo install)"
+  cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
 fi
 echo "dependencies: ok"

@@ -40,6 +40,24 @@ pub struct Config {
     pub fdb: Vec<StaticFdbSpec>,
     #[serde(default, rename = "tenant", skip_serializing_if = "Vec::is_empty")]
     pub tenants: Vec<TenantSpec>,
+    #[serde(default, skip_serializing_if = "MetricsSection::is_off")]
+    pub metrics: MetricsSection,
+}
+
+/// The Prometheus endpoint (off unless `listen` is set; `xswd --metrics`
+/// overrides it). Read at startup only: a reload does not move it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSection {
+    /// Address and port to serve `GET /metrics` on, e.g. "127.0.0.1:9417".
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+impl MetricsSection {
+    pub fn is_off(&self) -> bool {
+        self.listen.is_none()
+    }
 }
 
 /// A tenant and its ACLs (the `default` tenant may be listed to give it ACLs).

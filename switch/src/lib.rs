@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod control;
+pub mod daemon_cli;
 pub mod dataplane;
 pub mod error;
 pub mod packet;

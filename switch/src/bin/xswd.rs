@@ -9,26 +9,14 @@ use std::time::Duration;
 
 use clap::Parser;
 use xsw::config::{self, Config};
+use xsw::control::metrics::MetricsServer;
 use xsw::control::persist::Persistence;
 use xsw::control::server::{ControlServer, ServerWaker};
 use xsw::control::switch::Switch;
+use xsw::daemon_cli::Args;
 use xsw::dataplane::{Dataplane, DataplaneSettings};
 use xsw::port::link_events::{LinkEvent, LinkEvents};
 use xsw::service;
-
-#[derive(Parser)]
-#[command(name = "xswd", version, about = "The xsw switch daemon")]
-struct Args {
-    /// Control socket path.
-    #[arg(long, default_value = "/run/xsw/xsw.sock")]
-    socket: PathBuf,
-    /// Configuration file; without it /etc/xsw/xsw.toml is read if it exists.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Log filter (error, warn, info, debug, trace, or a tracing filter).
-    #[arg(long, default_value = "info")]
-    log_level: String,
-}
 
 /// The config file: `--config`, or the default path (which may not exist
 /// yet: xswd then starts empty and creates it on the first change).
@@ -132,6 +120,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Bound before anything else starts: an address in use changes nothing.
+    let metrics = match args
+        .metrics
+        .or(config.metrics.listen)
+        .map(MetricsServer::bind)
+    {
+        None => None,
+        Some(Ok(metrics)) => Some(metrics),
+        Some(Err(e)) => {
+            eprintln!("xswd: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     // What the UMEMs pin, to say which capability is missing when the kernel
     // refuses (CAP_IPC_LOCK matters only above RLIMIT_MEMLOCK).
     let pinned = config.dataplane.workers.len() as u64
@@ -180,6 +181,13 @@ fn main() -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     spawn_signal_thread(signals, switch.clone(), stop.clone(), server.waker());
     spawn_link_monitor(switch.clone(), stop.clone());
+    if let Some(metrics) = metrics {
+        let addr = metrics.addr();
+        match metrics.spawn(switch.clone()) {
+            Ok(()) => tracing::info!(%addr, "serving metrics on http://{addr}/metrics"),
+            Err(e) => tracing::error!("{}", xsw::error::chain(&e)),
+        }
+    }
 
     let watched = switch.clone();
     let last_turns = Mutex::new(Vec::new());

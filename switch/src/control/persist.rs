@@ -177,6 +177,7 @@ impl Switch {
             ports,
             fdb,
             tenants,
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -239,6 +240,13 @@ impl Switch {
 
     fn apply_difference(&mut self, wanted: &Config) -> ReloadReport {
         let mut report = ReloadReport::default();
+        if wanted.metrics != self.metrics {
+            // The endpoint is bound once, at startup; the file keeps the new value.
+            report
+                .applied
+                .push("[metrics]: saved; the endpoint moves at the next restart".into());
+            self.metrics = wanted.metrics.clone();
+        }
         if wanted.dataplane != self.settings
             || wanted.umem != self.umem
             || &wanted.fast_path != self.dataplane.fast_path_settings()

@@ -146,6 +146,8 @@ pub struct Switch {
     pub(super) restoring: bool,
     /// Storm-control limits of ports that do not set their own.
     pub(super) storm_default: StormLimits,
+    /// The config's [metrics] section, kept so that saving preserves it.
+    pub(super) metrics: crate::config::MetricsSection,
 }
 
 impl Switch {
@@ -163,6 +165,7 @@ impl Switch {
             missing: BTreeMap::new(),
             restoring: false,
             storm_default: StormLimits::default(),
+            metrics: Default::default(),
         };
         let default = TenantRecord::new(0, switch.dataplane.acl_rows());
         switch.tenants.insert(DEFAULT_TENANT.to_string(), default);
@@ -201,6 +204,7 @@ impl Switch {
     ) -> Result<(), ApplyError> {
         use crate::config::rules::Step;
         self.storm_default = config.storm_control;
+        self.metrics = config.metrics.clone();
         let refused =
             |section: &'static str, index: usize, what: String, e: ControlError| ApplyError {
                 field: vec![Step::Key(section), Step::Index(index)],

@@ -54,10 +54,17 @@ pub enum Command {
     Tune(TuneArgs),
     /// Per-port counters, drops by reason, and per-worker totals.
     Stats,
+    /// Live rates per port (frames/s, bytes/s, drops/s by reason) and per
+    /// worker, refreshed every second until interrupted.
+    Top(crate::top::TopArgs),
     /// The fast path's flow entries: key, action, counters, age.
     Flows,
     /// Version, uptime, workers, ports.
     Status,
+    /// Write man pages and shell completions for xswctl and xswd into DIR
+    /// (packaging; needs no running xswd).
+    #[command(hide = true)]
+    GenerateAssets { dir: PathBuf },
 }
 
 #[derive(Subcommand)]
@@ -305,7 +312,9 @@ pub fn request(command: Command) -> Request {
         Command::Config(ConfigCommand::Show) => Request::ConfigShow {},
         Command::Config(ConfigCommand::Reload) => Request::ConfigReload {},
         // Handled before any request is built (see main).
-        Command::Config(ConfigCommand::Check { .. }) => Request::Status {},
+        Command::Config(ConfigCommand::Check { .. })
+        | Command::Top(_)
+        | Command::GenerateAssets { .. } => Request::Status {},
         Command::Port(PortCommand::Add {
             name,
             hook,

@@ -1,7 +1,9 @@
 //! xswctl: manage a running xswd through its control socket.
 
+mod assets;
 mod cli;
 mod render;
+mod top;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -19,6 +21,18 @@ fn main() -> ExitCode {
                 println!("{}: ok", file.display());
                 ExitCode::SUCCESS
             }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if let cli::Command::GenerateAssets { dir } = &args.command {
+        return assets::run(dir);
+    }
+    if let cli::Command::Top(top_args) = &args.command {
+        return match top::run(&args.socket, top_args, args.json) {
+            Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("error: {e}");
                 ExitCode::FAILURE
