@@ -112,6 +112,16 @@ const SMALL_TUPLE: usize = 3;
 /// The most rules checked one by one outside any tuple, by every lookup.
 pub const TAIL_LIMIT: usize = 16;
 
+/// Leading port bits new tuples hash, ascending from 0: a range's shared leading bits are
+/// rounded down to one of these (0-65535 hashes none, a single port all 16).
+const PORT_LEVELS: &[u8] = &[0, 8, 12, 16];
+
+/// The longest list of the IPv4 [`AddressIndex`]: rules that would go into a longer one
+/// (rules clustered in a few networks, such as 1,000 prefixes inside one /16) go to the
+/// tuples instead, where their other fields tell them apart. A list of this length costs
+/// about what two tuple probes do.
+const INDEX_LIST_LIMIT: usize = 24;
+
 // Where the fields other than the addresses sit in `KeyFields::rest`. One integer, so masking
 // and comparing them is one AND and one compare.
 const PROTO_SHIFT: u32 = 56;
@@ -323,7 +333,17 @@ impl Shape {
                 .max()
                 .unwrap_or(0)
         };
-        let single_port_or_none = |len: u8| if len == 16 { 16 } else { 0 };
+        // A range pins the leading bits its two ends share; hashing them, rounded down to a
+        // port level, spreads rules of narrow ranges (1000-1002) over buckets as well as
+        // single ports, where hashing no port bits put them all in one.
+        let port_level = |len: u8| {
+            PORT_LEVELS
+                .iter()
+                .copied()
+                .filter(|&level| level <= len)
+                .max()
+                .unwrap_or(0)
+        };
         let hashes_nothing = Shape {
             src_len: 0,
             dst_len: 0,
@@ -351,8 +371,8 @@ impl Shape {
             ..hashes_nothing
         };
         let with_other_fields = Shape {
-            sport_len: single_port_or_none(self.sport_len),
-            dport_len: single_port_or_none(self.dport_len),
+            sport_len: port_level(self.sport_len),
+            dport_len: port_level(self.dport_len),
             src_len: src_level,
             dst_len: dst_level,
             ..*self
@@ -736,8 +756,9 @@ impl<A: Address> AddressIndex<A> {
         }
     }
 
-    /// Splits candidate positions into those the index takes and those left for tuples.
-    fn split(candidates: &[Candidate<A>]) -> (Vec<usize>, Vec<usize>) {
+    /// Splits candidate positions into those the index takes and those left for tuples, and
+    /// says how many leading bits the index's lists are chosen by.
+    fn split(candidates: &[Candidate<A>]) -> (u32, Vec<usize>, Vec<usize>) {
         let with_prefix = candidates
             .iter()
             .filter(|candidate| Self::side(candidate, MIN_INDEXED_LEN).is_some())
@@ -758,11 +779,53 @@ impl<A: Address> AddressIndex<A> {
             }
             shortest += 1;
         }
-        (0..candidates.len()).partition(|&position| {
-            candidates
+        let mut lengths = [vec![0usize; 1 << bits], vec![0usize; 1 << bits]];
+        let placed: Vec<Option<(usize, std::ops::RangeInclusive<usize>)>> = candidates
+            .iter()
+            .map(|candidate| {
+                Self::side(candidate, shortest)?;
+                Some(Self::lists_of(candidate, bits))
+            })
+            .collect();
+        for (side, lists) in placed.iter().flatten() {
+            for list in lists.clone() {
+                if let Some(length) = lengths.get_mut(*side).and_then(|side| side.get_mut(list)) {
+                    *length += 1;
+                }
+            }
+        }
+        // A rule in a list past the limit goes to the tuples: clustered prefixes would make
+        // every key of their network scan them all.
+        let (indexed, tupled) = (0..candidates.len()).partition(|&position| {
+            placed
                 .get(position)
-                .is_some_and(|candidate| Self::side(candidate, shortest).is_some())
-        })
+                .and_then(Option::as_ref)
+                .is_some_and(|(side, lists)| {
+                    lists.clone().all(|list| {
+                        lengths
+                            .get(*side)
+                            .and_then(|side| side.get(list))
+                            .is_some_and(|&length| length <= INDEX_LIST_LIMIT)
+                    })
+                })
+        });
+        (bits, indexed, tupled)
+    }
+
+    /// The side a candidate is listed on and the lists (by `bits` leading bits) it goes into.
+    fn lists_of(
+        candidate: &Candidate<A>,
+        bits: u32,
+    ) -> (usize, std::ops::RangeInclusive<usize>) {
+        let (side, _) = Self::side(candidate, 0).unwrap_or((0, 0));
+        let (value, mask) = if side == 0 {
+            (candidate.compiled.value.src, candidate.compiled.mask.src)
+        } else {
+            (candidate.compiled.value.dst, candidate.compiled.mask.dst)
+        };
+        let first = value.leading(bits);
+        let last = first | (!mask.leading(bits) & ((1usize << bits) - 1));
+        (side, first..=last)
     }
 
     fn bits_for(rules: usize) -> u32 {
@@ -770,8 +833,7 @@ impl<A: Address> AddressIndex<A> {
     }
 
     /// `positions`: the candidates [`AddressIndex::split`] gave the index, in priority order.
-    fn build(candidates: &[Candidate<A>], positions: &[usize]) -> AddressIndex<A> {
-        let bits = Self::bits_for(positions.len());
+    fn build(candidates: &[Candidate<A>], bits: u32, positions: &[usize]) -> AddressIndex<A> {
         let lists = 1usize << bits;
         let members: Vec<&Candidate<A>> = positions
             .iter()
@@ -780,16 +842,7 @@ impl<A: Address> AddressIndex<A> {
         // Each member's side and the range of lists it goes into.
         let placed: Vec<(usize, std::ops::RangeInclusive<usize>)> = members
             .iter()
-            .map(|candidate| {
-                let (side, _) = Self::side(candidate, 0).unwrap_or((0, 0));
-                let (value, mask) = if side == 0 {
-                    (candidate.compiled.value.src, candidate.compiled.mask.src)
-                } else {
-                    (candidate.compiled.value.dst, candidate.compiled.mask.dst)
-                };
-                let first = value.leading(bits);
-                (side, first..=first | (!mask.leading(bits) & (lists - 1)))
-            })
+            .map(|candidate| Self::lists_of(candidate, bits))
             .collect();
         let sides = [0, 1].map(|side| {
             let mut counts = vec![0u32; lists + 1];
@@ -892,18 +945,26 @@ struct FamilyTable<A> {
 
 impl<A: Address> FamilyTable<A> {
     fn compile(rules: &[AclRule]) -> FamilyTable<A> {
+        // A rule matching exactly what an earlier one matches can never be the first match:
+        // leaving it out keeps buckets short when a list repeats itself.
+        let mut seen = std::collections::HashSet::with_hasher(FxBuildHasher);
         let candidates: Vec<Candidate<A>> = rules
             .iter()
             .enumerate()
             .filter_map(|(priority, rule)| Candidate::new(priority, rule))
+            .filter(|candidate| {
+                let rule = &candidate.compiled;
+                seen.insert((rule.value, rule.mask, rule.sport, rule.dport))
+            })
             .collect();
 
-        let (indexed, tupled) = if A::INDEXED {
+        let (bits, indexed, tupled) = if A::INDEXED {
             AddressIndex::split(&candidates)
         } else {
-            (Vec::new(), (0..candidates.len()).collect())
+            (0, Vec::new(), (0..candidates.len()).collect())
         };
-        let index = (!indexed.is_empty()).then(|| AddressIndex::build(&candidates, &indexed));
+        let index =
+            (!indexed.is_empty()).then(|| AddressIndex::build(&candidates, bits, &indexed));
 
         let mut builders: Vec<TupleBuilder<A>> = Vec::new();
         for (position, candidate) in tupled
