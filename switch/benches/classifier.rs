@@ -138,7 +138,11 @@ fn thread_cpu_ns() -> u128 {
 }
 
 /// Nanoseconds of thread CPU time per `lookup`, over `rounds` passes through the keys.
-fn cpu_ns_per_lookup(keys: &[AclKey], rounds: usize, lookup: impl Fn(&AclKey) -> Option<usize>) -> f64 {
+fn cpu_ns_per_lookup(
+    keys: &[AclKey],
+    rounds: usize,
+    lookup: impl Fn(&AclKey) -> Option<usize>,
+) -> f64 {
     let started = thread_cpu_ns();
     for _ in 0..rounds {
         for key in keys {
@@ -152,7 +156,10 @@ fn cpu_ns_per_lookup(keys: &[AclKey], rounds: usize, lookup: impl Fn(&AclKey) ->
 /// with the other work on the machine.
 fn summary() {
     println!("\nns per lookup, thread CPU time (target: 60 at 1,000 rules, 100 at 10,000, none above 200)");
-    println!("{:<20} {:>11} {:>11} {:>11}", "set/rules", "classifier", "previous", "linear");
+    println!(
+        "{:<20} {:>11} {:>11} {:>11}",
+        "set/rules", "classifier", "previous", "linear"
+    );
     for set in rule_sets() {
         let classifier = Classifier::compile(&set.rules);
         let previous = previous::Classifier::compile(&set.rules);

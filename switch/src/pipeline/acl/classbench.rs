@@ -146,9 +146,9 @@ const ACL1: Parameters = Parameters {
         (62200, 62239),
     ],
     exact_ports: &[
-        1521, 1526, 1221, 1433, 1525, 135, 14753, 1712, 1711, 1704, 1708, 5555, 1705, 6000, 20,
-        21, 1724, 1717, 1707, 1733, 1706, 5540, 5541, 1734, 1489, 1490, 5632, 5631, 6789, 1715,
-        2121, 6790, 32200, 443, 80,
+        1521, 1526, 1221, 1433, 1525, 135, 14753, 1712, 1711, 1704, 1708, 5555, 1705, 6000, 20, 21,
+        1724, 1717, 1707, 1733, 1706, 5540, 5541, 1734, 1489, 1490, 5632, 5631, 6789, 1715, 2121,
+        6790, 32200, 443, 80,
     ],
 };
 
@@ -308,7 +308,8 @@ fn sites(random: &mut Random, sites: usize) -> Vec<(u32, u8)> {
 /// A host address inside one of `sites`.
 fn address_in(random: &mut Random, sites: &[(u32, u8)]) -> u32 {
     let (network, len) = random.pick(sites);
-    network | ((random.next_u64() as u32) & (u32::MAX >> len))
+    let host_bits = u32::MAX.checked_shr(u32::from(len)).unwrap_or(0);
+    network | ((random.next_u64() as u32) & host_bits)
 }
 
 fn prefix_of(address: u32, len: u8) -> Option<IpNet> {
@@ -383,7 +384,12 @@ pub fn rules(seed: Seed, count: usize, random_seed: u64) -> Vec<AclRule> {
         // says that with its default policy instead.
         // ClassBench drops redundant filters too: a copy of an earlier rule never decides.
         let matches_everything = rule.src.is_none() && rule.dst.is_none() && rule.proto.is_none();
-        if !matches_everything && distinct.insert(AclRule { action: AclAction::Allow, ..rule.clone() }) {
+        if !matches_everything
+            && distinct.insert(AclRule {
+                action: AclAction::Allow,
+                ..rule.clone()
+            })
+        {
             rules.push(rule);
         }
     }
@@ -434,7 +440,11 @@ pub fn keys_for(rules: &[AclRule], count: usize, random_seed: u64) -> Vec<AclKey
                 },
             };
             if n % 2 == 0 && !rules.is_empty() {
-                key = key_inside(&rules[random.below(rules.len() as u64) as usize], key, &mut random);
+                key = key_inside(
+                    &rules[random.below(rules.len() as u64) as usize],
+                    key,
+                    &mut random,
+                );
             }
             key
         })
@@ -537,7 +547,8 @@ mod tests {
             let rules = rules(seed, 2_000, 7);
             assert_eq!(rules.len(), 2_000);
             for rule in &rules {
-                rule.validate().unwrap_or_else(|error| panic!("{rule}: {error}"));
+                rule.validate()
+                    .unwrap_or_else(|error| panic!("{rule}: {error}"));
             }
             let tcp = rules
                 .iter()
