@@ -18,6 +18,13 @@
 //! nothing), the index took a lookup from 103 to 44 ns at 1,000 rules and from 214 to
 //! 92 ns at 10,000, where tuples alone held buckets of 15 rules sharing a /8 with the key.
 //!
+//! A list holds at most [`INDEX_LIST_LIMIT`] rules. Prefixes that cluster (the 999
+//! prefixes inside one /16 of `bench/scenario.sh acl`, a ClassBench site's hosts) share
+//! their leading bits, so an uncapped list held them all and every key of that network
+//! scanned them: 1.8 µs a lookup there. Rules that would go into a longer list go to the
+//! tuples instead, where their other fields (protocol, ports, longer address bits) tell
+//! them apart: 22 ns on that set (`benches/classifier.rs`).
+//!
 //! # Tuple-space search with merged tuples
 //!
 //! A rule's *shape* is which bits of the key it looks at: the source and destination prefix
@@ -39,9 +46,11 @@
 //!    coarse as will serve: first one hashing only the rule's more specific address, its
 //!    prefix length rounded down to a level (IPv4: 8, 16, 24, 32; IPv6: 16, 32, 48, 64, 96,
 //!    128), so that later rules of nearby lengths join it; if that tuple exists and is full
-//!    for the rule, one hashing both addresses, then one adding the protocol, single ports,
-//!    ICMP type and established bit, and last the rule's exact shape. (Rules without
-//!    addresses start at the third.)
+//!    for the rule, one hashing both addresses, then one adding the protocol, the leading
+//!    bits each port range pins down rounded down to a port level (0, 8, 12, 16: a range
+//!    1000-1002 hashes 12 bits, a single port 16), ICMP type and established bit, and last
+//!    the rule's exact shape. (Rules without addresses start at the third.) A rule matching
+//!    exactly what an earlier one matches is left out: it can never be the first match.
 //! 2. Each tuple costs every lookup a probe, however few rules it holds, while one more
 //!    rule in a bucket costs only the keys landing there one more compare. So tuples are
 //!    emptied, smallest first, when all their rules fit into bigger tuples with buckets
@@ -111,6 +120,16 @@ const SMALL_TUPLE: usize = 3;
 
 /// The most rules checked one by one outside any tuple, by every lookup.
 pub const TAIL_LIMIT: usize = 16;
+
+/// Leading port bits new tuples hash, ascending from 0: a range's shared leading bits are
+/// rounded down to one of these (0-65535 hashes none, a single port all 16).
+const PORT_LEVELS: &[u8] = &[0, 8, 12, 16];
+
+/// The longest list of the IPv4 [`AddressIndex`]: rules that would go into a longer one
+/// (rules clustered in a few networks, such as 1,000 prefixes inside one /16) go to the
+/// tuples instead, where their other fields tell them apart. A list of this length costs
+/// about what two tuple probes do.
+const INDEX_LIST_LIMIT: usize = 24;
 
 // Where the fields other than the addresses sit in `KeyFields::rest`. One integer, so masking
 // and comparing them is one AND and one compare.
@@ -323,7 +342,17 @@ impl Shape {
                 .max()
                 .unwrap_or(0)
         };
-        let single_port_or_none = |len: u8| if len == 16 { 16 } else { 0 };
+        // A range pins the leading bits its two ends share; hashing them, rounded down to a
+        // port level, spreads rules of narrow ranges (1000-1002) over buckets as well as
+        // single ports, where hashing no port bits put them all in one.
+        let port_level = |len: u8| {
+            PORT_LEVELS
+                .iter()
+                .copied()
+                .filter(|&level| level <= len)
+                .max()
+                .unwrap_or(0)
+        };
         let hashes_nothing = Shape {
             src_len: 0,
             dst_len: 0,
@@ -351,8 +380,8 @@ impl Shape {
             ..hashes_nothing
         };
         let with_other_fields = Shape {
-            sport_len: single_port_or_none(self.sport_len),
-            dport_len: single_port_or_none(self.dport_len),
+            sport_len: port_level(self.sport_len),
+            dport_len: port_level(self.dport_len),
             src_len: src_level,
             dst_len: dst_level,
             ..*self
@@ -736,8 +765,9 @@ impl<A: Address> AddressIndex<A> {
         }
     }
 
-    /// Splits candidate positions into those the index takes and those left for tuples.
-    fn split(candidates: &[Candidate<A>]) -> (Vec<usize>, Vec<usize>) {
+    /// Splits candidate positions into those the index takes and those left for tuples, and
+    /// says how many leading bits the index's lists are chosen by.
+    fn split(candidates: &[Candidate<A>]) -> (u32, Vec<usize>, Vec<usize>) {
         let with_prefix = candidates
             .iter()
             .filter(|candidate| Self::side(candidate, MIN_INDEXED_LEN).is_some())
@@ -758,11 +788,50 @@ impl<A: Address> AddressIndex<A> {
             }
             shortest += 1;
         }
-        (0..candidates.len()).partition(|&position| {
-            candidates
+        let mut lengths = [vec![0usize; 1 << bits], vec![0usize; 1 << bits]];
+        let placed: Vec<Option<(usize, std::ops::RangeInclusive<usize>)>> = candidates
+            .iter()
+            .map(|candidate| {
+                Self::side(candidate, shortest)?;
+                Some(Self::lists_of(candidate, bits))
+            })
+            .collect();
+        for (side, lists) in placed.iter().flatten() {
+            for list in lists.clone() {
+                if let Some(length) = lengths.get_mut(*side).and_then(|side| side.get_mut(list)) {
+                    *length += 1;
+                }
+            }
+        }
+        // A rule in a list past the limit goes to the tuples: clustered prefixes would make
+        // every key of their network scan them all.
+        let (indexed, tupled) = (0..candidates.len()).partition(|&position| {
+            placed
                 .get(position)
-                .is_some_and(|candidate| Self::side(candidate, shortest).is_some())
-        })
+                .and_then(Option::as_ref)
+                .is_some_and(|(side, lists)| {
+                    lists.clone().all(|list| {
+                        lengths
+                            .get(*side)
+                            .and_then(|side| side.get(list))
+                            .is_some_and(|&length| length <= INDEX_LIST_LIMIT)
+                    })
+                })
+        });
+        (bits, indexed, tupled)
+    }
+
+    /// The side a candidate is listed on and the lists (by `bits` leading bits) it goes into.
+    fn lists_of(candidate: &Candidate<A>, bits: u32) -> (usize, std::ops::RangeInclusive<usize>) {
+        let (side, _) = Self::side(candidate, 0).unwrap_or((0, 0));
+        let (value, mask) = if side == 0 {
+            (candidate.compiled.value.src, candidate.compiled.mask.src)
+        } else {
+            (candidate.compiled.value.dst, candidate.compiled.mask.dst)
+        };
+        let first = value.leading(bits);
+        let last = first | (!mask.leading(bits) & ((1usize << bits) - 1));
+        (side, first..=last)
     }
 
     fn bits_for(rules: usize) -> u32 {
@@ -770,8 +839,7 @@ impl<A: Address> AddressIndex<A> {
     }
 
     /// `positions`: the candidates [`AddressIndex::split`] gave the index, in priority order.
-    fn build(candidates: &[Candidate<A>], positions: &[usize]) -> AddressIndex<A> {
-        let bits = Self::bits_for(positions.len());
+    fn build(candidates: &[Candidate<A>], bits: u32, positions: &[usize]) -> AddressIndex<A> {
         let lists = 1usize << bits;
         let members: Vec<&Candidate<A>> = positions
             .iter()
@@ -780,16 +848,7 @@ impl<A: Address> AddressIndex<A> {
         // Each member's side and the range of lists it goes into.
         let placed: Vec<(usize, std::ops::RangeInclusive<usize>)> = members
             .iter()
-            .map(|candidate| {
-                let (side, _) = Self::side(candidate, 0).unwrap_or((0, 0));
-                let (value, mask) = if side == 0 {
-                    (candidate.compiled.value.src, candidate.compiled.mask.src)
-                } else {
-                    (candidate.compiled.value.dst, candidate.compiled.mask.dst)
-                };
-                let first = value.leading(bits);
-                (side, first..=first | (!mask.leading(bits) & (lists - 1)))
-            })
+            .map(|candidate| Self::lists_of(candidate, bits))
             .collect();
         let sides = [0, 1].map(|side| {
             let mut counts = vec![0u32; lists + 1];
@@ -892,18 +951,25 @@ struct FamilyTable<A> {
 
 impl<A: Address> FamilyTable<A> {
     fn compile(rules: &[AclRule]) -> FamilyTable<A> {
+        // A rule matching exactly what an earlier one matches can never be the first match:
+        // leaving it out keeps buckets short when a list repeats itself.
+        let mut seen = std::collections::HashSet::with_hasher(FxBuildHasher);
         let candidates: Vec<Candidate<A>> = rules
             .iter()
             .enumerate()
             .filter_map(|(priority, rule)| Candidate::new(priority, rule))
+            .filter(|candidate| {
+                let rule = &candidate.compiled;
+                seen.insert((rule.value, rule.mask, rule.sport, rule.dport))
+            })
             .collect();
 
-        let (indexed, tupled) = if A::INDEXED {
+        let (bits, indexed, tupled) = if A::INDEXED {
             AddressIndex::split(&candidates)
         } else {
-            (Vec::new(), (0..candidates.len()).collect())
+            (0, Vec::new(), (0..candidates.len()).collect())
         };
-        let index = (!indexed.is_empty()).then(|| AddressIndex::build(&candidates, &indexed));
+        let index = (!indexed.is_empty()).then(|| AddressIndex::build(&candidates, bits, &indexed));
 
         let mut builders: Vec<TupleBuilder<A>> = Vec::new();
         for (position, candidate) in tupled
@@ -1294,8 +1360,100 @@ mod tests {
         }
     }
 
+    /// The reference: a first-match scan with its own definition of matching, written from
+    /// the rule syntax's documentation (README, ACLs) and sharing no code with
+    /// [`AclRule::matches`] or the classifier: addresses compared bit by bit, ranges by
+    /// their bounds, `--established` from the TCP flag bits.
     fn linear(rules: &[AclRule], key: &AclKey) -> Option<usize> {
-        rules.iter().position(|rule| rule.matches(key))
+        rules.iter().position(|rule| reference::matches(rule, key))
+    }
+
+    mod reference {
+        use super::*;
+
+        /// An address as its family and its bytes, most significant first.
+        fn bytes(address: IpAddr) -> (bool, [u8; 16]) {
+            let mut out = [0u8; 16];
+            match address {
+                IpAddr::V4(v4) => {
+                    out[..4].copy_from_slice(&v4.octets());
+                    (true, out)
+                }
+                IpAddr::V6(v6) => (false, v6.octets()),
+            }
+        }
+
+        fn bit(bytes: &[u8; 16], index: usize) -> u8 {
+            (bytes[index / 8] >> (7 - index % 8)) & 1
+        }
+
+        /// Same family, and the first `len` bits of the address equal the prefix's.
+        fn admits(prefix: IpNet, address: IpAddr) -> bool {
+            let (prefix_is_v4, prefix_bytes) = bytes(prefix.addr());
+            let (address_is_v4, address_bytes) = bytes(address);
+            prefix_is_v4 == address_is_v4
+                && (0..usize::from(prefix.prefix_len()))
+                    .all(|index| bit(&prefix_bytes, index) == bit(&address_bytes, index))
+        }
+
+        pub fn matches(rule: &AclRule, key: &AclKey) -> bool {
+            if rule.src.is_some_and(|prefix| !admits(prefix, key.src)) {
+                return false;
+            }
+            if rule.dst.is_some_and(|prefix| !admits(prefix, key.dst)) {
+                return false;
+            }
+            if rule.proto.is_some_and(|proto| proto != key.proto) {
+                return false;
+            }
+            for (range, port) in [(rule.sport, key.sport), (rule.dport, key.dport)] {
+                if let Some(range) = range {
+                    if port < range.first || port > range.last {
+                        return false;
+                    }
+                }
+            }
+            if let Some(icmp_type) = rule.icmp_type {
+                if key.icmp_type != Some(icmp_type) {
+                    return false;
+                }
+            }
+            // TCP (6) with ACK (0x10) or RST (0x04) set.
+            if rule.established && (key.proto != 6 || key.tcp_flags & 0x14 == 0) {
+                return false;
+            }
+            true
+        }
+
+        #[test]
+        fn the_reference_reads_the_rule_syntax_as_documented() {
+            let key = |src: &str, dst: &str, proto: u8, dport: u16, flags: u8| AclKey {
+                src: src.parse().unwrap(),
+                dst: dst.parse().unwrap(),
+                proto,
+                sport: 40000,
+                dport,
+                icmp_type: None,
+                tcp_flags: flags,
+            };
+            let rule = |text: &str| text.parse::<AclRule>().unwrap();
+            let k = key("10.1.2.3", "192.0.2.9", 6, 22, 0x02);
+            assert!(matches(&rule("allow --src 10.0.0.0/15"), &k));
+            assert!(!matches(&rule("allow --src 10.2.0.0/15"), &k));
+            assert!(matches(&rule("allow --dst 192.0.2.9"), &k));
+            assert!(!matches(&rule("allow --dst ::/0"), &k));
+            assert!(matches(&rule("allow --proto tcp --dport 20-22"), &k));
+            assert!(!matches(&rule("allow --proto tcp --dport 23-30"), &k));
+            assert!(!matches(&rule("allow --established"), &k));
+            assert!(matches(
+                &rule("allow --established"),
+                &key("fd00::1", "fd00::2", 6, 1, 0x04)
+            ));
+            assert!(!matches(
+                &rule("allow --established"),
+                &key("fd00::1", "fd00::2", 17, 1, 0x10)
+            ));
+        }
     }
 
     /// Looks `key` up and checks the answer against the reference scan.
@@ -1499,7 +1657,10 @@ mod tests {
         let list: Vec<AclRule> = (0..10_000u32)
             .map(|n| {
                 let mut rule = AclRule::any(AclAction::Allow);
-                rule.src = Some(IpNet::new(IpAddr::V4(Ipv4Addr::from(n << 8)), 24).unwrap());
+                // Spread over the address space (n times an odd number in the top 16 bits),
+                // as the index wants them: one /24 per list.
+                let network = (n.wrapping_mul(0x9e37) & 0xffff) << 16 | (n & 0xff) << 8;
+                rule.src = Some(IpNet::new(IpAddr::V4(Ipv4Addr::from(network)), 24).unwrap());
                 rule.proto = Some(PROTO_TCP);
                 rule.dport = Some(PortRange::single(n as u16));
                 rule
@@ -1512,6 +1673,34 @@ mod tests {
         // Each /24 is in one list of the 16-bit index: no copies.
         assert_eq!(index.bits, 16);
         assert_eq!(index.sides[0].positions.len(), 10_000);
+        let host = |n: u32| {
+            let network = (n.wrapping_mul(0x9e37) & 0xffff) << 16 | (n & 0xff) << 8;
+            Ipv4Addr::from(network | 7).to_string()
+        };
+        let hit = key(&host(42), "1.1.1.1", PROTO_TCP, 0, 42);
+        assert_eq!(classifier.lookup(&hit), Some(42));
+        let miss = key(&host(42), "1.1.1.1", PROTO_TCP, 0, 43);
+        assert_eq!(classifier.lookup(&miss), None);
+    }
+
+    #[test]
+    fn prefixes_clustered_in_one_network_go_to_tuples() {
+        // The same 10,000 /24s packed into 0.0.0.0/10: 40 lists of 256 under a 16-bit
+        // index, far past the cap, so tuples take them and tell them apart by /24.
+        let list: Vec<AclRule> = (0..10_000u32)
+            .map(|n| {
+                let mut rule = AclRule::any(AclAction::Allow);
+                rule.src = Some(IpNet::new(IpAddr::V4(Ipv4Addr::from(n << 8)), 24).unwrap());
+                rule.proto = Some(PROTO_TCP);
+                rule.dport = Some(PortRange::single(n as u16));
+                rule
+            })
+            .collect();
+        let classifier = Classifier::compile(&list);
+        // Only the last list, 9,984 to 9,999, is short enough for the index.
+        let index = classifier.ipv4.index.as_ref().expect("an index");
+        assert_eq!(index.rules.len(), 16, "{}", classifier.describe());
+        assert_eq!(classifier.ipv4.tuples.len(), 1, "{}", classifier.describe());
         let hit = key("0.0.42.7", "1.1.1.1", PROTO_TCP, 0, 42);
         assert_eq!(classifier.lookup(&hit), Some(42));
         let miss = key("0.0.42.7", "1.1.1.1", PROTO_TCP, 0, 43);
@@ -1908,6 +2097,129 @@ mod tests {
                 for key in [random, key_near(target.get(&list), random, host_bits)] {
                     prop_assert_eq!(classifier.lookup(&key), linear(&list, &key), "key {:?}", key);
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn clustered_prefixes_stay_out_of_long_index_lists() {
+        // The `bench/scenario.sh acl` set: 999 prefixes inside one /16, all in one list of
+        // an index by leading bits; the previous classifier scanned them all (2 µs a key).
+        let list = crate::pipeline::acl::classbench::scenario_acl_rules(2544);
+        let classifier = Classifier::compile(&list);
+        if let Some(index) = &classifier.ipv4.index {
+            for side in &index.sides {
+                for list in 0..(1usize << index.bits) {
+                    // A literal, not the constant: a cap lifted to "no cap" must fail here.
+                    assert!(side.list(list).len() <= 32, "list {list}");
+                }
+            }
+        }
+        assert!(classifier.tuple_count() <= 6, "{}", classifier.describe());
+        for key in crate::pipeline::acl::classbench::scenario_acl_keys(64) {
+            assert_eq!(classifier.lookup(&key), Some(999));
+            assert_eq!(linear(&list, &key), Some(999));
+        }
+    }
+
+    #[test]
+    fn repeated_rules_are_compiled_once_and_the_first_copy_decides() {
+        let list = rules(&[
+            "deny --proto udp --dport 53",
+            "allow --proto udp --dport 53",
+            "allow --proto udp --dport 53-54",
+            "allow --proto udp --dport 53",
+        ]);
+        let classifier = Classifier::compile(&list);
+        let entries = classifier.ipv4.entries.len()
+            + classifier.ipv4.tail.len()
+            + classifier
+                .ipv4
+                .index
+                .as_ref()
+                .map_or(0, |index| index.rules.len());
+        assert_eq!(entries, 2, "{}", classifier.describe());
+        assert_eq!(
+            classify(&list, &key("10.0.0.1", "10.0.0.2", PROTO_UDP, 1, 53)),
+            Some(0)
+        );
+        assert_eq!(
+            classify(&list, &key("10.0.0.1", "10.0.0.2", PROTO_UDP, 1, 54)),
+            Some(2)
+        );
+    }
+
+    /// An edit to a rule list, as the control plane makes them (`acl add --at`, `acl del`,
+    /// `acl move`), each followed by a recompilation.
+    #[derive(Clone, Debug)]
+    enum Edit {
+        Insert(prop::sample::Index, AclRule),
+        Delete(prop::sample::Index),
+        Move(prop::sample::Index, prop::sample::Index),
+    }
+
+    fn edit() -> impl Strategy<Value = Edit> {
+        prop_oneof![
+            (any::<prop::sample::Index>(), rule()).prop_map(|(at, rule)| Edit::Insert(at, rule)),
+            any::<prop::sample::Index>().prop_map(Edit::Delete),
+            (any::<prop::sample::Index>(), any::<prop::sample::Index>())
+                .prop_map(|(from, to)| Edit::Move(from, to)),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(60))]
+
+        #[test]
+        fn inserts_deletes_and_moves_keep_lookups_exact(
+            mut list in prop::collection::vec(rule(), 1..40),
+            edits in prop::collection::vec(edit(), 1..12),
+            probes in prop::collection::vec(probe(), 20..40),
+        ) {
+            for edit in edits {
+                match edit {
+                    Edit::Insert(at, rule) => {
+                        let at = at.index(list.len() + 1);
+                        list.insert(at, rule);
+                    }
+                    Edit::Delete(at) if !list.is_empty() => {
+                        list.remove(at.index(list.len()));
+                    }
+                    Edit::Move(from, to) if !list.is_empty() => {
+                        let rule = list.remove(from.index(list.len()));
+                        let to = to.index(list.len() + 1);
+                        list.insert(to, rule);
+                    }
+                    _ => {}
+                }
+                let classifier = Classifier::compile(&list);
+                for (random, target, host_bits) in &probes {
+                    let key = if list.is_empty() {
+                        *random
+                    } else {
+                        key_near(target.get(&list), *random, *host_bits)
+                    };
+                    prop_assert_eq!(classifier.lookup(&key), linear(&list, &key), "key {:?}", key);
+                    prop_assert_eq!(classifier.lookup(random), linear(&list, random), "key {:?}", random);
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(12))]
+
+        #[test]
+        fn lookup_agrees_on_classbench_shaped_sets(
+            seed in prop::sample::select(&crate::pipeline::acl::classbench::Seed::ALL[..]),
+            count in 100..3000usize,
+            random_seed in any::<u64>(),
+        ) {
+            use crate::pipeline::acl::classbench;
+            let list = classbench::rules(seed, count, random_seed);
+            let classifier = Classifier::compile(&list);
+            for key in classbench::keys_for(&list, 300, random_seed ^ 0x6b65) {
+                prop_assert_eq!(classifier.lookup(&key), linear(&list, &key), "{:?} key {:?}", seed, key);
             }
         }
     }

@@ -12,6 +12,7 @@
 //! - [`classifier`]: the compiled form of a list, whose lookup cost does not grow with the
 //!   number of rules.
 
+pub mod classbench;
 pub mod classifier;
 pub mod rule;
 

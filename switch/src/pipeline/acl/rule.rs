@@ -350,7 +350,7 @@ impl AclKey {
 /// - `established` implies `--proto tcp`: it matches TCP segments carrying ACK or RST (see
 ///   [`AclKey::is_established_tcp`]), so `allow --established` alone is valid and means
 ///   "replies to TCP connections opened from this side".
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AclRule {
     #[serde(
