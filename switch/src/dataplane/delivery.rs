@@ -140,11 +140,10 @@ mod tests {
         }
     }
 
-    fn offers(
-        snapshot: &Snapshot,
-        ingress: PortId,
-        verdict: &Verdict,
-    ) -> (Vec<(PortId, Result<TagEdit, DropReason>)>, bool) {
+    /// Each port offered the frame, with its tag edit or the reason it refused.
+    type Offers = Vec<(PortId, Result<TagEdit, DropReason>)>;
+
+    fn offers(snapshot: &Snapshot, ingress: PortId, verdict: &Verdict) -> (Offers, bool) {
         let mut seen = Vec::new();
         let taken = offer_to_egress(snapshot, ingress, verdict, |port, outcome| {
             seen.push((port, outcome))
