@@ -21,6 +21,8 @@
 #                 worker per core. Systems: bridge, xsw with 1 worker, xsw with 2.
 #   tcp           iperf3 between two veth hosts: runs bench/tcp.sh (its own
 #                 measurement and report).
+#   soak          mixed traffic under control churn for DURATION (600 s): runs
+#                 bench/soak.sh (frames lost unexplained, UMEM leaks, RSS growth).
 #
 # Environment (optional):
 #   DURATION=10     seconds measured per system (plus 1 s warm-up)
@@ -35,6 +37,7 @@
 #   XSWD, XSWCTL, XSW_BENCH   binaries to use instead of target/release/*
 # TCP bulk transfer (iperf3 between two hosts) measures otherwise: bench/tcp.sh.
 [[ ${1:-} != tcp ]] || exec "$(dirname "${BASH_SOURCE[0]}")/tcp.sh" "${@:2}"
+[[ ${1:-} != soak ]] || exec "$(dirname "${BASH_SOURCE[0]}")/soak.sh" "${@:2}"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 SCENARIO=${1:-}
@@ -48,7 +51,7 @@ case $SCENARIO in
   flows) DEFAULT_SYSTEMS="bridge xsw afxdp direct" ;;
   acl) DEFAULT_SYSTEMS="bridge-nft xsw afxdp direct" ;;
   two-workers) DEFAULT_SYSTEMS="bridge xsw-1w xsw direct" ;;
-  *) die "usage: $0 port-to-port|veth-tap|acl|flows|two-workers|tcp [DURATION] (got '${SCENARIO}')" ;;
+  *) die "usage: $0 port-to-port|veth-tap|acl|flows|two-workers|tcp|soak [DURATION] (got '${SCENARIO}')" ;;
 esac
 SYSTEMS=${SYSTEMS:-$DEFAULT_SYSTEMS}
 check_whole DURATION "$DURATION" 1 3600
