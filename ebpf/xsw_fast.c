@@ -231,8 +231,13 @@ static __always_inline int guarded_by_pipeline(void *l3, void *data_end, __u16 e
 		struct iphdr *ip = l3;
 		if ((void *)(ip + 1) > data_end)
 			return 0;
+		// IP options: rare, and a header length read from the frame would make the
+		// L4 pointer a variable offset, which the verifier refuses without
+		// CAP_PERFMON (xswd runs with CAP_BPF only): the workers check those frames.
+		if (ip->ihl != 5)
+			return 1;
 		proto = ip->protocol;
-		l4 = (__u8 *)l3 + ip->ihl * 4;
+		l4 = (__u8 *)(ip + 1);
 	} else if (ethertype == bpf_htons(ETH_P_IPV6)) {
 		struct ipv6hdr *ip6 = l3;
 		if ((void *)(ip6 + 1) > data_end)
