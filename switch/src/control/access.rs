@@ -453,6 +453,9 @@ fn delegated(
                 list(mine)
             )),
         },
+        // Only frames entering a port of one's own tenants: everything the
+        // trace names (tenant, MACs, flood set) is then that tenant's.
+        Request::Trace(args) => own_port(&args.port).map(|_| allow(Narrow::Nothing)),
         Request::Stats {} => Ok(allow(Narrow::Stats)),
         Request::Status {} => Ok(allow(Narrow::Status)),
         other => Err(root_only_reason(&command_name(other)).to_string()),

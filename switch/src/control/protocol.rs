@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PortSpec;
+pub use crate::control::trace_frame::TraceArgs;
 use crate::pipeline::guard::Trusted;
 use crate::pipeline::storm::StormOverrides;
 
@@ -139,6 +140,9 @@ pub enum Request {
     },
     /// The switch-wide storm-control limits and each port's limits in force.
     StormShow {},
+    /// What the pipeline would do with a frame entering a port, stage by
+    /// stage, without sending it (see `control::trace`).
+    Trace(TraceArgs),
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).
@@ -161,6 +165,7 @@ impl Request {
                 | Request::ConfigShow {}
                 | Request::ConfigReload {}
                 | Request::StormShow {}
+                | Request::Trace(_)
         )
     }
 }
