@@ -36,11 +36,27 @@ impl Switch {
             } else {
                 ""
             };
-            ControlError::not_found(format!(
-                "no attached port named {}{missing}",
-                args.port
-            ))
+            ControlError::not_found(format!("no attached port named {}{missing}", args.port))
         })?;
+        // A frame built from fields is the kind the port takes; a raw one
+        // (`--hex`) may be anything, to see how the switch refuses it.
+        if args.hex.is_none() {
+            match (&record.policy.mode, args.vlan) {
+                (PortMode::Access(_), Some(_)) => {
+                    return Err(ControlError::invalid(format!(
+                        "--vlan: {} is an access port, which takes untagged frames (give --hex to trace a tagged frame anyway)",
+                        args.port
+                    )))
+                }
+                (PortMode::Trunk(_), None) => {
+                    return Err(ControlError::invalid(format!(
+                        "{} is a trunk: say which VLAN the frame carries with --vlan",
+                        args.port
+                    )))
+                }
+                _ => {}
+            }
+        }
         let frame = trace_frame::build(args).map_err(|e| ControlError::invalid(e.to_string()))?;
         // The worker that receives the port's frames: its MAC table is the one
         // that decides them.
@@ -59,11 +75,19 @@ impl Switch {
         Ok(self.trace_report(&args.port, &record.policy, frame_len, &run))
     }
 
-    fn trace_report(&self, port: &str, policy: &PortPolicy, frame_len: usize, run: &TraceRun) -> Value {
+    fn trace_report(
+        &self,
+        port: &str,
+        policy: &PortPolicy,
+        frame_len: usize,
+        run: &TraceRun,
+    ) -> Value {
         let verdict = &run.verdict;
         let info = verdict.info.as_ref();
         let dropped_at = match verdict.decision {
-            Decision::Drop(reason) => Some(drop_stage(reason, info.is_some(), verdict.acl[1].is_some())),
+            Decision::Drop(reason) => {
+                Some(drop_stage(reason, info.is_some(), verdict.acl[1].is_some()))
+            }
             _ => None,
         };
         let tenant = self.tenant_name(verdict.domain).unwrap_or("?").to_string();
@@ -109,8 +133,12 @@ impl Switch {
             .map(|(id, outcome)| {
                 let name = self.port_name(*id).unwrap_or("?");
                 match outcome {
-                    Ok(edit) => json!({ "port": name, "result": "deliver", "tag": tag_edit(*edit) }),
-                    Err(reason) => json!({ "port": name, "result": "refuse", "reason": reason.as_str() }),
+                    Ok(edit) => {
+                        json!({ "port": name, "result": "deliver", "tag": tag_edit(*edit) })
+                    }
+                    Err(reason) => {
+                        json!({ "port": name, "result": "refuse", "reason": reason.as_str() })
+                    }
                 }
             })
             .collect();
@@ -127,7 +155,9 @@ impl Switch {
             Decision::Flood => ("flood", None),
         };
         let fast_path = match run.fast_path {
-            FastPathVerdict::Off => json!({ "taken": false, "detail": "the fast path is off for this port" }),
+            FastPathVerdict::Off => {
+                json!({ "taken": false, "detail": "the fast path is off for this port" })
+            }
             FastPathVerdict::NotEligible => json!({
                 "taken": false,
                 "detail": "stays in the workers: only a forward to one known port or a drop by the port's guard or ingress ACL becomes a flow entry"
@@ -154,7 +184,13 @@ impl Switch {
     }
 
     /// What stage `index` found, in words.
-    fn stage_detail(&self, index: usize, policy: &PortPolicy, tenant: &str, run: &TraceRun) -> String {
+    fn stage_detail(
+        &self,
+        index: usize,
+        policy: &PortPolicy,
+        tenant: &str,
+        run: &TraceRun,
+    ) -> String {
         let verdict = &run.verdict;
         let Some(info) = verdict.info.as_ref() else {
             return "the frame cannot be read as Ethernet".into();
@@ -250,16 +286,17 @@ impl Switch {
             Decision::Drop(DropReason::InvalidSourceMac) => {
                 format!("{} is not a unicast source", info.src_mac)
             }
-            Decision::Drop(DropReason::SameSegment) => format!(
-                "{} is on the ingress port itself",
-                info.dst_mac
-            ),
+            Decision::Drop(DropReason::SameSegment) => {
+                format!("{} is on the ingress port itself", info.dst_mac)
+            }
             _ if info.dst_mac.is_multicast() => format!(
                 "{} is broadcast/multicast: flood to {}",
                 info.dst_mac,
                 self.flood_set(run)
             ),
-            Decision::Flood => format!("{} unknown: flood to {}", info.dst_mac, self.flood_set(run)),
+            Decision::Flood => {
+                format!("{} unknown: flood to {}", info.dst_mac, self.flood_set(run))
+            }
             _ => match run.destination {
                 Some(entry) => format!(
                     "{} {} on {}",
@@ -294,11 +331,16 @@ fn drop_stage(reason: DropReason, parsed: bool, egress_acl_ran: bool) -> usize {
         DropReason::Malformed if parsed => 4,
         DropReason::Malformed => 0,
         DropReason::VlanUnknown | DropReason::CrossTenant => 1,
-        DropReason::SpoofedMac | DropReason::SpoofedIp | DropReason::ArpSpoof | DropReason::NdSpoof => 2,
+        DropReason::SpoofedMac
+        | DropReason::SpoofedIp
+        | DropReason::ArpSpoof
+        | DropReason::NdSpoof => 2,
         DropReason::RaGuard | DropReason::DhcpGuard | DropReason::DhcpSpoof => 3,
         DropReason::AclDeny if egress_acl_ran => 6,
         DropReason::AclDeny => 4,
-        DropReason::StormBroadcast | DropReason::StormMulticast | DropReason::StormUnknownUnicast => 7,
+        DropReason::StormBroadcast
+        | DropReason::StormMulticast
+        | DropReason::StormUnknownUnicast => 7,
         _ => 5,
     }
 }
@@ -341,7 +383,11 @@ fn describe_frame(info: &FrameInfo) -> String {
     let tag = info.vlan.map_or(String::new(), |vid| format!(" VID {vid}"));
     let l3 = match &info.l3 {
         L3Info::Ipv4(ip) | L3Info::Ipv6(ip) => {
-            let family = if matches!(info.l3, L3Info::Ipv4(_)) { "IPv4" } else { "IPv6" };
+            let family = if matches!(info.l3, L3Info::Ipv4(_)) {
+                "IPv4"
+            } else {
+                "IPv6"
+            };
             let ports = match ip.icmp_type {
                 Some(t) => format!(" type {t}"),
                 None if ip.sport != 0 || ip.dport != 0 => format!(" {} → {}", ip.sport, ip.dport),
@@ -362,7 +408,11 @@ fn describe_frame(info: &FrameInfo) -> String {
 }
 
 fn join<T: std::fmt::Display>(items: &[T]) -> String {
-    items.iter().map(T::to_string).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn guard_ips(guard: &crate::pipeline::PortGuard) -> String {

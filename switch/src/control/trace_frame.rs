@@ -228,9 +228,9 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, TraceFrameError> {
         ));
     }
     let nibble = |b: u8| {
-        (b as char).to_digit(16).ok_or_else(|| {
-            TraceFrameError::BadHex(format!("{:?} is not a hex digit", b as char))
-        })
+        (b as char)
+            .to_digit(16)
+            .ok_or_else(|| TraceFrameError::BadHex(format!("{:?} is not a hex digit", b as char)))
     };
     let bytes = digits
         .chunks(2)
@@ -297,7 +297,8 @@ fn ip_packet(args: &TraceArgs) -> Result<(u16, Vec<u8>), TraceFrameError> {
     if protocol == proto::ICMP && v6 {
         return Err(TraceFrameError::IcmpFamily("icmp"));
     }
-    let l4_ports = protocol == proto::TCP || protocol == proto::UDP;
+    // UDP is only the default: ports without a protocol say nothing of which.
+    let l4_ports = args.proto.is_some() && (protocol == proto::TCP || protocol == proto::UDP);
     for (set, name) in [(args.sport, "--sport"), (args.dport, "--dport")] {
         if set.is_some() && !l4_ports {
             return Err(TraceFrameError::PortsWithoutL4(name));
@@ -454,6 +455,11 @@ mod tests {
             ..args()
         })
         .contains("--sport needs --proto tcp or udp"));
+        assert!(refused(TraceArgs {
+            dport: Some(53),
+            ..args()
+        })
+        .contains("--dport needs --proto tcp or udp"));
         assert!(refused(TraceArgs {
             src_ip: Some("10.0.0.1".into()),
             dst_ip: Some("fd00::1".into()),

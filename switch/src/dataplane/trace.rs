@@ -56,8 +56,14 @@ pub fn trace_frame(
 ) -> TraceRun {
     let mut copy = fdb.clone();
     let mut verdicts = [Verdict::default()];
-    let decided =
-        delivery::decide_batch(&mut copy, snapshot, ingress, &[frame], now_ns, &mut verdicts) == 1;
+    let decided = delivery::decide_batch(
+        &mut copy,
+        snapshot,
+        ingress,
+        &[frame],
+        now_ns,
+        &mut verdicts,
+    ) == 1;
     let [verdict] = verdicts;
     let source = verdict
         .info

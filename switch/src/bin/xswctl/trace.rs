@@ -8,7 +8,9 @@ pub fn render(data: &Value) -> String {
     let text = |v: &Value| v.as_str().unwrap_or("").to_string();
     let mut out = format!(
         "trace of a {}-byte frame entering {} (worker {})\n",
-        data["frame_bytes"], text(&data["port"]), data["worker"]
+        data["frame_bytes"],
+        text(&data["port"]),
+        data["worker"]
     );
     for stage in data["stages"].as_array().into_iter().flatten() {
         let result = text(&stage["result"]);
