@@ -222,7 +222,7 @@ fn parse_hex(text: &str) -> Result<Vec<u8>, TraceFrameError> {
         .bytes()
         .filter(|b| !b.is_ascii_whitespace() && *b != b':')
         .collect();
-    if digits.len() % 2 != 0 {
+    if !digits.len().is_multiple_of(2) {
         return Err(TraceFrameError::BadHex(
             "an odd number of hex digits".into(),
         ));
@@ -375,24 +375,25 @@ fn parse_flags(text: &str) -> Result<u8, TraceFrameError> {
         })
 }
 
-fn with_flags(
-    mut step: PacketBuilderStep<etherparse::TcpHeader>,
-    flags: u8,
-) -> PacketBuilderStep<etherparse::TcpHeader> {
-    let each: [(u8, fn(PacketBuilderStep<etherparse::TcpHeader>) -> _); 8] = [
-        (tcp_flag::FIN, |s| s.fin()),
-        (tcp_flag::SYN, |s| s.syn()),
-        (tcp_flag::RST, |s| s.rst()),
-        (tcp_flag::PSH, |s| s.psh()),
-        (tcp_flag::ACK, |s| s.ack(1)),
-        (tcp_flag::URG, |s| s.urg(0)),
-        (tcp_flag::ECE, |s| s.ece()),
-        (tcp_flag::CWR, |s| s.cwr()),
-    ];
-    for (flag, set) in each {
-        if flags & flag != 0 {
-            step = set(step);
+/// The builder's step that takes TCP flags.
+type TcpStep = PacketBuilderStep<etherparse::TcpHeader>;
+
+fn with_flags(mut step: TcpStep, flags: u8) -> TcpStep {
+    for bit in 0..8 {
+        let flag = 1u8 << bit;
+        if flags & flag == 0 {
+            continue;
         }
+        step = match flag {
+            tcp_flag::FIN => step.fin(),
+            tcp_flag::SYN => step.syn(),
+            tcp_flag::RST => step.rst(),
+            tcp_flag::PSH => step.psh(),
+            tcp_flag::ACK => step.ack(1),
+            tcp_flag::URG => step.urg(0),
+            tcp_flag::ECE => step.ece(),
+            _ => step.cwr(),
+        };
     }
     step
 }
