@@ -171,8 +171,33 @@ fn a_trace_says_what_the_data_plane_does_and_changes_nothing() -> Result<()> {
             .contains(&format!("learned on {}", h2.port)),
         "{traced}"
     );
+    ensure!(
+        traced["fast_path"]["taken"] == true && traced["fast_path"]["key_width"] == "l3",
+        "a forward to a learned port in a tenant with ACLs takes an L3 flow entry: {traced}"
+    );
+    let entries = |lab: &Lab| -> Result<usize> {
+        let flows = lab.ctl_json(&["flows"])?;
+        Ok(flows["flows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|f| {
+                f["in"] == h1.port.as_str() && f["out"] == h2.port.as_str() && f["width"] == "l3"
+            })
+            .count())
+    };
+    let flows_before = entries(&lab)?;
     let marker = format!("ether src {} and udp port 7", h1.mac);
     send_and_compare(&lab, &h1, &frame, &traced, &others_of_h1, &marker)?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while entries(&lab)? == flows_before {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the trace promised a flow entry h1 → h2, none was installed: {}",
+            lab.ctl_json(&["flows"])?
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // Denied by the tenant's ingress rule 1.
     let frame = udp(53, &h1.mac, &h2.mac);
@@ -297,6 +322,57 @@ fn a_trace_says_what_the_data_plane_does_and_changes_nothing() -> Result<()> {
         &[&h1, &h2, &h3],
         &format!("ether src {station}"),
     )?;
+
+    // Storm control: h2 may flood 1 broadcast a second (its bucket holds 16).
+    // Traces take no token: after 40 traced broadcasts a real one still passes.
+    lab.ctl_ok(&["storm", "set", "--port", &h2.port, "--broadcast", "1"])?;
+    std::thread::sleep(Duration::from_secs(1));
+    let bcast = frames::eth(
+        "ff:ff:ff:ff:ff:ff",
+        &h2.mac,
+        &[],
+        frames::ETH_EXPERIMENTAL,
+        b"xsw trace storm",
+    );
+    for _ in 0..40 {
+        let traced = lab.ctl_json(&["trace", &h2.port, "--hex", &frames::hex(&bcast)])?;
+        ensure!(
+            traced["result"] == "flood",
+            "a traced broadcast was refused: {traced}"
+        );
+    }
+    let traced = trace(&lab, &h2, &bcast)?;
+    ensure!(
+        stage(&traced, "storm_control")["result"] == "pass",
+        "{traced}"
+    );
+    send_and_compare(
+        &lab,
+        &h2,
+        &bcast,
+        &traced,
+        &[&h1, &h3, &tr],
+        &format!("ether src {} and ether broadcast", h2.mac),
+    )?;
+    // Real broadcasts do take tokens: right after a burst that empties the
+    // bucket (refilled at one frame a second), the trace says it is empty too.
+    let storm_before = lab.drop_count(&h2.port, "storm_broadcast")?;
+    lab.raw_send_from_many(&h2, &bcast, 40, 1, 0)?;
+    let traced = lab.ctl_json(&["trace", &h2.port, "--hex", &frames::hex(&bcast)])?;
+    ensure!(
+        traced["reason"] == "storm_broadcast"
+            && stage(&traced, "storm_control")["result"] == "drop",
+        "right after a burst of 40 the bucket is empty: {traced}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lab.drop_count(&h2.port, "storm_broadcast")? == storm_before {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "40 broadcasts at once never met the storm limit"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    lab.ctl_ok(&["storm", "set", "--port", &h2.port, "--broadcast", "0"])?;
 
     // A trace from a source the switch has never seen learns nothing.
     let fresh = lab.mac(90);

@@ -1154,6 +1154,26 @@ mod tests {
     }
 
     #[test]
+    fn a_delegate_traces_frames_entering_its_own_tenants_ports_only() {
+        let grants = grants_uid("t", ALICE);
+        let trace = |port: &str| {
+            Request::Trace(crate::control::trace_frame::TraceArgs {
+                port: port.into(),
+                ..Default::default()
+            })
+        };
+        assert!(allowed(&alice(), &grants, trace("tapA")));
+        assert!(allowed(&alice(), &grants, trace("vethT")));
+        for port in ["tapU", "trunk0", "nosuch"] {
+            let why = denial(&alice(), &grants, trace(port));
+            assert!(
+                why.contains(&format!("no port {port} in your tenants")),
+                "{why}"
+            );
+        }
+    }
+
+    #[test]
     fn fdb_requests_are_pinned_to_the_delegates_tenant() {
         let grants = grants_uid("t", ALICE);
         assert_eq!(
