@@ -58,8 +58,11 @@ impl Switch {
             }
         }
         let frame = trace_frame::build(args).map_err(|e| ControlError::invalid(e.to_string()))?;
-        // The worker that receives the port's frames: its MAC table is the one
-        // that decides them.
+        // The worker of the port's first socket: for an XDP port the one that
+        // receives its queue 0; for a tc port (whose frames reach the workers
+        // through the shared slow-path device, on any of them) the one that
+        // transmits on it. Workers pass on what they learn, so their tables
+        // agree but for news in flight; storm buckets are each worker's own.
         let worker = record.queues.first().map_or(0, |&(_, worker)| worker);
         let frame_len = frame.len();
         let run = self
