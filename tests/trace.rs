@@ -79,9 +79,35 @@ fn send_and_compare(
         Some(r) => lab.drop_count(&from.port, r)?,
         None => 0,
     };
+    let refusals: Vec<(String, String)> = traced["egress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some((
+                e["port"].as_str()?.to_string(),
+                e["reason"].as_str()?.to_string(),
+            ))
+        })
+        .collect();
+    let mut refused_before = Vec::new();
+    for (port, reason) in &refusals {
+        refused_before.push(egress_drops(lab, port, reason)?);
+    }
     lab.raw_send(from, frame, 1)?;
     if let Some(r) = &reason {
         lab.expect_drops(&from.port, r, before, 1)?;
+    }
+    for ((port, reason), before) in refusals.iter().zip(refused_before) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while egress_drops(lab, port, reason)? != before + 1 {
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "the trace said {port} refuses the copy ({reason}); egress_drops.{reason} went {before} -> {}",
+                egress_drops(lab, port, reason)?
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
     let delivered: Vec<&str> = traced["delivered_to"]
         .as_array()
@@ -105,6 +131,18 @@ fn send_and_compare(
         }
     }
     Ok(())
+}
+
+/// Copies `port` refused for `reason` (`egress_drops` in `stats`).
+fn egress_drops(lab: &Lab, port: &str, reason: &str) -> Result<u64> {
+    let stats = lab.stats()?;
+    Ok(stats["ports"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|p| p["name"] == port)
+        .and_then(|p| p["egress_drops"][reason].as_u64())
+        .unwrap_or(0))
 }
 
 fn stage<'a>(traced: &'a Value, name: &str) -> &'a Value {
@@ -271,6 +309,38 @@ fn a_trace_says_what_the_data_plane_does_and_changes_nothing() -> Result<()> {
         &others_of_h1,
         &format!("ether dst {unknown}"),
     )?;
+
+    // h2 takes only frames for its own MAC: its copy of the flood is refused
+    // (not_for_port, counted on h2), the trunk still gets one.
+    lab.ctl_ok(&[
+        "antispoof",
+        "set",
+        &h2.port,
+        "--mac",
+        &h2.mac,
+        "--restrict-to-port",
+    ])?;
+    let unknown = lab.mac(71);
+    let frame = udp(9, &h1.mac, &unknown);
+    let traced = trace(&lab, &h1, &frame)?;
+    ensure!(
+        traced["egress"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| e["port"] == h2.port.as_str() && e["reason"] == "not_for_port")
+            && traced["delivered_to"] == json!([tr.port]),
+        "{traced}"
+    );
+    send_and_compare(
+        &lab,
+        &h1,
+        &frame,
+        &traced,
+        &others_of_h1,
+        &format!("ether dst {unknown}"),
+    )?;
+    lab.ctl_ok(&["antispoof", "clear", &h2.port])?;
 
     // Tagged VID 100 on the trunk, to h1: tenant t, forwarded with the tag popped.
     let station = lab.mac(80);
