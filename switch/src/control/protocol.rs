@@ -402,6 +402,21 @@ mod tests {
     }
 
     #[test]
+    fn a_trace_request_round_trips_and_refuses_unknown_fields() {
+        let request = Request::Trace(TraceArgs {
+            port: "vm1".into(),
+            dst_mac: Some("02:00:00:00:00:02".into()),
+            proto: Some("udp".into()),
+            dport: Some(53),
+            ..TraceArgs::default()
+        });
+        assert_eq!(parse_request(&encode_request(&request)), Ok(request));
+        let field =
+            parse_request(r#"{"version":1,"cmd":"trace","port":"vm1","ttl":3}"#).unwrap_err();
+        assert!(field.message.contains("ttl"), "{}", field.message);
+    }
+
+    #[test]
     fn unknown_commands_fields_and_versions_are_refused_with_their_names() {
         let unknown = parse_request(r#"{"version":1,"cmd":"port_explode"}"#).unwrap_err();
         assert!(
