@@ -453,6 +453,9 @@ fn delegated(
                 list(mine)
             )),
         },
+        // Only frames entering a port of one's own tenants: everything the
+        // trace names (tenant, MACs, flood set) is then that tenant's.
+        Request::Trace(args) => own_port(&args.port).map(|_| allow(Narrow::Nothing)),
         Request::Stats {} => Ok(allow(Narrow::Stats)),
         Request::Status {} => Ok(allow(Narrow::Status)),
         other => Err(root_only_reason(&command_name(other)).to_string()),
@@ -1148,6 +1151,26 @@ mod tests {
             },
         );
         assert!(why.contains("vethT is not a tap"), "{why}");
+    }
+
+    #[test]
+    fn a_delegate_traces_frames_entering_its_own_tenants_ports_only() {
+        let grants = grants_uid("t", ALICE);
+        let trace = |port: &str| {
+            Request::Trace(crate::control::trace_frame::TraceArgs {
+                port: port.into(),
+                ..Default::default()
+            })
+        };
+        assert!(allowed(&alice(), &grants, trace("tapA")));
+        assert!(allowed(&alice(), &grants, trace("vethT")));
+        for port in ["tapU", "trunk0", "nosuch"] {
+            let why = denial(&alice(), &grants, trace(port));
+            assert!(
+                why.contains(&format!("no port {port} in your tenants")),
+                "{why}"
+            );
+        }
     }
 
     #[test]

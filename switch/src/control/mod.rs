@@ -17,4 +17,6 @@ mod report;
 pub mod server;
 pub mod switch;
 mod tenants;
+mod trace;
+pub mod trace_frame;
 mod tuning;

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::config::PortSpec;
+pub use crate::control::trace_frame::TraceArgs;
 use crate::pipeline::guard::Trusted;
 use crate::pipeline::storm::StormOverrides;
 
@@ -139,6 +140,9 @@ pub enum Request {
     },
     /// The switch-wide storm-control limits and each port's limits in force.
     StormShow {},
+    /// What the pipeline would do with a frame entering a port, stage by
+    /// stage, without sending it (see `control::trace`).
+    Trace(TraceArgs),
     /// The running configuration as a config file.
     ConfigShow {},
     /// Re-read the config file and apply the difference (as SIGHUP does).
@@ -161,6 +165,7 @@ impl Request {
                 | Request::ConfigShow {}
                 | Request::ConfigReload {}
                 | Request::StormShow {}
+                | Request::Trace(_)
         )
     }
 }
@@ -394,6 +399,21 @@ mod tests {
             tenant: Some("web".into()),
         };
         assert_eq!(parse_request(&encode_request(&request)), Ok(request));
+    }
+
+    #[test]
+    fn a_trace_request_round_trips_and_refuses_unknown_fields() {
+        let request = Request::Trace(TraceArgs {
+            port: "vm1".into(),
+            dst_mac: Some("02:00:00:00:00:02".into()),
+            proto: Some("udp".into()),
+            dport: Some(53),
+            ..TraceArgs::default()
+        });
+        assert_eq!(parse_request(&encode_request(&request)), Ok(request));
+        let field =
+            parse_request(r#"{"version":1,"cmd":"trace","port":"vm1","ttl":3}"#).unwrap_err();
+        assert!(field.message.contains("ttl"), "{}", field.message);
     }
 
     #[test]

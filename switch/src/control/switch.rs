@@ -297,6 +297,7 @@ impl Switch {
             Request::Tune(args) => self.tune(Tuning::from_args(args, &self.umem)),
             Request::FlowList {} => Ok(self.flow_list()),
             Request::PortFastPath { name, enabled } => self.port_fast_path(&name, enabled),
+            Request::Trace(args) => self.trace(&args),
             Request::ConfigShow {} => Ok(serde_json::json!({ "toml": self.running_config_toml() })),
             Request::ConfigReload {} => self
                 .reload()

@@ -8,6 +8,7 @@ pub mod handoff;
 pub mod ledger;
 pub mod snapshot;
 pub mod stats;
+pub mod trace;
 pub mod wake;
 pub mod worker;
 
@@ -546,6 +547,22 @@ impl Dataplane {
             }
         }
         Ok(merged.into_values().collect())
+    }
+
+    /// What `worker` would do with `frame` entering on `ingress`, by its own
+    /// MAC table and storm buckets, changing neither (see `dataplane::trace`).
+    pub fn trace(
+        &self,
+        worker: usize,
+        ingress: PortId,
+        frame: Vec<u8>,
+    ) -> Result<trace::TraceRun, DataplaneError> {
+        self.ask(worker, |reply| WorkerCommand::Trace {
+            ingress,
+            frame,
+            reply,
+        })
+        .map(|run| *run)
     }
 
     pub fn set_mac_limits(

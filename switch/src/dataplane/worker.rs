@@ -22,6 +22,7 @@ use super::handoff::{LearnEvent, Mesh};
 use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
 use super::stats::{bump, WorkerStats, MAX_PORTS};
+use super::trace::{trace_frame, TraceRun};
 use crate::packet::checksum::{self, ChecksumFix};
 use crate::packet::l4::protocol;
 use crate::packet::TagEdit;
@@ -141,6 +142,13 @@ pub enum WorkerCommand {
     },
     FdbDump {
         reply: Sender<Vec<FdbEntry>>,
+    },
+    /// What the pipeline would do with `frame` entering on `ingress`, decided
+    /// on a copy of the MAC table (see `dataplane::trace`): nothing changes.
+    Trace {
+        ingress: PortId,
+        frame: Vec<u8>,
+        reply: Sender<Box<TraceRun>>,
     },
     /// Live tuning: batch size and poll mode, taken between two turns.
     SetPolling {
@@ -408,6 +416,23 @@ impl Worker {
                 }
                 WorkerCommand::FdbDump { reply } => {
                     let _ = reply.send(self.fdb.iter().collect());
+                }
+                WorkerCommand::Trace {
+                    ingress,
+                    frame,
+                    reply,
+                } => {
+                    let snapshot = self.snapshot.load();
+                    let run = trace_frame(
+                        self.id,
+                        &self.fdb,
+                        &snapshot,
+                        ingress,
+                        &frame,
+                        self.now_ns(),
+                        self.fast.is_some(),
+                    );
+                    let _ = reply.send(Box::new(run));
                 }
                 WorkerCommand::SetAging { aging_ns } => self.fdb.set_aging_ns(aging_ns),
                 WorkerCommand::SetMacLimits {

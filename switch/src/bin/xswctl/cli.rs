@@ -59,6 +59,12 @@ pub enum Command {
     Top(crate::top::TopArgs),
     /// The fast path's flow entries: key, action, counters, age.
     Flows,
+    /// What the running switch would do with a frame entering PORT, stage by
+    /// stage (parse, tenant, anti-spoofing, RA/DHCP guard, ACLs, MAC lookup,
+    /// storm control, each egress port, fast path), without sending it or
+    /// changing anything. Give the frame as fields (defaults fill the rest)
+    /// or as --hex bytes.
+    Trace(xsw::control::protocol::TraceArgs),
     /// Version, uptime, workers, ports.
     Status,
     /// Write man pages and shell completions for xswctl and xswd into DIR
@@ -454,6 +460,7 @@ pub fn request(command: Command) -> Request {
         Command::Tune(args) => Request::Tune(args),
         Command::Stats => Request::Stats {},
         Command::Flows => Request::FlowList {},
+        Command::Trace(args) => Request::Trace(args),
         Command::Status => Request::Status {},
     }
 }

@@ -4,6 +4,7 @@ mod assets;
 mod cli;
 mod render;
 mod top;
+mod trace;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -360,6 +360,7 @@ pub fn render(request: &Request, data: &Value) -> String {
             if *enabled { "on" } else { "off" }
         ),
         Request::FlowList {} => flows(data),
+        Request::Trace(_) => crate::trace::render(data),
         Request::PortDel { name } => format!("port {name} removed"),
         Request::PortSet { name, tenant } => format!("port {name} moved to tenant {tenant}"),
         Request::PortQueues { name, .. } => {
