@@ -276,3 +276,92 @@ pub fn kernel_stats(fd: RawFd) -> Option<KernelSocketStats> {
     };
     (rc == 0).then_some(stats)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::tap::AnchorTap;
+    use std::num::NonZeroU32;
+    use std::time::Instant;
+    use xsk_rs::config::UmemConfig;
+
+    fn umem() -> Umem {
+        let frames = NonZeroU32::new(64).expect("64 is not 0");
+        Umem::new(UmemConfig::default(), frames, false)
+            .expect("creating a UMEM (needs root or CAP_IPC_LOCK)")
+            .0
+    }
+
+    const RINGS: RingSizes = RingSizes { rx: 64, tx: 64 };
+
+    /// A queue another UMEM's socket holds answers EBUSY: recognised by its
+    /// errno (so the bind is retried), reported with the kernel's words, and
+    /// the xsk-rs error is kept as the source.
+    #[test]
+    fn a_queue_held_by_another_umem_is_busy_and_retried() {
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test needs root to create a tap and AF_XDP sockets"
+        );
+        let tap = AnchorTap::create(1).expect("creating a private tap");
+        let (first, second) = (umem(), umem());
+        let _held = open_queue(&first, tap.name(), 0, RINGS)
+            .unwrap_or_else(|e| panic!("binding the first socket: {e}"));
+
+        let started = Instant::now();
+        let err = match open_queue(&second, tap.name(), 0, RINGS) {
+            Ok(_) => panic!("a second UMEM bound a queue that is already held"),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+
+        let AfXdpError::Socket { ref source, .. } = err else {
+            panic!("expected a socket error, got {err:?}");
+        };
+        assert!(is_busy(source), "EBUSY not recognised in {source:?}");
+        // Four 10 ms pauses between the five attempts of the copy-mode bind.
+        assert!(
+            waited >= Duration::from_millis(40),
+            "EBUSY was not retried (gave up after {waited:?})"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "cannot open an AF_XDP socket on {} queue 0: non-zero error code returned when \
+                 creating af_xdp socket: device or resource busy (os error 16) (EBUSY: ",
+                tap.name()
+            )),
+            "{message}"
+        );
+        assert_eq!(
+            crate::error::chain(&err),
+            message,
+            "the quoted source is not repeated"
+        );
+    }
+
+    #[test]
+    fn an_error_other_than_ebusy_is_not_retried() {
+        // SAFETY: geteuid has no preconditions.
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "this test needs root to create a tap and AF_XDP sockets"
+        );
+        let tap = AnchorTap::create(1).expect("creating a private tap");
+        let started = Instant::now();
+        // The tap has one queue: queue 5 does not exist (EINVAL).
+        let err = match open_queue(&umem(), tap.name(), 5, RINGS) {
+            Ok(_) => panic!("bound a queue the tap does not have"),
+            Err(e) => e,
+        };
+        let AfXdpError::Socket { ref source, .. } = err else {
+            panic!("expected a socket error, got {err:?}");
+        };
+        assert!(!is_busy(source), "{source:?} taken for EBUSY");
+        assert!(
+            started.elapsed() < Duration::from_millis(40),
+            "a non-EBUSY error was retried"
+        );
+    }
+}
