@@ -16,9 +16,7 @@ use aya::maps::XskMap;
 use aya::Ebpf;
 use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 use xsk_rs::{FrameDesc, Umem};
-use xsw::port::afxdp::{self as xsw_afxdp, AfXdpError, RingSizes};
-
-use xsw::port::afxdp::{KernelSocketStats, XskQueue};
+use xsw::port::afxdp::{self as xsw_afxdp, AfXdpError, KernelSocketStats, RingSizes, XskQueue};
 
 use crate::progs::{self, XdpMode};
 

@@ -294,17 +294,22 @@ mod tests {
 
     const RINGS: RingSizes = RingSizes { rx: 64, tx: 64 };
 
-    /// A queue another UMEM's socket holds answers EBUSY: recognised by its
-    /// errno (so the bind is retried), reported with the kernel's words, and
-    /// the xsk-rs error is kept as the source.
-    #[test]
-    fn a_queue_held_by_another_umem_is_busy_and_retried() {
+    /// A private single-queue tap, gone when dropped.
+    fn one_queue_tap() -> AnchorTap {
         // SAFETY: geteuid has no preconditions.
         assert!(
             unsafe { libc::geteuid() } == 0,
             "this test needs root to create a tap and AF_XDP sockets"
         );
-        let tap = AnchorTap::create(1).expect("creating a private tap");
+        AnchorTap::create(1).expect("creating a private tap")
+    }
+
+    /// A queue another UMEM's socket holds answers EBUSY: recognised by its
+    /// errno (so the bind is retried), reported with the kernel's words, and
+    /// the xsk-rs error is kept as the source.
+    #[test]
+    fn a_queue_held_by_another_umem_is_busy_and_retried() {
+        let tap = one_queue_tap();
         let (first, second) = (umem(), umem());
         let _held = open_queue(&first, tap.name(), 0, RINGS)
             .unwrap_or_else(|e| panic!("binding the first socket: {e}"));
@@ -343,12 +348,7 @@ mod tests {
 
     #[test]
     fn an_error_other_than_ebusy_is_not_retried() {
-        // SAFETY: geteuid has no preconditions.
-        assert!(
-            unsafe { libc::geteuid() } == 0,
-            "this test needs root to create a tap and AF_XDP sockets"
-        );
-        let tap = AnchorTap::create(1).expect("creating a private tap");
+        let tap = one_queue_tap();
         let started = Instant::now();
         // The tap has one queue: queue 5 does not exist (EINVAL).
         let err = match open_queue(&umem(), tap.name(), 5, RINGS) {
