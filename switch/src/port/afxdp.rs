@@ -297,8 +297,9 @@ mod tests {
     /// A private single-queue tap, gone when dropped.
     fn one_queue_tap() -> AnchorTap {
         // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
         assert!(
-            unsafe { libc::geteuid() } == 0,
+            euid == 0,
             "this test needs root to create a tap and AF_XDP sockets"
         );
         AnchorTap::create(1).expect("creating a private tap")
