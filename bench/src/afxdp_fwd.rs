@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Result};
 use xsk_rs::FrameDesc;
 
-use crate::afxdp::{self, KernelStats, ThreadCpu, UmemSettings, XskSocket};
+use crate::afxdp::{self, ThreadCpu, UmemSettings};
 use crate::sys;
+use xsw::port::afxdp::{KernelSocketStats, XskQueue};
 
 pub struct AfxdpFwdOpts {
     pub a: String,
@@ -98,7 +99,7 @@ pub fn run(o: AfxdpFwdOpts) -> Result<()> {
     let counts = forward(&mut ports, &mut pool, &o, &settings, deadline);
     let cpu_after = ThreadCpu::now()?;
     let secs = start.elapsed().as_secs_f64();
-    let kernel: Vec<Option<KernelStats>> = ports
+    let kernel: Vec<Option<KernelSocketStats>> = ports
         .iter()
         .zip(kernel_before)
         .map(|(p, before)| Some(p.kernel_stats()?.since(&before?)))
@@ -166,7 +167,9 @@ pub fn run(o: AfxdpFwdOpts) -> Result<()> {
         );
     }
     if o.json {
-        let k = |k: &Option<KernelStats>| k.map_or("null".to_string(), |k| k.json());
+        let k = |k: &Option<KernelSocketStats>| {
+            k.map_or("null".to_string(), |k| afxdp::kernel_stats_json(&k))
+        };
         println!(
             "{{\"a\":{},\"b\":{},\"secs\":{:.3},\"a_to_b_frames\":{},\"b_to_a_frames\":{},\"frames\":{},\
              \"frames_per_sec\":{:.0},\"a_to_b_tx_full_drops\":{},\"b_to_a_tx_full_drops\":{},\
@@ -219,7 +222,7 @@ struct Counts {
 }
 
 fn forward(
-    ports: &mut [XskSocket; 2],
+    ports: &mut [XskQueue; 2],
     pool: &mut Vec<FrameDesc>,
     o: &AfxdpFwdOpts,
     settings: &UmemSettings,
@@ -267,7 +270,7 @@ fn forward(
             c.tx_full[dir] += (n - produced) as u64;
             pool.extend_from_slice(&batch[produced..n]);
             if produced > 0 && (dst.tx.needs_wakeup() || !dst.zero_copy) {
-                if let Err(e) = afxdp::kick_tx(dst.fd(), produced) {
+                if let Err(e) = xsw::port::afxdp::kick_tx(dst.fd(), produced) {
                     c.kick_errors += 1;
                     c.last_kick_error = Some(e.to_string());
                 }
@@ -315,7 +318,7 @@ fn forward(
 }
 
 /// Moves free frames onto `p`'s fill ring, up to what the ring holds.
-fn refill(p: &mut XskSocket, pool: &mut Vec<FrameDesc>, target: usize) {
+fn refill(p: &mut XskQueue, pool: &mut Vec<FrameDesc>, target: usize) {
     if pool.is_empty() {
         return;
     }
@@ -338,7 +341,7 @@ fn refill(p: &mut XskSocket, pool: &mut Vec<FrameDesc>, target: usize) {
 
 /// Waits in poll() until a socket has frames or `timeout` passes (zero: only
 /// checks).
-fn poll_sockets(ports: &[XskSocket; 2], timeout: Duration) {
+fn poll_sockets(ports: &[XskQueue; 2], timeout: Duration) {
     let mut fds = [
         libc::pollfd {
             fd: ports[0].fd(),

@@ -6,7 +6,7 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
-use std::str::FromStr;
+use xsw::packet::MacAddr;
 
 use anyhow::{bail, Context, Result};
 use etherparse::PacketBuilder;
@@ -34,49 +34,9 @@ pub const PAYLOAD_OFF: usize = HEADERS_LEN;
 pub const STAMP_MAGIC: u16 = 0xb55b;
 const STAMP_MAGIC_OFF: usize = 16;
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub struct Mac(pub [u8; 6]);
-
-impl FromStr for Mac {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        let mut out = [0u8; 6];
-        let parts: Vec<&str> = s.split(':').collect();
-        if parts.len() != 6 {
-            return Err(format!(
-                "{s:?} is not a MAC address (expected six hex bytes like 02:00:00:00:00:01)"
-            ));
-        }
-        for (o, p) in out.iter_mut().zip(parts) {
-            *o = u8::from_str_radix(p, 16)
-                .ok()
-                .filter(|_| p.len() == 2)
-                .ok_or_else(|| format!("{s:?} is not a MAC address (bad byte {p:?})"))?;
-        }
-        Ok(Mac(out))
-    }
-}
-
-impl fmt::Display for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let m = self.0;
-        write!(
-            f,
-            "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
-            m[0], m[1], m[2], m[3], m[4], m[5]
-        )
-    }
-}
-
-impl fmt::Debug for Mac {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
-}
-
 pub struct UdpFlow {
-    pub src_mac: Mac,
-    pub dst_mac: Mac,
+    pub src_mac: MacAddr,
+    pub dst_mac: MacAddr,
     pub src_ip: Ipv4Addr,
     pub dst_ip: Ipv4Addr,
     pub src_port: u16,
@@ -522,16 +482,5 @@ mod tests {
         let mut f = flow();
         f.src_ip = Ipv4Addr::new(255, 255, 255, 250);
         assert!(Variants::new(&f, Sizes::Fixed(64), 1, 7, false).is_err());
-    }
-
-    #[test]
-    fn mac_parsing() {
-        assert_eq!(
-            "02:ab:00:00:00:ff".parse::<Mac>().unwrap().to_string(),
-            "02:ab:00:00:00:ff"
-        );
-        assert!("02:ab:00:00:00".parse::<Mac>().is_err());
-        assert!("02:ab:00:00:00:fff".parse::<Mac>().is_err());
-        assert!("02:ab:00:00:00:zz".parse::<Mac>().is_err());
     }
 }

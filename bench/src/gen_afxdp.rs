@@ -74,7 +74,7 @@ pub fn run(o: &GenOpts, mut variants: Variants, template: &[u8], interval_ps: u6
     let mut next_ps = 0u64;
     let mut interrupted = false;
     let kick = |queued: usize| -> Result<()> {
-        afxdp::kick_tx(fd, queued).with_context(|| {
+        xsw::port::afxdp::kick_tx(fd, queued).with_context(|| {
             format!(
                 "sending on {} (sendto on the AF_XDP socket failed): is the interface up?",
                 o.iface

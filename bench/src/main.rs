@@ -21,8 +21,9 @@ use std::process::ExitCode;
 
 use clap::{ArgGroup, Parser, Subcommand};
 
-use frame::{Mac, Sizes, UdpFlow};
+use frame::{Sizes, UdpFlow};
 use progs::XdpMode;
+use xsw::packet::MacAddr;
 
 #[derive(Parser)]
 #[command(
@@ -69,9 +70,9 @@ enum Cmd {
         #[arg(long)]
         rate: Option<u64>,
         #[arg(long, default_value = "02:b5:00:00:00:01")]
-        src_mac: Mac,
+        src_mac: MacAddr,
         #[arg(long, default_value = "02:b5:00:00:00:02")]
-        dst_mac: Mac,
+        dst_mac: MacAddr,
         #[arg(long, default_value = "198.18.0.1")]
         src_ip: Ipv4Addr,
         #[arg(long, default_value = "198.18.0.2")]

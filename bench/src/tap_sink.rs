@@ -11,13 +11,14 @@
 //! measuring: [`crate::stats`]), so the two receivers' JSON compare field by
 //! field.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
+
+use xsw::port::tap::{self, TapError};
 
 use crate::sink::{self, CountSummary};
 use crate::stats::{Measurement, Report};
@@ -53,53 +54,12 @@ pub struct TapSinkOpts {
     pub json: bool,
 }
 
-const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
-const IFF_TAP: libc::c_short = 0x0002;
-const IFF_NO_PI: libc::c_short = 0x1000;
-
 /// Large enough for any frame a tap without IFF_VNET_HDR hands out (the
 /// kernel segments GSO packets for it), jumbo MTUs included.
 const READ_BUF: usize = 65536;
 /// Longest poll() wait, so a stop signal or the end of a second is never
 /// noticed late even if poll() is not interrupted.
 const MAX_POLL_MS: u64 = 100;
-
-#[repr(C)]
-struct IfReqFlags {
-    name: [libc::c_char; libc::IFNAMSIZ],
-    flags: libc::c_short,
-    _pad: [u8; 22],
-}
-
-impl IfReqFlags {
-    fn new(name: &str, flags: libc::c_short) -> Self {
-        let mut req = IfReqFlags {
-            name: [0; libc::IFNAMSIZ],
-            flags,
-            _pad: [0; 22],
-        };
-        // check_name() keeps names below IFNAMSIZ bytes, so the NUL stays.
-        for (dst, src) in req
-            .name
-            .iter_mut()
-            .zip(name.bytes().take(libc::IFNAMSIZ - 1))
-        {
-            *dst = src as libc::c_char;
-        }
-        req
-    }
-}
-
-fn ioctl(fd: &impl AsRawFd, request: libc::c_ulong, req: &mut IfReqFlags) -> io::Result<()> {
-    // SAFETY: fd is open for the call and `req` is a live IfReqFlags, the
-    // size (struct ifreq) these requests read and write.
-    let rc = unsafe { libc::ioctl(fd.as_raw_fd(), request, req as *mut IfReqFlags) };
-    if rc < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
 /// Refuses names the kernel would not take literally: TUNSETIFF treats a
 /// name with '%' as a template ("tap%d") and silently truncates long ones.
@@ -137,58 +97,44 @@ fn open_tap(name: &str) -> Result<Tap> {
              (`ip tuntap add mode tap NAME`) or a name that does not exist yet"
         );
     }
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
-        .open("/dev/net/tun")
-        .context(
-            "cannot open /dev/net/tun: is the tun module loaded (`modprobe tun`)? run as root",
-        )?;
-    let mut req = IfReqFlags::new(name, IFF_TAP | IFF_NO_PI);
-    if let Err(e) = ioctl(&file, TUNSETIFF, &mut req) {
-        let hint = match e.raw_os_error() {
-            Some(libc::EBUSY) => {
-                "another process (a VM, another tap-sink) holds it open: a single-queue tap has one reader; \
-                 stop that process or use another tap"
-            }
-            Some(libc::EINVAL) => {
-                "it is not a single-queue tap: create it with `ip tuntap add mode tap NAME` (without multi_queue)"
-            }
-            Some(libc::EPERM) => {
-                "it belongs to another user or group (`ip tuntap ... user/group`), or this process lacks \
-                 CAP_NET_ADMIN: run as root"
-            }
-            _ => "check it with `ip -d link show NAME`",
-        };
-        return Err(e).with_context(|| {
-            format!(
-                "cannot {} tap {name}: {hint}",
-                if existed { "attach to" } else { "create" }
+    let file = match tap::open_as_guest(name) {
+        Ok(file) => file,
+        Err(TapError::OpenTun(e)) => {
+            return Err(e).context(
+                "cannot open /dev/net/tun: is the tun module loaded (`modprobe tun`)? run as root",
             )
-        });
-    }
-    set_admin_up(name).with_context(|| {
+        }
+        Err(TapError::Create { source: e, .. }) => {
+            let hint = match e.raw_os_error() {
+                Some(libc::EBUSY) => {
+                    "another process (a VM, another tap-sink) holds it open: a single-queue tap has one reader; \
+                     stop that process or use another tap"
+                }
+                Some(libc::EINVAL) => {
+                    "it is not a single-queue tap: create it with `ip tuntap add mode tap NAME` (without multi_queue)"
+                }
+                Some(libc::EPERM) => {
+                    "it belongs to another user or group (`ip tuntap ... user/group`), or this process lacks \
+                     CAP_NET_ADMIN: run as root"
+                }
+                _ => "check it with `ip -d link show NAME`",
+            };
+            return Err(e).with_context(|| {
+                format!(
+                    "cannot {} tap {name}: {hint}",
+                    if existed { "attach to" } else { "create" }
+                )
+            });
+        }
+        Err(other) => return Err(other.into()),
+    };
+    tap::set_admin_up(name).with_context(|| {
         format!("cannot bring tap {name} up (ip link set {name} up); run as root")
     })?;
     Ok(Tap {
         file,
         created: !existed,
     })
-}
-
-fn set_admin_up(name: &str) -> io::Result<()> {
-    // SAFETY: socket() takes no pointers; the result is checked below.
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: raw is a fresh descriptor that nothing else owns.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
-    let mut req = IfReqFlags::new(name, 0);
-    ioctl(&sock, libc::SIOCGIFFLAGS, &mut req)?;
-    req.flags |= libc::IFF_UP as libc::c_short;
-    ioctl(&sock, libc::SIOCSIFFLAGS, &mut req)
 }
 
 /// The tap's tx_dropped counter: frames the kernel had to drop because the

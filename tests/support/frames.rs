@@ -13,16 +13,12 @@ pub const ETH_EXPERIMENTAL: u16 = 0x88b5;
 pub const TPID_8021Q: u16 = 0x8100;
 pub const TPID_8021AD: u16 = 0x88a8;
 
-/// Parses "02:78:0a:00:00:01" (panics on a malformed literal: test input).
+/// Parses "02:78:0a:00:00:01" with xsw's own parser (panics on a malformed
+/// literal: test input).
 pub fn mac(s: &str) -> [u8; 6] {
-    let v: Vec<u8> = s
-        .split(':')
-        .map(|p| u8::from_str_radix(p, 16).unwrap_or_else(|e| panic!("bad MAC {s}: {e}")))
-        .collect();
-    assert_eq!(v.len(), 6, "bad MAC {s}");
-    let mut m = [0u8; 6];
-    m.copy_from_slice(&v);
-    m
+    s.parse::<xsw::packet::MacAddr>()
+        .unwrap_or_else(|e| panic!("bad MAC {s}: {e}"))
+        .0
 }
 
 pub fn ip4(s: &str) -> Ipv4Addr {

@@ -28,7 +28,7 @@ use crate::pipeline::stages::AclMatch;
 use crate::pipeline::{DomainId, FdbEntry, PortId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
 use crate::port::slow_path::{SlowPathDevice, SlowPathError};
-use crate::port::tap::AnchorTap;
+use crate::port::tap::{AnchorTap, TapError};
 use crate::xdp::fast::{FastPath, SlowPathDrops, SlowPathHook, FLOW_DROP};
 use crate::xdp::XdpError;
 use fastpath::{FastShared, Keeper, KeeperThread};
@@ -83,16 +83,44 @@ impl DataplaneSettings {
     }
 }
 
+// Messages that quote their source keep it as `#[source]` too: `error::chain`
+// does not print a source twice.
 #[derive(Debug, thiserror::Error)]
 pub enum DataplaneError {
     #[error("core {core} does not exist or cannot be used (this machine offers cores {available:?}); fix [dataplane] workers")]
     NoSuchCore { core: usize, available: Vec<usize> },
-    #[error("cannot create the UMEM for worker {worker}: {reason} (lower [umem] frame_count, or grant xswd CAP_IPC_LOCK)")]
-    Umem { worker: usize, reason: String },
+    #[error("cannot create the UMEM for worker {worker}: {source} (lower [umem] frame_count, or grant xswd CAP_IPC_LOCK)")]
+    Umem {
+        worker: usize,
+        #[source]
+        source: xsk_rs::umem::UmemCreateError,
+    },
     #[error("bad [umem] setting: {0}")]
-    Setting(String),
-    #[error("cannot start worker {worker}: {reason}")]
-    Spawn { worker: usize, reason: String },
+    Setting(&'static str),
+    #[error("bad [umem] setting: frame_size {size}: {source}")]
+    FrameSize {
+        size: u32,
+        #[source]
+        source: xsk_rs::config::FrameSizeError,
+    },
+    #[error("bad [umem] setting: {ring}: {source}")]
+    RingSize {
+        ring: &'static str,
+        #[source]
+        source: xsk_rs::config::QueueSizeError,
+    },
+    #[error("bad [umem] setting: {0}")]
+    UmemConfig(#[source] xsk_rs::config::UmemConfigBuilderError),
+    #[error("cannot start worker {worker}: {source}")]
+    Spawn {
+        worker: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start worker 0: anchor tap: {0}")]
+    AnchorTap(#[source] TapError),
+    #[error("cannot start worker 0: flow keeper: {0}")]
+    Keeper(#[source] std::io::Error),
     #[error(
         "worker {0} did not answer within {COMMAND_TIMEOUT:?}; it may have stopped (see the log)"
     )]
@@ -160,34 +188,33 @@ impl Dataplane {
                 return Err(DataplaneError::NoSuchCore { core, available });
             }
         }
-        let frame_size = FrameSize::new(settings.tuning.frame_size).map_err(|e| {
-            DataplaneError::Setting(format!("frame_size {}: {e}", settings.tuning.frame_size))
+        let frame_size = FrameSize::new(settings.tuning.frame_size).map_err(|source| {
+            DataplaneError::FrameSize {
+                size: settings.tuning.frame_size,
+                source,
+            }
         })?;
-        let fill = QueueSize::new(settings.tuning.fill_ring)
-            .map_err(|e| DataplaneError::Setting(format!("fill_ring: {e}")))?;
-        let comp = QueueSize::new(settings.comp_ring)
-            .map_err(|e| DataplaneError::Setting(format!("comp_ring: {e}")))?;
+        let ring_size = |ring: &'static str, size: u32| {
+            QueueSize::new(size).map_err(|source| DataplaneError::RingSize { ring, source })
+        };
+        let fill = ring_size("fill_ring", settings.tuning.fill_ring)?;
+        let comp = ring_size("comp_ring", settings.comp_ring)?;
         let umem_config = UmemConfig::builder()
             .frame_size(frame_size)
             .fill_queue_size(fill)
             .comp_queue_size(comp)
             .build()
-            .map_err(|e| DataplaneError::Setting(e.to_string()))?;
+            .map_err(DataplaneError::UmemConfig)?;
         let frame_count = NonZeroU32::new(settings.frame_count)
-            .ok_or_else(|| DataplaneError::Setting("frame_count must be above 0".into()))?;
+            .ok_or(DataplaneError::Setting("frame_count must be above 0"))?;
 
         let snapshot = Arc::new(ArcSwap::from_pointee(Snapshot::default()));
-        let mesh = Arc::new(Mesh::new(settings.cores.len(), 1024, 4096).map_err(|e| {
-            DataplaneError::Spawn {
-                worker: 0,
-                reason: e.to_string(),
-            }
-        })?);
+        let mesh = Arc::new(
+            Mesh::new(settings.cores.len(), 1024, 4096)
+                .map_err(|source| DataplaneError::Spawn { worker: 0, source })?,
+        );
         let anchor_tap =
-            AnchorTap::create(settings.cores.len()).map_err(|e| DataplaneError::Spawn {
-                worker: 0,
-                reason: format!("anchor tap: {e}"),
-            })?;
+            AnchorTap::create(settings.cores.len()).map_err(DataplaneError::AnchorTap)?;
         let mut fast =
             FastPath::load(settings.fast_path.flows).map_err(DataplaneError::FastPath)?;
         let slow_path = SlowPathDevice::create(settings.cores.len() as u32)
@@ -213,11 +240,8 @@ impl Dataplane {
         let mut internal_queues = Vec::with_capacity(settings.cores.len());
         let mut workers = Vec::with_capacity(settings.cores.len());
         for (id, &core) in settings.cores.iter().enumerate() {
-            let (umem, frames) =
-                Umem::new(umem_config, frame_count, false).map_err(|e| DataplaneError::Umem {
-                    worker: id,
-                    reason: format!("{e}"),
-                })?;
+            let (umem, frames) = Umem::new(umem_config, frame_count, false)
+                .map_err(|source| DataplaneError::Umem { worker: id, source })?;
             let anchor = afxdp::open_queue(&umem, anchor_tap.name(), id as u32, settings.rings)?;
             // This worker's queue of the slow-path device: frames of tc-hooked
             // ports that missed the fast path.
@@ -248,10 +272,7 @@ impl Dataplane {
                     }
                     Worker::new(parts).run();
                 })
-                .map_err(|e| DataplaneError::Spawn {
-                    worker: id,
-                    reason: e.to_string(),
-                })?;
+                .map_err(|source| DataplaneError::Spawn { worker: id, source })?;
             workers.push(WorkerHandle {
                 core,
                 umem,
@@ -268,11 +289,7 @@ impl Dataplane {
             workers.iter().map(|w| w.commands.clone()).collect(),
             mesh.clone(),
         ));
-        let keeper_thread =
-            KeeperThread::spawn(keeper.clone()).map_err(|e| DataplaneError::Spawn {
-                worker: 0,
-                reason: format!("flow keeper: {e}"),
-            })?;
+        let keeper_thread = KeeperThread::spawn(keeper.clone()).map_err(DataplaneError::Keeper)?;
         let dataplane = Dataplane {
             workers,
             snapshot,

@@ -13,6 +13,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use xsk_rs::config::{BindFlags, Interface, LibxdpFlags, QueueSize, SocketConfig};
+use xsk_rs::socket::SocketCreateError;
 use xsk_rs::{CompQueue, FillQueue, RxQueue, Socket, TxQueue, Umem};
 
 const SOL_XDP: libc::c_int = 283;
@@ -26,16 +27,28 @@ pub enum AfXdpError {
     RingSize(u32),
     #[error("{0:?} is not a usable interface name")]
     Name(String),
+    // The message shows the source's text itself, lower-cased as it always
+    // was; `error::chain` does not repeat a source the message already shows.
     #[error(
-        "cannot open an AF_XDP socket on {iface} queue {queue}: {reason} \
+        "cannot open an AF_XDP socket on {iface} queue {queue}: {} \
          (EBUSY: another program owns the queue; EINVAL: no such queue; \
-         ENOBUFS/ENOMEM: grant xswd CAP_IPC_LOCK or lower [umem] frame_count)"
+         ENOBUFS/ENOMEM: grant xswd CAP_IPC_LOCK or lower [umem] frame_count)",
+        error_text(.source)
     )]
     Socket {
         iface: String,
         queue: u32,
-        reason: String,
+        #[source]
+        source: SocketCreateError,
     },
+    /// The UMEM's fill and completion rings already belong to a socket on the
+    /// same (interface, queue): libxdp hands out one pair per queue.
+    #[error(
+        "cannot open an AF_XDP socket on {iface} queue {queue}: this worker already has a socket \
+         on that queue (EBUSY: another program owns the queue; EINVAL: no such queue; \
+         ENOBUFS/ENOMEM: grant xswd CAP_IPC_LOCK or lower [umem] frame_count)"
+    )]
+    QueueTaken { iface: String, queue: u32 },
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -57,6 +70,11 @@ impl XskQueue {
     pub fn fd(&self) -> RawFd {
         self.rx.fd().as_raw_fd()
     }
+
+    /// What the kernel counted for this socket; None if it refuses.
+    pub fn kernel_stats(&self) -> Option<KernelSocketStats> {
+        kernel_stats(self.fd())
+    }
 }
 
 fn queue_size(n: u32) -> Result<QueueSize, AfXdpError> {
@@ -75,7 +93,7 @@ pub fn open_queue(
     let name: Interface = iface
         .parse()
         .map_err(|_| AfXdpError::Name(iface.to_string()))?;
-    let mut last_reason = String::new();
+    let mut last_error = None;
     for (copy_flag, zero_copy) in [
         (BindFlags::XDP_ZEROCOPY, true),
         (BindFlags::XDP_COPY, false),
@@ -104,15 +122,14 @@ pub fn open_queue(
                     });
                 }
                 Ok((_, _, None)) => {
-                    return Err(AfXdpError::Socket {
+                    return Err(AfXdpError::QueueTaken {
                         iface: iface.to_string(),
                         queue,
-                        reason: "this worker already has a socket on that queue".into(),
                     })
                 }
                 Err(e) => {
-                    last_reason = error_text(&e);
-                    let busy = last_reason.contains("busy");
+                    let busy = is_busy(&e);
+                    last_error = Some(e);
                     if !busy || attempt == 4 {
                         break;
                     }
@@ -121,11 +138,28 @@ pub fn open_queue(
             }
         }
     }
-    Err(AfXdpError::Socket {
-        iface: iface.to_string(),
-        queue,
-        reason: last_reason,
-    })
+    match last_error {
+        Some(source) => Err(AfXdpError::Socket {
+            iface: iface.to_string(),
+            queue,
+            source,
+        }),
+        // Both bind modes were tried and each attempt either returned or
+        // recorded its error, so this is unreachable; report it as taken
+        // rather than panic.
+        None => Err(AfXdpError::QueueTaken {
+            iface: iface.to_string(),
+            queue,
+        }),
+    }
+}
+
+/// The kernel refused the bind with EBUSY: the queue still has an owner.
+fn is_busy(e: &SocketCreateError) -> bool {
+    std::error::Error::source(e)
+        .and_then(|source| source.downcast_ref::<io::Error>())
+        .and_then(io::Error::raw_os_error)
+        == Some(libc::EBUSY)
 }
 
 fn socket_is_zero_copy(fd: RawFd) -> bool {
@@ -145,7 +179,9 @@ fn socket_is_zero_copy(fd: RawFd) -> bool {
     rc == 0 && flags & XDP_OPTIONS_ZEROCOPY != 0
 }
 
-fn error_text(e: &dyn std::error::Error) -> String {
+/// The error and its first source, lower-cased: the form operators have
+/// always seen in the socket error's message.
+pub fn error_text(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     if let Some(source) = e.source() {
         text = format!("{text}: {source}");
@@ -199,6 +235,20 @@ pub struct KernelSocketStats {
 }
 
 impl KernelSocketStats {
+    /// The counts since `before`, an earlier reading of the same socket.
+    pub fn since(&self, before: &KernelSocketStats) -> KernelSocketStats {
+        KernelSocketStats {
+            rx_dropped: self.rx_dropped.wrapping_sub(before.rx_dropped),
+            rx_invalid_descs: self.rx_invalid_descs.wrapping_sub(before.rx_invalid_descs),
+            tx_invalid_descs: self.tx_invalid_descs.wrapping_sub(before.tx_invalid_descs),
+            rx_ring_full: self.rx_ring_full.wrapping_sub(before.rx_ring_full),
+            rx_fill_ring_empty: self
+                .rx_fill_ring_empty
+                .wrapping_sub(before.rx_fill_ring_empty),
+            tx_ring_empty: self.tx_ring_empty.wrapping_sub(before.tx_ring_empty),
+        }
+    }
+
     pub fn add(&mut self, other: &KernelSocketStats) {
         self.rx_dropped += other.rx_dropped;
         self.rx_invalid_descs += other.rx_invalid_descs;
@@ -225,4 +275,94 @@ pub fn kernel_stats(fd: RawFd) -> Option<KernelSocketStats> {
         )
     };
     (rc == 0).then_some(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::port::tap::AnchorTap;
+    use std::num::NonZeroU32;
+    use std::time::Instant;
+    use xsk_rs::config::UmemConfig;
+
+    fn umem() -> Umem {
+        let frames = NonZeroU32::new(64).expect("64 is not 0");
+        Umem::new(UmemConfig::default(), frames, false)
+            .expect("creating a UMEM (needs root or CAP_IPC_LOCK)")
+            .0
+    }
+
+    const RINGS: RingSizes = RingSizes { rx: 64, tx: 64 };
+
+    /// A private single-queue tap, gone when dropped.
+    fn one_queue_tap() -> AnchorTap {
+        // SAFETY: geteuid has no preconditions.
+        let euid = unsafe { libc::geteuid() };
+        assert!(
+            euid == 0,
+            "this test needs root to create a tap and AF_XDP sockets"
+        );
+        AnchorTap::create(1).expect("creating a private tap")
+    }
+
+    /// A queue another UMEM's socket holds answers EBUSY: recognised by its
+    /// errno (so the bind is retried), reported with the kernel's words, and
+    /// the xsk-rs error is kept as the source.
+    #[test]
+    fn a_queue_held_by_another_umem_is_busy_and_retried() {
+        let tap = one_queue_tap();
+        let (first, second) = (umem(), umem());
+        let _held = open_queue(&first, tap.name(), 0, RINGS)
+            .unwrap_or_else(|e| panic!("binding the first socket: {e}"));
+
+        let started = Instant::now();
+        let err = match open_queue(&second, tap.name(), 0, RINGS) {
+            Ok(_) => panic!("a second UMEM bound a queue that is already held"),
+            Err(e) => e,
+        };
+        let waited = started.elapsed();
+
+        let AfXdpError::Socket { ref source, .. } = err else {
+            panic!("expected a socket error, got {err:?}");
+        };
+        assert!(is_busy(source), "EBUSY not recognised in {source:?}");
+        // Four 10 ms pauses between the five attempts of the copy-mode bind.
+        assert!(
+            waited >= Duration::from_millis(40),
+            "EBUSY was not retried (gave up after {waited:?})"
+        );
+        let message = err.to_string();
+        assert!(
+            message.starts_with(&format!(
+                "cannot open an AF_XDP socket on {} queue 0: non-zero error code returned when \
+                 creating af_xdp socket: device or resource busy (os error 16) (EBUSY: ",
+                tap.name()
+            )),
+            "{message}"
+        );
+        assert_eq!(
+            crate::error::chain(&err),
+            message,
+            "the quoted source is not repeated"
+        );
+    }
+
+    #[test]
+    fn an_error_other_than_ebusy_is_not_retried() {
+        let tap = one_queue_tap();
+        let started = Instant::now();
+        // The tap has one queue: queue 5 does not exist (EINVAL).
+        let err = match open_queue(&umem(), tap.name(), 5, RINGS) {
+            Ok(_) => panic!("bound a queue the tap does not have"),
+            Err(e) => e,
+        };
+        let AfXdpError::Socket { ref source, .. } = err else {
+            panic!("expected a socket error, got {err:?}");
+        };
+        assert!(!is_busy(source), "{source:?} taken for EBUSY");
+        assert!(
+            started.elapsed() < Duration::from_millis(40),
+            "a non-EBUSY error was retried"
+        );
+    }
 }

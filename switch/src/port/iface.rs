@@ -192,7 +192,7 @@ fn link_netnsid(ifindex: u32) -> io::Result<Option<i32>> {
     let mut reply = vec![0; 32 * 1024];
     let n = socket.recv(&mut &mut reply[..], 0)?;
     let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     match parsed.payload {
         NetlinkPayload::InnerMessage(RouteNetlinkMessage::NewLink(link)) => Ok(link
             .attributes

@@ -85,7 +85,7 @@ impl SlowPathDevice {
             super::tap::set_admin_up(end).map_err(|e| configure("set it up", e))?;
         }
         device.sender_ifindex = iface::ifindex(&device.sender)
-            .map_err(|e| configure("read its ifindex", io::Error::other(e.to_string())))?;
+            .map_err(|e| configure("read its ifindex", io::Error::other(e)))?;
         Ok(device)
     }
 
@@ -147,7 +147,7 @@ fn request(message: RouteNetlinkMessage, flags: u16) -> io::Result<()> {
     let mut reply = vec![0; 8192];
     let n = socket.recv(&mut &mut reply[..], 0)?;
     let parsed = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..n])
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     match parsed.payload {
         NetlinkPayload::Error(e) => match e.code {
             None => Ok(()),

@@ -9,6 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 
 const TUNSETIFF: libc::c_ulong = 0x4004_54ca;
 const TUNSETPERSIST: libc::c_ulong = 0x4004_54cb;
@@ -22,7 +23,7 @@ pub enum TapError {
     #[error(
         "cannot open /dev/net/tun: {0} (is the tun module loaded? does xswd have CAP_NET_ADMIN?)"
     )]
-    OpenTun(io::Error),
+    OpenTun(#[source] io::Error),
     #[error("cannot create tap {name:?}: {source}")]
     Create { name: String, source: io::Error },
     #[error("cannot make tap {name:?} persistent: {source}")]
@@ -77,13 +78,27 @@ fn ioctl(fd: &impl AsRawFd, request: libc::c_ulong, arg: libc::c_ulong) -> io::R
 }
 
 fn attach(name: &str) -> Result<File, TapError> {
-    attach_with(name, IFF_TAP | IFF_NO_PI)
+    attach_with(name, IFF_TAP | IFF_NO_PI, 0)
 }
 
-fn attach_with(name: &str, flags: libc::c_short) -> Result<File, TapError> {
+/// Opens the single queue of tap `name` (creating the tap if it does not
+/// exist) the way a guest's backend, QEMU, does: no packet-information
+/// header, non-blocking reads. A tap made here goes away with the fd. The
+/// kernel's answer stays in the error (`TapError::Create`'s source: EBUSY
+/// when another process holds the queue, EINVAL for a multi-queue tap).
+pub fn open_as_guest(name: &str) -> Result<File, TapError> {
+    attach_with(name, IFF_TAP | IFF_NO_PI, libc::O_NONBLOCK)
+}
+
+fn attach_with(
+    name: &str,
+    flags: libc::c_short,
+    open_flags: libc::c_int,
+) -> Result<File, TapError> {
     let tun = OpenOptions::new()
         .read(true)
         .write(true)
+        .custom_flags(open_flags)
         .open("/dev/net/tun")
         .map_err(TapError::OpenTun)?;
     let mut req = IfReqFlags::new(name, flags);
@@ -159,7 +174,7 @@ impl AnchorTap {
         let generation = GENERATION.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 1000;
         let name = format!("xswa{}g{generation}", std::process::id() % 10_000_000);
         let fds = (0..queues.max(1))
-            .map(|_| attach_with(&name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE))
+            .map(|_| attach_with(&name, IFF_TAP | IFF_NO_PI | IFF_MULTI_QUEUE, 0))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(AnchorTap { name, _queues: fds })
     }
@@ -169,7 +184,8 @@ impl AnchorTap {
     }
 }
 
-pub(crate) fn set_admin_up(name: &str) -> io::Result<()> {
+/// Sets interface `name` administratively up (`ip link set NAME up`).
+pub fn set_admin_up(name: &str) -> io::Result<()> {
     // SAFETY: socket() takes no pointers; the result is checked below.
     let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
     if raw < 0 {

@@ -19,7 +19,7 @@ use aya::programs::tc::{SchedClassifierLink, TcAttachOptions};
 use aya::programs::{LinkOrder, SchedClassifier, TcAttachType, Xdp, XdpFlags};
 use aya::{Ebpf, EbpfLoader};
 
-use super::XdpError;
+use super::{map_error, XdpError};
 use crate::packet::MacAddr;
 
 static FAST_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/xsw_fast.o"));
@@ -177,15 +177,15 @@ pub struct SlowPathHook {
 fn map_fd(ebpf: &Ebpf, name: &'static str) -> Result<OwnedFd, XdpError> {
     let map = ebpf
         .map(name)
-        .ok_or(XdpError::Map(name, "missing from the object".into()))?;
+        .ok_or(XdpError::Map(name, "missing from the object"))?;
     let data: &MapData = match map {
         Map::PerCpuHashMap(d) | Map::HashMap(d) | Map::Array(d) | Map::PerCpuArray(d) => d,
-        _ => return Err(XdpError::Map(name, "unexpected map type".into())),
+        _ => return Err(XdpError::Map(name, "unexpected map type")),
     };
     data.fd()
         .as_fd()
         .try_clone_to_owned()
-        .map_err(|e| XdpError::Map(name, e.to_string()))
+        .map_err(|source| XdpError::MapDescriptor { map: name, source })
 }
 
 impl FastPath {
@@ -195,23 +195,21 @@ impl FastPath {
             .set_max_entries("flows", flow_capacity.max(1))
             .set_max_entries("flows_l2", flow_capacity.max(1))
             .load(FAST_OBJECT)
-            .map_err(|e| XdpError::Load(crate::error::chain(&e)))?;
+            .map_err(|source| XdpError::Object { source })?;
         let tc: &mut SchedClassifier = ebpf
             .program_mut("xsw_port_ingress")
             .ok_or_else(|| XdpError::Load("program xsw_port_ingress missing".into()))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
-        tc.load()
-            .map_err(|e| XdpError::Load(crate::error::chain(&e)))?;
+            .map_err(|source| XdpError::Program { source })?;
+        tc.load().map_err(|source| XdpError::Program { source })?;
         let xdp: &mut Xdp = ebpf
             .program_mut("xsw_slow_path")
             .ok_or_else(|| XdpError::Load("program xsw_slow_path missing".into()))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
-        xdp.load()
-            .map_err(|e| XdpError::Load(crate::error::chain(&e)))?;
-        let cpus = aya::util::nr_cpus()
-            .map_err(|(path, e)| XdpError::Load(format!("cannot count CPUs ({path}): {e}")))?;
+            .map_err(|source| XdpError::Program { source })?;
+        xdp.load().map_err(|source| XdpError::Program { source })?;
+        let cpus =
+            aya::util::nr_cpus().map_err(|(path, source)| XdpError::CountCpus { path, source })?;
         let table = FlowTable {
             inner: Arc::new(TableInner {
                 flows: map_fd(&ebpf, "flows")?,
@@ -269,8 +267,8 @@ impl FastPath {
         let map = self
             .ebpf
             .map_mut(name)
-            .ok_or(XdpError::Map(name, "missing".into()))?;
-        BpfHashMap::try_from(map).map_err(|e| XdpError::Map(name, e.to_string()))
+            .ok_or(XdpError::Map(name, "missing"))?;
+        BpfHashMap::try_from(map).map_err(map_error(name))
     }
 
     /// Makes `ifindex` a port (or changes its flags).
@@ -289,7 +287,7 @@ impl FastPath {
         }
         self.hash_map::<u32, PortConf>("ports")?
             .insert(ifindex, written, 0)
-            .map_err(|e| XdpError::Map("ports", e.to_string()))?;
+            .map_err(map_error("ports"))?;
         self.ports.insert(ifindex, (conf, has_host));
         Ok(())
     }
@@ -344,7 +342,7 @@ impl FastPath {
         };
         self.hash_map::<HostMacKey, u8>("host_macs")?
             .insert(key, 1, 0)
-            .map_err(|e| XdpError::Map("host_macs", e.to_string()))?;
+            .map_err(map_error("host_macs"))?;
         self.mark_host(ifindex)
     }
 
@@ -356,7 +354,7 @@ impl FastPath {
         };
         self.hash_map::<HostIpv4Key, u8>("host_ipv4")?
             .insert(key, 1, 0)
-            .map_err(|e| XdpError::Map("host_ipv4", e.to_string()))?;
+            .map_err(map_error("host_ipv4"))?;
         self.mark_host(ifindex)
     }
 
@@ -365,12 +363,10 @@ impl FastPath {
         let map = self
             .ebpf
             .map_mut("slow_path")
-            .ok_or(XdpError::Map("slow_path", "missing".into()))?;
+            .ok_or(XdpError::Map("slow_path", "missing"))?;
         let mut array: Array<&mut MapData, u32> =
-            Array::try_from(map).map_err(|e| XdpError::Map("slow_path", e.to_string()))?;
-        array
-            .set(0, ifindex, 0)
-            .map_err(|e| XdpError::Map("slow_path", e.to_string()))
+            Array::try_from(map).map_err(map_error("slow_path"))?;
+        array.set(0, ifindex, 0).map_err(map_error("slow_path"))
     }
 
     /// Steers the internal device's rx `queue` into `socket`.
@@ -378,11 +374,11 @@ impl FastPath {
         let map = self
             .ebpf
             .map_mut("xsks")
-            .ok_or(XdpError::Map("xsks", "missing".into()))?;
+            .ok_or(XdpError::Map("xsks", "missing"))?;
         XskMap::try_from(map)
-            .map_err(|e| XdpError::Map("xsks", e.to_string()))?
+            .map_err(map_error("xsks"))?
             .set(queue, socket.as_raw_fd(), 0)
-            .map_err(|e| XdpError::Map("xsks", e.to_string()))
+            .map_err(map_error("xsks"))
     }
 
     /// Frames that missed and that the slow path could not take, per port id
@@ -446,7 +442,7 @@ where
     ebpf.program_mut(name)
         .ok_or_else(|| XdpError::Load(format!("program {name} missing from the object")))?
         .try_into()
-        .map_err(|e: aya::programs::ProgramError| XdpError::Load(crate::error::chain(&e)))
+        .map_err(|source| XdpError::Program { source })
 }
 
 /// How an attach failure of a program at `iface` (in `mode`) is reported.
@@ -454,10 +450,10 @@ fn attach_error<'a>(
     iface: &'a str,
     mode: &'static str,
 ) -> impl Fn(aya::programs::ProgramError) -> XdpError + Copy + 'a {
-    move |e| XdpError::Attach {
+    move |source| XdpError::Attach {
         iface: iface.to_string(),
         mode,
-        reason: crate::error::chain(&e),
+        source,
     }
 }
 
@@ -492,10 +488,10 @@ impl GenerationMap {
             )
         };
         if base == libc::MAP_FAILED {
-            return Err(XdpError::Map(
-                "gen",
-                format!("mmap: {}", std::io::Error::last_os_error()),
-            ));
+            return Err(XdpError::MapMemory {
+                map: "gen",
+                source: std::io::Error::last_os_error(),
+            });
         }
         Ok(GenerationMap {
             base,

@@ -58,25 +58,78 @@ impl std::str::FromStr for XdpModeRequest {
     }
 }
 
+const LOAD_HINT: &str = "xswd needs CAP_BPF, CAP_NET_ADMIN and a kernel with BPF enabled";
+
+// Messages that quote their source keep it as `#[source]` too: `error::chain`
+// does not print a source twice.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
-    #[error("cannot load the XDP program: {0} (xswd needs CAP_BPF, CAP_NET_ADMIN and a kernel with BPF enabled)")]
+    /// The object lacks a program it should hold (a build problem).
+    #[error("cannot load the XDP program: {0} ({LOAD_HINT})")]
     Load(String),
+    #[error("cannot load the XDP program: {} ({LOAD_HINT})", crate::error::chain(.source))]
+    Object {
+        #[source]
+        source: aya::EbpfError,
+    },
+    #[error("cannot load the XDP program: {} ({LOAD_HINT})", crate::error::chain(.source))]
+    Program {
+        #[source]
+        source: aya::programs::ProgramError,
+    },
+    #[error("cannot load the XDP program: cannot count CPUs ({path}): {source} ({LOAD_HINT})")]
+    CountCpus {
+        path: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(
         "{iface} already carries another XDP program (id {prog_id}); xsw will not replace it. \
          Remove it (`ip link set dev {iface} xdp off`) or add the port with --force"
     )]
     Occupied { iface: String, prog_id: u32 },
-    #[error("cannot remove the XDP program already on {iface}: {reason}")]
-    ForceFailed { iface: String, reason: String },
-    #[error("cannot attach XDP to {iface} in {mode} mode: {reason}")]
+    #[error(
+        "cannot remove the XDP program already on {iface}: {source} (a program attached \
+         through a bpf_link can only be removed by the process that owns it)"
+    )]
+    ForceFailed {
+        iface: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot attach XDP to {iface} in {mode} mode: {}", crate::error::chain(.source))]
     Attach {
         iface: String,
         mode: &'static str,
-        reason: String,
+        #[source]
+        source: aya::programs::ProgramError,
     },
+    /// The object's map is absent or of another kind (a build problem).
     #[error("XDP map {0}: {1}")]
-    Map(&'static str, String),
+    Map(&'static str, &'static str),
+    #[error("XDP map {map}: {source}")]
+    MapAccess {
+        map: &'static str,
+        #[source]
+        source: aya::maps::MapError,
+    },
+    #[error("XDP map {map}: {source}")]
+    MapDescriptor {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("XDP map {map}: mmap: {source}")]
+    MapMemory {
+        map: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How a failed access to map `map` is reported.
+pub(crate) fn map_error(map: &'static str) -> impl Fn(aya::maps::MapError) -> XdpError {
+    move |source| XdpError::MapAccess { map, source }
 }
 
 pub struct SteeringProgram {
@@ -126,10 +179,7 @@ pub(crate) fn clear_foreign_program(
         if attached_program_id(ifindex).is_some() {
             return Err(XdpError::ForceFailed {
                 iface: iface.to_string(),
-                reason: format!(
-                    "{} (a program attached through a bpf_link can only be removed by the process that owns it)",
-                    std::io::Error::from_raw_os_error(-rc)
-                ),
+                source: std::io::Error::from_raw_os_error(-rc),
             });
         }
     }
@@ -145,15 +195,15 @@ impl SteeringProgram {
     ) -> Result<Self, XdpError> {
         clear_foreign_program(iface, ifindex, force)?;
 
-        let mut ebpf = Ebpf::load(STEER_OBJECT).map_err(|e| XdpError::Load(e.to_string()))?;
+        let mut ebpf = Ebpf::load(STEER_OBJECT).map_err(|source| XdpError::Object { source })?;
         let program: &mut Xdp = ebpf
             .program_mut("xsw_steer")
             .ok_or_else(|| XdpError::Load("program xsw_steer missing from the object".into()))?
             .try_into()
-            .map_err(|e: aya::programs::ProgramError| XdpError::Load(e.to_string()))?;
+            .map_err(|source| XdpError::Program { source })?;
         program
             .load()
-            .map_err(|e| XdpError::Load(crate::error::chain(&e)))?;
+            .map_err(|source| XdpError::Program { source })?;
 
         let attempts: &[(XdpMode, XdpFlags, &'static str)] = match request {
             XdpModeRequest::Auto => &[
@@ -172,7 +222,7 @@ impl SteeringProgram {
                     last_error = Some(XdpError::Attach {
                         iface: iface.to_string(),
                         mode: mode_name,
-                        reason: crate::error::chain(&e),
+                        source: e,
                     });
                 }
             }
@@ -188,8 +238,8 @@ impl SteeringProgram {
         let map = self
             .ebpf
             .map_mut("xsks")
-            .ok_or(XdpError::Map("xsks", "missing".into()))?;
-        XskMap::try_from(map).map_err(|e| XdpError::Map("xsks", e.to_string()))
+            .ok_or(XdpError::Map("xsks", "missing"))?;
+        XskMap::try_from(map).map_err(map_error("xsks"))
     }
 
     /// Steers `queue`'s frames into the socket; until this is done they reach
@@ -197,7 +247,7 @@ impl SteeringProgram {
     pub fn set_socket(&mut self, queue: u32, socket: &impl AsRawFd) -> Result<(), XdpError> {
         self.xsk_map()?
             .set(queue, socket.as_raw_fd(), 0)
-            .map_err(|e| XdpError::Map("xsks", e.to_string()))
+            .map_err(map_error("xsks"))
     }
 
     /// Sends `mac`'s frames to the kernel stack instead of the switch.
@@ -205,13 +255,13 @@ impl SteeringProgram {
         let map = self
             .ebpf
             .map_mut("host_macs")
-            .ok_or(XdpError::Map("host_macs", "missing".into()))?;
+            .ok_or(XdpError::Map("host_macs", "missing"))?;
         let mut map: BpfHashMap<_, u64, u8> =
-            BpfHashMap::try_from(map).map_err(|e| XdpError::Map("host_macs", e.to_string()))?;
+            BpfHashMap::try_from(map).map_err(map_error("host_macs"))?;
         let mut key = [0u8; 8];
         key[..6].copy_from_slice(&mac.0);
         map.insert(u64::from_ne_bytes(key), 1, 0)
-            .map_err(|e| XdpError::Map("host_macs", e.to_string()))
+            .map_err(map_error("host_macs"))
     }
 
     /// Sends ARP requests for `ip` to the kernel stack.
@@ -219,10 +269,10 @@ impl SteeringProgram {
         let map = self
             .ebpf
             .map_mut("host_ipv4")
-            .ok_or(XdpError::Map("host_ipv4", "missing".into()))?;
+            .ok_or(XdpError::Map("host_ipv4", "missing"))?;
         let mut map: BpfHashMap<_, u32, u8> =
-            BpfHashMap::try_from(map).map_err(|e| XdpError::Map("host_ipv4", e.to_string()))?;
+            BpfHashMap::try_from(map).map_err(map_error("host_ipv4"))?;
         map.insert(u32::from_ne_bytes(ip.octets()), 1, 0)
-            .map_err(|e| XdpError::Map("host_ipv4", e.to_string()))
+            .map_err(map_error("host_ipv4"))
     }
 }
