@@ -53,7 +53,12 @@ static __always_inline int is_for_host(void *data, void *data_end)
 	return target && bpf_map_lookup_elem(&host_ipv4, &target) != 0;
 }
 
-SEC("xdp")
+// xdp.frags: the program reads only the Ethernet header and an ARP request,
+// both in the linear part, so it may see multi-buffer frames: an interface
+// with an MTU above a page takes it in native mode. A frame longer than a
+// UMEM frame is then dropped at the AF_XDP socket (the kernel's rx_dropped,
+// shown beside xsw's counters), not refused at attach.
+SEC("xdp.frags")
 int xsw_steer(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

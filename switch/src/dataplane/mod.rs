@@ -196,6 +196,10 @@ impl Dataplane {
             .map_err(DataplaneError::FastPath)?;
         fast.set_slow_path(slow_path.sender_ifindex())
             .map_err(DataplaneError::FastPath)?;
+        fast.set_slow_path_longest(crate::port::afxdp::longest_frame(
+            settings.tuning.frame_size,
+        ))
+        .map_err(DataplaneError::FastPath)?;
         let epoch = Instant::now();
         let fast_shared = Arc::new(FastShared {
             table: fast.table(),
