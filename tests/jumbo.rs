@@ -126,6 +126,39 @@ fn a_jumbo_frame_that_misses_the_fast_path_is_counted_as_too_big() -> Result<()>
         h1.port
     );
     lab.ping_all(&h1, &h2, 3)?;
+
+    // The port says so: in its row, and when it is added.
+    let row = lab.port(&h1.port)?.context("h1's port row")?;
+    ensure!(
+        row["size_limit"]
+            .as_str()
+            .is_some_and(|note| note.contains("MTU 9000") && note.contains("too_big")),
+        "an MTU 9000 port's row does not tell what happens to its longest frames: {row}"
+    );
+    let h3 = lab.add_veth_host("h3", 3)?;
+    cmd::sh_ok(&[
+        "ip", "-n", &lab.sw, "link", "set", &h3.port, "mtu", JUMBO_MTU,
+    ])?;
+    let added = lab.ctl_ok(&["port", "add", &h3.port])?;
+    ensure!(
+        added.contains("note: MTU 9000"),
+        "port add of an MTU 9000 veth said only {added:?}"
+    );
     lab.expect_counters_add_up()?;
+    Ok(())
+}
+
+#[test]
+fn a_port_whose_frames_fit_has_no_size_note() -> Result<()> {
+    let lab = lab!("jumbo", "jmn", 239)?;
+    let h1 = lab.add_veth_host("h1", 1)?;
+    lab.start_xswd(&Lab::config_with_ports(&[]))?;
+    let added = lab.ctl_ok(&["port", "add", &h1.port])?;
+    ensure!(
+        !added.contains("note:"),
+        "an MTU 1500 port got a size note: {added:?}"
+    );
+    let row = lab.port(&h1.port)?.context("h1's port row")?;
+    ensure!(row["size_limit"].is_null(), "{row}");
     Ok(())
 }
