@@ -331,6 +331,13 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	if (!conf)
 		return TC_ACT_OK; // not (or no longer) a port of this switch
 
+	// The headers are read in place, so they must be in the linear part. A
+	// paged skb (a jumbo frame, say) whose linear part is shorter than the
+	// longest headers keyed gets them pulled in: one call, only for such
+	// skbs; a failure leaves the frame as it was (it then misses).
+	__u32 linear = skb->data_end - skb->data;
+	if (linear < HEADERS_KEYED && skb->len > linear)
+		bpf_skb_pull_data(skb, skb->len < HEADERS_KEYED ? skb->len : HEADERS_KEYED);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;

@@ -45,6 +45,10 @@
 // The least a GSO segment carries besides its payload: Ethernet, IPv4, UDP.
 #define SLOW_PATH_MIN_HEADERS (14 + 20 + 8)
 
+// The most header bytes the port program reads: Ethernet (14), IPv6 (40),
+// a TCP header with options (60), rounded up.
+#define HEADERS_KEYED 128
+
 // slow_path keys.
 #define SLOW_PATH_IFINDEX 0
 #define SLOW_PATH_LONGEST 1
