@@ -224,6 +224,9 @@ impl Switch {
         } else {
             let mut program = SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force)
                 .map_err(system)?;
+            program
+                .set_longest_frame(self.dataplane.longest_worker_frame())
+                .map_err(system)?;
             if let Some(mac) = spec.host_mac {
                 program.add_host_mac(mac).map_err(system)?;
             }
@@ -428,8 +431,8 @@ impl Switch {
                  and counted as slow_path_drops too_big"
             ),
             Attachment::Xdp(_) => format!(
-                "MTU {mtu}: frames over {carried} bytes are dropped at the AF_XDP socket \
-                 (the kernel's rx_dropped); the workers receive at most {carried}"
+                "MTU {mtu}: the workers receive at most {carried} bytes; longer frames are \
+                 dropped and counted as slow_path_drops too_big"
             ),
         })
     }
