@@ -420,7 +420,12 @@ impl Switch {
         let mtu = iface::mtu(name)?;
         let tag = if record.spec.trunk { 4 } else { 0 };
         let longest = mtu + 14 + tag;
-        let carried = self.dataplane.longest_worker_frame();
+        let worker = self.dataplane.longest_worker_frame();
+        // A tc port's frames reach the workers through the slow-path device.
+        let carried = match record.attachment {
+            Attachment::Tc(_) => worker.min(crate::port::slow_path::MTU + 14),
+            Attachment::Xdp(_) => worker,
+        };
         if longest <= carried {
             return None;
         }
