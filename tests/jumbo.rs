@@ -102,6 +102,54 @@ fn jumbo_pings_and_tcp_cross_the_fast_path() -> Result<()> {
     );
     // TCP at MSS 8,948, byte-exact, with the hosts' default offloads.
     lab.tcp_transfer(&h1, &h2, 16 << 20)?;
+
+    // A jumbo unknown unicast is flooded, so it goes to the workers, which
+    // cannot take it: counted as too_big on the sender's port.
+    let nobody = lab.ip(99);
+    cmd::ns_ok(
+        &h1.ns,
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            &nobody,
+            "lladdr",
+            "02:00:00:00:99:99",
+            "dev",
+            &h1.ifname,
+        ],
+    )?;
+    let before = too_big(&lab.stats()?, &h1.port);
+    let out = lab.run_in(
+        &h1.ns,
+        &[
+            "ping",
+            "-n",
+            "-q",
+            "-M",
+            "do",
+            "-s",
+            JUMBO_PING_PAYLOAD,
+            "-c",
+            "2",
+            "-i",
+            "0.2",
+            "-W",
+            "1",
+            &nobody,
+        ],
+        Duration::from_secs(8),
+    )?;
+    ensure!(
+        out.stdout.contains("2 packets transmitted"),
+        "{}",
+        out.stdout
+    );
+    let stats = lab.stats()?;
+    ensure!(
+        too_big(&stats, &h1.port) - before == 2,
+        "2 jumbo unknown-unicast frames not counted as too_big: {stats}"
+    );
     lab.expect_counters_add_up()?;
     Ok(())
 }
