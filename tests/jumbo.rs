@@ -17,42 +17,29 @@ const JUMBO_PING_PAYLOAD: &str = "8972";
 fn jumbo_hosts(lab: &Lab) -> Result<(Host, Host)> {
     let h1 = lab.add_veth_host("h1", 1)?;
     let h2 = lab.add_veth_host("h2", 2)?;
-    for h in [&h1, &h2] {
-        cmd::ns_ok(&h.ns, &["ip", "link", "set", &h.ifname, "mtu", JUMBO_MTU])?;
-        cmd::sh_ok(&[
-            "ip", "-n", &lab.sw, "link", "set", &h.port, "mtu", JUMBO_MTU,
-        ])?;
-    }
+    set_jumbo_mtu(lab, &[&h1, &h2])?;
     lab.start_xswd(&Lab::config_with_ports(&[&h1.port, &h2.port]))?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     Ok((h1, h2))
 }
 
-/// `count` pings of 8,972 bytes with "don't fragment": each one is a single
-/// 9,018-byte frame on the wire.
-fn jumbo_ping(lab: &Lab, from: &Host, to: &Host, count: u32) -> Result<(u32, u32)> {
+/// `count` pings of `payload` bytes with "don't fragment" (each one a single
+/// frame of payload + 46 bytes on the wire); ping's summary text.
+fn ping_sized(lab: &Lab, from: &Host, to_ip: &str, payload: &str, count: u32) -> Result<String> {
     let c = count.to_string();
     let out = lab.run_in(
         &from.ns,
         &[
-            "ping",
-            "-n",
-            "-q",
-            "-M",
-            "do",
-            "-s",
-            JUMBO_PING_PAYLOAD,
-            "-c",
-            &c,
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            &to.ip,
+            "ping", "-n", "-q", "-M", "do", "-s", payload, "-c", &c, "-i", "0.2", "-W", "1", to_ip,
         ],
         Duration::from_secs(u64::from(count) + 6),
     )?;
-    let text = &out.stdout;
+    Ok(out.stdout)
+}
+
+/// `count` pings of 8,972 bytes: (sent, answered).
+fn jumbo_ping(lab: &Lab, from: &Host, to: &Host, count: u32) -> Result<(u32, u32)> {
+    let text = ping_sized(lab, from, &to.ip, JUMBO_PING_PAYLOAD, count)?;
     let summary = text
         .lines()
         .find(|l| l.contains("packets transmitted"))
@@ -63,6 +50,17 @@ fn jumbo_ping(lab: &Lab, from: &Host, to: &Host, count: u32) -> Result<(u32, u32
         .collect();
     ensure!(numbers.len() >= 2, "cannot parse {summary:?}");
     Ok((numbers[0], numbers[1]))
+}
+
+/// Both ends of each host's veth at MTU 9000.
+fn set_jumbo_mtu(lab: &Lab, hosts: &[&Host]) -> Result<()> {
+    for h in hosts {
+        cmd::ns_ok(&h.ns, &["ip", "link", "set", &h.ifname, "mtu", JUMBO_MTU])?;
+        cmd::sh_ok(&[
+            "ip", "-n", &lab.sw, "link", "set", &h.port, "mtu", JUMBO_MTU,
+        ])?;
+    }
+    Ok(())
 }
 
 fn port_stat(stats: &Value, port: &str, key: &str) -> u64 {
@@ -120,31 +118,8 @@ fn jumbo_pings_and_tcp_cross_the_fast_path() -> Result<()> {
         ],
     )?;
     let before = too_big(&lab.stats()?, &h1.port);
-    let out = lab.run_in(
-        &h1.ns,
-        &[
-            "ping",
-            "-n",
-            "-q",
-            "-M",
-            "do",
-            "-s",
-            JUMBO_PING_PAYLOAD,
-            "-c",
-            "2",
-            "-i",
-            "0.2",
-            "-W",
-            "1",
-            &nobody,
-        ],
-        Duration::from_secs(8),
-    )?;
-    ensure!(
-        out.stdout.contains("2 packets transmitted"),
-        "{}",
-        out.stdout
-    );
+    let out = ping_sized(&lab, &h1, &nobody, JUMBO_PING_PAYLOAD, 2)?;
+    ensure!(out.contains("2 packets transmitted"), "{out}");
     let stats = lab.stats()?;
     ensure!(
         too_big(&stats, &h1.port) - before == 2,
@@ -177,18 +152,8 @@ fn a_jumbo_frame_that_misses_the_fast_path_is_counted_as_too_big() -> Result<()>
     // MTU is counted the same way (the kernel would drop it at the socket,
     // seen only as its rx_dropped).
     let before = too_big(&lab.stats()?, &h1.port);
-    let out = lab.run_in(
-        &h1.ns,
-        &[
-            "ping", "-n", "-q", "-M", "do", "-s", "2000", "-c", "2", "-i", "0.2", "-W", "1", &h2.ip,
-        ],
-        Duration::from_secs(8),
-    )?;
-    ensure!(
-        out.stdout.contains("2 packets transmitted"),
-        "{}",
-        out.stdout
-    );
+    let out = ping_sized(&lab, &h1, &h2.ip, "2000", 2)?;
+    ensure!(out.contains("2 packets transmitted"), "{out}");
     let stats = lab.stats()?;
     let counted = too_big(&stats, &h1.port) - before;
     ensure!(
@@ -206,9 +171,7 @@ fn a_jumbo_frame_that_misses_the_fast_path_is_counted_as_too_big() -> Result<()>
         "an MTU 9000 port's row does not tell what happens to its longest frames: {row}"
     );
     let h3 = lab.add_veth_host("h3", 3)?;
-    cmd::sh_ok(&[
-        "ip", "-n", &lab.sw, "link", "set", &h3.port, "mtu", JUMBO_MTU,
-    ])?;
+    set_jumbo_mtu(&lab, &[&h3])?;
     let added = lab.ctl_ok(&["port", "add", &h3.port])?;
     ensure!(
         added.contains("note: MTU 9000"),
@@ -243,12 +206,7 @@ fn an_mtu_9000_port_takes_the_steering_program_natively() -> Result<()> {
     let lab = lab!("jumbo", "jmx", 236)?;
     let h1 = lab.add_veth_host("h1", 1)?;
     let h2 = lab.add_veth_host("h2", 2)?;
-    for h in [&h1, &h2] {
-        cmd::ns_ok(&h.ns, &["ip", "link", "set", &h.ifname, "mtu", JUMBO_MTU])?;
-        cmd::sh_ok(&[
-            "ip", "-n", &lab.sw, "link", "set", &h.port, "mtu", JUMBO_MTU,
-        ])?;
-    }
+    set_jumbo_mtu(&lab, &[&h1, &h2])?;
     lab.start_xswd("")?;
     for h in [&h1, &h2] {
         let added = lab.ctl_ok(&[
