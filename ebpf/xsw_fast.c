@@ -98,10 +98,13 @@ struct {
 	__type(value, __u64);
 } gen SEC(".maps");
 
-// slow_path[0]: ifindex of the internal device frames that miss are sent to.
+// slow_path[SLOW_PATH_IFINDEX]: ifindex of the internal device frames that
+// miss are sent to. slow_path[SLOW_PATH_LONGEST]: the longest frame (from the
+// Ethernet header on, untagged) a worker's UMEM frame holds; 0 until the data
+// plane sets it, and then only the device's MTU limits.
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, 2);
 	__type(key, __u32);
 	__type(value, __u32);
 } slow_path SEC(".maps");
@@ -262,22 +265,47 @@ static __always_inline int guarded_by_pipeline(void *l3, void *data_end, __u16 e
 	       dport == 68 || dport == 546 || dport == 547;
 }
 
+// Whether the frames `skb` becomes on its way to a worker are longer than
+// the slow path carries: the device's MTU, and the worker's UMEM frame (the
+// kernel would drop a longer frame at the AF_XDP socket, where only its
+// rx_dropped shows it, not which port it came from or why).
+static __always_inline int too_big_for_slow_path(struct __sk_buff *skb)
+{
+	__u32 key = SLOW_PATH_LONGEST;
+	__u32 *configured = bpf_map_lookup_elem(&slow_path, &key);
+	__u32 longest = SLOW_PATH_MTU + sizeof(struct ethhdr);
+	if (configured && *configured && *configured < longest)
+		longest = *configured;
+	// A GSO packet is segmented on its way into the internal device (whose
+	// peer has XDP, so it has no TSO): each segment is gso_size bytes of
+	// payload behind at least an Ethernet, an IPv4 and a UDP header.
+	// A tag out of band now is in the frame by then (the slow path's own
+	// tag is popped before the socket).
+	__u32 tag = skb->vlan_present ? 4 : 0;
+	if (skb->gso_size)
+		return skb->gso_size + SLOW_PATH_MIN_HEADERS + tag > longest;
+	return skb->len + tag > longest;
+}
+
 static __always_inline int to_slow_path(struct __sk_buff *skb, __u16 port)
 {
-	__u32 zero = 0;
+	__u32 key = SLOW_PATH_IFINDEX;
 	__u32 reason = SLOW_PATH_UNAVAILABLE;
-	__u32 *slow = bpf_map_lookup_elem(&slow_path, &zero);
-	// A GSO packet is segmented on its way into the internal device (whose
-	// peer has XDP, so it has no TSO); a single frame over its MTU is not.
-	if (skb->gso_size == 0 && skb->len > SLOW_PATH_MTU + sizeof(struct ethhdr))
+	__u32 frames = 1;
+	__u32 *slow = bpf_map_lookup_elem(&slow_path, &key);
+	if (too_big_for_slow_path(skb)) {
 		reason = SLOW_PATH_TOO_BIG;
-	else if (slow && *slow && port <= MAX_PORT_ID &&
-		 bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), port) == 0)
+		// Count the frames the packet would have been on the wire.
+		if (skb->gso_segs > 1)
+			frames = skb->gso_segs;
+	} else if (slow && *slow && port <= MAX_PORT_ID &&
+		   bpf_skb_vlan_push(skb, bpf_htons(ETH_P_8021Q_), port) == 0) {
 		return bpf_redirect(*slow, 0);
+	}
 	__u32 index = (port <= MAX_PORT_ID ? port : 0) * 2 + reason;
 	__u64 *drops = bpf_map_lookup_elem(&slow_path_drops, &index);
 	if (drops)
-		*drops += 1;
+		*drops += frames;
 	return TC_ACT_SHOT;
 }
 
@@ -308,6 +336,13 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	if (!conf)
 		return TC_ACT_OK; // not (or no longer) a port of this switch
 
+	// The headers are read in place, so they must be in the linear part. A
+	// paged skb (a jumbo frame, say) whose linear part is shorter than the
+	// longest headers keyed gets them pulled in: one call, only for such
+	// skbs; a failure leaves the frame as it was (it then misses).
+	__u32 linear = skb->data_end - skb->data;
+	if (linear < HEADERS_KEYED && skb->len > linear)
+		bpf_skb_pull_data(skb, skb->len < HEADERS_KEYED ? skb->len : HEADERS_KEYED);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
@@ -377,7 +412,10 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	return bpf_redirect(egress, 0);
 }
 
-SEC("xdp")
+// xdp.frags: the program reads only the linear part (the tag and the MACs,
+// always there), so it may see multi-buffer frames, which lets the device
+// carry an MTU above a page.
+SEC("xdp.frags")
 int xsw_slow_path(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;

@@ -42,6 +42,16 @@
 // misses (a jumbo frame; not a GSO packet, which the kernel segments) would
 // be dropped by the device, so it is counted and dropped here.
 #define SLOW_PATH_MTU 3000
+// The least a GSO segment carries besides its payload: Ethernet, IPv4, UDP.
+#define SLOW_PATH_MIN_HEADERS (14 + 20 + 8)
+
+// The most header bytes the port program reads: Ethernet (14), IPv6 (40),
+// a TCP header with options (60), rounded up.
+#define HEADERS_KEYED 128
+
+// slow_path keys.
+#define SLOW_PATH_IFINDEX 0
+#define SLOW_PATH_LONGEST 1
 
 // slow_path_drops keys: port id * 2 + one of these.
 #define SLOW_PATH_UNAVAILABLE 0 // no internal device yet, or a tag push failed

@@ -38,6 +38,24 @@ struct {
 	__type(value, __u8);
 } host_ipv4 SEC(".maps");
 
+// too_big_config[0]: the longest frame (Ethernet header on) the workers'
+// UMEM frames hold; 0 until set. too_big[0], per CPU: frames longer than that,
+// dropped here. (At the socket the kernel would drop them all the same, but
+// count them only as rx_dropped, with no reason.)
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u32);
+} too_big_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} too_big SEC(".maps");
+
 static __always_inline int is_for_host(void *data, void *data_end)
 {
 	struct ethhdr *eth = data;
@@ -53,7 +71,11 @@ static __always_inline int is_for_host(void *data, void *data_end)
 	return target && bpf_map_lookup_elem(&host_ipv4, &target) != 0;
 }
 
-SEC("xdp")
+// xdp.frags: the program reads only the Ethernet header and an ARP request,
+// both in the linear part, so it may see multi-buffer frames: an interface
+// with an MTU above a page takes it in native mode. A frame longer than a
+// UMEM frame is then counted (too_big) and dropped, not refused at attach.
+SEC("xdp.frags")
 int xsw_steer(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
@@ -61,6 +83,15 @@ int xsw_steer(struct xdp_md *ctx)
 
 	if (is_for_host(data, data_end))
 		return XDP_PASS;
+
+	__u32 zero = 0;
+	__u32 *longest = bpf_map_lookup_elem(&too_big_config, &zero);
+	if (longest && *longest && bpf_xdp_get_buff_len(ctx) > *longest) {
+		__u64 *count = bpf_map_lookup_elem(&too_big, &zero);
+		if (count)
+			*count += 1;
+		return XDP_DROP;
+	}
 
 	return bpf_redirect_map(&xsks, ctx->rx_queue_index, XDP_PASS);
 }

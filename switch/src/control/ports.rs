@@ -55,6 +55,10 @@ struct PortRow<'a> {
     trust: &'a [Trusted],
     /// The storm-control limits in force (its own, or the default).
     storm_control: StormLimits,
+    /// Set when the port's MTU allows frames longer than the workers
+    /// receive: what happens to them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size_limit: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -158,6 +162,13 @@ impl Switch {
                 self.ports.insert(name.clone(), record);
                 self.publish();
                 tracing::info!(port = %name, id, "port added");
+                if let Some(limit) = self
+                    .ports
+                    .get(&name)
+                    .and_then(|r| self.size_limit(&name, r))
+                {
+                    tracing::warn!(port = %name, "{limit}");
+                }
                 Ok(self
                     .port_row(&name)
                     .map(|r| json!(r))
@@ -212,6 +223,9 @@ impl Switch {
             Attachment::Tc(hook)
         } else {
             let mut program = SteeringProgram::attach(name, ifindex, spec.xdp_mode, spec.force)
+                .map_err(system)?;
+            program
+                .set_longest_frame(self.dataplane.longest_worker_frame())
                 .map_err(system)?;
             if let Some(mac) = spec.host_mac {
                 program.add_host_mac(mac).map_err(system)?;
@@ -395,6 +409,36 @@ impl Switch {
             antispoof: record.spec.antispoof.as_ref(),
             trust: &record.spec.trust,
             storm_control: record.policy.storm,
+            size_limit: self.size_limit(name, record),
+        })
+    }
+
+    /// What the switch does with this port's longest frames when its MTU
+    /// (plus the Ethernet header, and a tag on a trunk) exceeds what the
+    /// workers receive; None when every frame fits.
+    fn size_limit(&self, name: &str, record: &PortRecord) -> Option<String> {
+        let mtu = iface::mtu(name)?;
+        let tag = if record.spec.trunk { 4 } else { 0 };
+        let longest = mtu + 14 + tag;
+        let worker = self.dataplane.longest_worker_frame();
+        // A tc port's frames reach the workers through the slow-path device.
+        let carried = match record.attachment {
+            Attachment::Tc(_) => worker.min(crate::port::slow_path::MTU + 14),
+            Attachment::Xdp(_) => worker,
+        };
+        if longest <= carried {
+            return None;
+        }
+        Some(match record.attachment {
+            Attachment::Tc(_) => format!(
+                "MTU {mtu}: frames over {carried} bytes cross only the fast path; one that \
+                 goes to the workers (a flood, the first of a flow, fast path off) is dropped \
+                 and counted as slow_path_drops too_big"
+            ),
+            Attachment::Xdp(_) => format!(
+                "MTU {mtu}: the workers receive at most {carried} bytes; longer frames are \
+                 dropped and counted as slow_path_drops too_big"
+            ),
         })
     }
 

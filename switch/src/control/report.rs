@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::switch::{system, Outcome, Switch};
+use super::switch::{system, Attachment, Outcome, Switch};
 use crate::pipeline::DropReason;
 use crate::port::afxdp::{self, KernelSocketStats};
 
@@ -17,12 +17,13 @@ impl Switch {
             .zip(totals)
             .map(|((name, record), totals)| {
                 let t = totals.since(&record.base);
-                let by_reason = |counts: &[u64; DropReason::COUNT]| -> serde_json::Map<String, Value> {
-                    DropReason::ALL
-                        .iter()
-                        .map(|r| (r.as_str().to_string(), json!(counts[r.index()])))
-                        .collect()
-                };
+                let by_reason =
+                    |counts: &[u64; DropReason::COUNT]| -> serde_json::Map<String, Value> {
+                        DropReason::ALL
+                            .iter()
+                            .map(|r| (r.as_str().to_string(), json!(counts[r.index()])))
+                            .collect()
+                    };
                 // `drops` is both views added up, as it was before they
                 // were told apart (ARCHITECTURE.md, "Frames received = switched + dropped").
                 let mut all_drops = t.drops;
@@ -34,6 +35,15 @@ impl Switch {
                     if let Some(k) = afxdp::kernel_stats(*fd) {
                         kernel.add(&k);
                     }
+                }
+                // On an XDP-hooked port every frame goes to the workers:
+                // its steering program counts the ones too long for them.
+                let mut slow_path_drops = slow_path_drops
+                    .get(usize::from(record.id))
+                    .copied()
+                    .unwrap_or_default();
+                if let Attachment::Xdp(program) = &record.attachment {
+                    slow_path_drops.too_big += program.too_big();
                 }
                 json!({
                     "name": name,
@@ -50,7 +60,7 @@ impl Switch {
                     "checksums_finished": t.checksums_finished,
                     "fast_rx_frames": t.fast_rx_frames,
                     "fast_tx_frames": t.fast_tx_frames,
-                    "slow_path_drops": slow_path_drops.get(usize::from(record.id)).copied().unwrap_or_default(),
+                    "slow_path_drops": slow_path_drops,
                     "kernel": kernel,
                 })
             })

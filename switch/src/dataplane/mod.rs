@@ -150,6 +150,8 @@ pub struct Dataplane {
     rings: RingSizes,
     epoch: Instant,
     fast_settings: FastPathSection,
+    /// The longest frame a worker receives (see `afxdp::longest_frame`).
+    longest_worker_frame: u32,
     fast_shared: Arc<FastShared>,
     keeper: Arc<Keeper>,
     // Stopped (joined) in `stop`, before the workers.
@@ -224,6 +226,10 @@ impl Dataplane {
             .map_err(DataplaneError::FastPath)?;
         fast.set_slow_path(slow_path.sender_ifindex())
             .map_err(DataplaneError::FastPath)?;
+        fast.set_slow_path_longest(crate::port::afxdp::longest_frame(
+            settings.tuning.frame_size,
+        ))
+        .map_err(DataplaneError::FastPath)?;
         let epoch = Instant::now();
         let fast_shared = Arc::new(FastShared {
             table: fast.table(),
@@ -297,6 +303,7 @@ impl Dataplane {
             rings: settings.rings,
             epoch,
             fast_settings: settings.fast_path.clone(),
+            longest_worker_frame: crate::port::afxdp::longest_frame(settings.tuning.frame_size),
             fast_shared,
             keeper,
             keeper_thread: Some(keeper_thread),
@@ -419,6 +426,12 @@ impl Dataplane {
     /// The clock origin of every worker's MAC timestamps.
     pub fn epoch(&self) -> Instant {
         self.epoch
+    }
+
+    /// The longest frame (Ethernet header on) the workers receive: longer
+    /// ones cross only the fast path.
+    pub fn longest_worker_frame(&self) -> u32 {
+        self.longest_worker_frame
     }
 
     pub fn worker_count(&self) -> usize {

@@ -277,6 +277,18 @@ pub fn kernel_stats(fd: RawFd) -> Option<KernelSocketStats> {
     (rc == 0).then_some(stats)
 }
 
+/// Bytes the kernel keeps in front of each received frame in copy mode
+/// (XDP_PACKET_HEADROOM; the UMEM's own frame headroom is 0).
+const XDP_PACKET_HEADROOM: u32 = 256;
+
+/// The longest frame (Ethernet header on) one UMEM frame of `frame_size`
+/// bytes receives: the kernel drops a longer one at the socket (only its
+/// `rx_dropped` counts it), since the sockets are not bound with
+/// XDP_USE_SG. 1,792 bytes for 2048-byte frames, 3,840 for 4096.
+pub fn longest_frame(frame_size: u32) -> u32 {
+    frame_size.saturating_sub(XDP_PACKET_HEADROOM)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -142,6 +142,15 @@ pub(crate) unsafe fn ethtool<T>(name: &str, command: &mut T) -> std::io::Result<
     Ok(())
 }
 
+/// The interface's MTU; None if it cannot be read.
+pub fn mtu(name: &str) -> Option<u32> {
+    fs::read_to_string(sysfs(name, "mtu"))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Whether frames can flow: administratively up and carrier present.
 /// A tap that no process holds has no carrier.
 pub fn link_up(name: &str) -> bool {

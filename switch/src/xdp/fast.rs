@@ -360,13 +360,24 @@ impl FastPath {
 
     /// Where frames that miss are sent.
     pub fn set_slow_path(&mut self, ifindex: u32) -> Result<(), XdpError> {
+        self.set_slow_path_entry(SLOW_PATH_IFINDEX, ifindex)
+    }
+
+    /// The longest frame (Ethernet header on, untagged) a worker's UMEM
+    /// frame holds: a frame that misses and is longer is counted as
+    /// `slow_path_drops.too_big` instead of vanishing at the socket.
+    pub fn set_slow_path_longest(&mut self, longest: u32) -> Result<(), XdpError> {
+        self.set_slow_path_entry(SLOW_PATH_LONGEST, longest)
+    }
+
+    fn set_slow_path_entry(&mut self, index: u32, value: u32) -> Result<(), XdpError> {
         let map = self
             .ebpf
             .map_mut("slow_path")
             .ok_or(XdpError::Map("slow_path", "missing"))?;
         let mut array: Array<&mut MapData, u32> =
             Array::try_from(map).map_err(map_error("slow_path"))?;
-        array.set(0, ifindex, 0).map_err(map_error("slow_path"))
+        array.set(index, value, 0).map_err(map_error("slow_path"))
     }
 
     /// Steers the internal device's rx `queue` into `socket`.
@@ -433,6 +444,9 @@ pub struct SlowPathDrops {
 
 /// Must equal SLOW_PATH_TOO_BIG in xsw_fast.h.
 const SLOW_PATH_TOO_BIG: usize = 1;
+/// The slow_path map's keys: SLOW_PATH_IFINDEX and SLOW_PATH_LONGEST in xsw_fast.h.
+const SLOW_PATH_IFINDEX: u32 = 0;
+const SLOW_PATH_LONGEST: u32 = 1;
 
 /// Program `name` of the object, as the kind `T` it must be.
 fn program<'a, T>(ebpf: &'a mut Ebpf, name: &str) -> Result<&'a mut T, XdpError>
@@ -751,6 +765,8 @@ mod tests {
             ("WIDTH_L3", KeyWidth::L3 as u64),
             ("SLOW_PATH_TOO_BIG", SLOW_PATH_TOO_BIG as u64),
             ("SLOW_PATH_MTU", u64::from(crate::port::slow_path::MTU)),
+            ("SLOW_PATH_IFINDEX", u64::from(SLOW_PATH_IFINDEX)),
+            ("SLOW_PATH_LONGEST", u64::from(SLOW_PATH_LONGEST)),
         ] {
             assert_eq!(defined(name), value, "{name}");
         }

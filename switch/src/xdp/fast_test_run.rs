@@ -720,6 +720,36 @@ fn a_frame_over_the_slow_path_mtu_is_dropped_and_counted_unless_gso() {
 }
 
 #[test]
+fn a_frame_longer_than_a_umem_frame_is_counted_as_too_big() {
+    // 2048-byte UMEM frames: the workers receive frames of at most 1,792 bytes.
+    let longest = crate::port::afxdp::longest_frame(2048) as usize;
+    let mut lab = Lab::new(PORT_FAST);
+    lab.set_slow_path(SLOW);
+    lab.fast
+        .set_slow_path_longest(longest as u32)
+        .expect("setting the longest frame");
+    let mut frame = l2_frame();
+    frame.resize(longest, 0x5a);
+    let run = lab.tc(&frame);
+    assert_eq!(
+        run.retval, TC_ACT_REDIRECT,
+        "exactly a UMEM frame's worth fits"
+    );
+    frame.push(0x5a);
+    let run = lab.tc(&frame);
+    assert_eq!(run.retval, TC_ACT_SHOT, "one byte over a UMEM frame");
+    assert_eq!(lab.drops(PORT).too_big, 1);
+    // A GSO packet whose segments fit is passed on to be segmented...
+    let run = lab.tc_with(LO, &frame, (3, 1400));
+    assert_eq!(run.retval, TC_ACT_REDIRECT, "GSO segments that fit");
+    // ...one whose segments would not is counted once per segment.
+    let run = lab.tc_with(LO, &frame, (3, longest as u32));
+    assert_eq!(run.retval, TC_ACT_SHOT, "GSO segments over a UMEM frame");
+    assert_eq!(lab.drops(PORT).too_big, 4);
+    assert_eq!(lab.drops(PORT).unavailable, 0);
+}
+
+#[test]
 fn a_stale_entry_is_a_miss() {
     let mut lab = Lab::new(PORT_FAST);
     let frame = l2_frame();

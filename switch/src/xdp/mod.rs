@@ -12,7 +12,7 @@ mod fast_test_run;
 use std::net::Ipv4Addr;
 use std::os::fd::AsRawFd;
 
-use aya::maps::{HashMap as BpfHashMap, MapData, XskMap};
+use aya::maps::{Array, HashMap as BpfHashMap, MapData, PerCpuArray, XskMap};
 use aya::programs::{Xdp, XdpFlags};
 use aya::Ebpf;
 
@@ -248,6 +248,35 @@ impl SteeringProgram {
         self.xsk_map()?
             .set(queue, socket.as_raw_fd(), 0)
             .map_err(map_error("xsks"))
+    }
+
+    /// Frames longer than `longest` bytes (what a worker's UMEM frame
+    /// holds) are dropped by the program and counted (see [`Self::too_big`]).
+    pub fn set_longest_frame(&mut self, longest: u32) -> Result<(), XdpError> {
+        let map = self
+            .ebpf
+            .map_mut("too_big_config")
+            .ok_or(XdpError::Map("too_big_config", "missing"))?;
+        let mut array: Array<&mut MapData, u32> =
+            Array::try_from(map).map_err(map_error("too_big_config"))?;
+        array
+            .set(0, longest, 0)
+            .map_err(map_error("too_big_config"))
+    }
+
+    /// Frames dropped for being longer than the workers receive, summed
+    /// over the CPUs; 0 if the map cannot be read.
+    pub fn too_big(&self) -> u64 {
+        let Some(map) = self.ebpf.map("too_big") else {
+            return 0;
+        };
+        let Ok(array) = PerCpuArray::<_, u64>::try_from(map) else {
+            return 0;
+        };
+        array
+            .get(&0, 0)
+            .map(|per_cpu| per_cpu.iter().sum())
+            .unwrap_or(0)
     }
 
     /// Sends `mac`'s frames to the kernel stack instead of the switch.

@@ -1,6 +1,7 @@
 //! Human-readable forms of xswd's replies (tables, one-line confirmations).
 
 use serde_json::Value;
+use xsw::config::PortSpec;
 use xsw::control::protocol::Request;
 
 fn text(v: &Value) -> String {
@@ -332,27 +333,10 @@ pub fn render(request: &Request, data: &Value) -> String {
         Request::AclList { .. } => acl(data),
         Request::Status {} | Request::TenantShow { .. } => key_values(data),
         Request::PortAdd(spec) => {
-            if data["hook"] == "tc" {
-                format!(
-                    "port {} added (tc hook, fast path {})",
-                    spec.name,
-                    if data["fast_path"].is_null() {
-                        "off"
-                    } else {
-                        "on"
-                    }
-                )
-            } else {
-                format!(
-                    "port {} added ({} XDP, {})",
-                    spec.name,
-                    text(&data["xdp_mode"]),
-                    if data["zero_copy"].as_bool() == Some(true) {
-                        "zero-copy"
-                    } else {
-                        "copy mode"
-                    }
-                )
+            let added = port_added(spec, data);
+            match data["size_limit"].as_str() {
+                Some(limit) => format!("{added}\nnote: {limit}"),
+                None => added,
             }
         }
         Request::PortFastPath { name, enabled } => format!(
@@ -423,5 +407,31 @@ pub fn render(request: &Request, data: &Value) -> String {
             }
             lines.join("\n")
         }
+    }
+}
+
+/// The line for an added port: its hook and how its frames are taken.
+fn port_added(spec: &PortSpec, data: &Value) -> String {
+    if data["hook"] == "tc" {
+        format!(
+            "port {} added (tc hook, fast path {})",
+            spec.name,
+            if data["fast_path"].is_null() {
+                "off"
+            } else {
+                "on"
+            }
+        )
+    } else {
+        format!(
+            "port {} added ({} XDP, {})",
+            spec.name,
+            text(&data["xdp_mode"]),
+            if data["zero_copy"].as_bool() == Some(true) {
+                "zero-copy"
+            } else {
+                "copy mode"
+            }
+        )
     }
 }
