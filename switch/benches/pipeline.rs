@@ -505,6 +505,7 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
             policy: Arc::new(tenant),
             hits: Arc::new(hits),
         })],
+        tunnel_endpoints: Vec::new(),
     };
     for port in GUEST_PORT..=GUEST_PORT + UPLINKS {
         let guard = (port == GUEST_PORT).then(guest_guard);
@@ -521,6 +522,7 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
             ifindex: 0,
             fast: None,
             into_peer: false,
+            tunnel: None,
         }));
         snapshot.domains[usize::from(TENANT)].push(port);
     }

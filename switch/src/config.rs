@@ -222,6 +222,9 @@ pub struct PortSpec {
     /// `[storm_control]`).
     #[serde(default, skip_serializing_if = "StormOverrides::is_empty")]
     pub storm_control: StormOverrides,
+    /// A VXLAN tunnel port (no interface): its underlay and VNI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tunnel: Option<crate::port::tunnel::TunnelSpec>,
 }
 
 fn yes() -> bool {
@@ -251,6 +254,7 @@ impl Default for PortSpec {
             trust: Vec::new(),
             antispoof: None,
             storm_control: StormOverrides::default(),
+            tunnel: None,
         }
     }
 }
@@ -290,6 +294,9 @@ pub struct StaticFdbSpec {
     /// Needed for a trunk port: which of its tenants.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
+    /// Needed for a tunnel port: the remote endpoint the MAC is behind.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -176,7 +176,44 @@ pub fn port(spec: &PortSpec, context: &PortContext<'_>) -> Result<(), Invalid> {
     if let Some(guard) = &spec.antispoof {
         guard.validate().map_err(|m| Invalid::at("antispoof", m))?;
     }
+    if let Some(tunnel) = &spec.tunnel {
+        tunnel_port(spec).map_err(|m| Invalid::at("tunnel", m))?;
+        tunnel
+            .validate()
+            .map_err(|e| Invalid::at("tunnel", e.to_string()))?;
+    }
     Ok(())
+}
+
+/// A tunnel port has no interface: the settings of one do not apply to it.
+fn tunnel_port(spec: &PortSpec) -> Result<(), String> {
+    let mut refused = Vec::new();
+    if spec.trunk {
+        refused.push("trunk");
+    }
+    if spec.create_tap {
+        refused.push("create_tap");
+    }
+    if spec.host_mac.is_some() || !spec.host_ipv4.is_empty() {
+        refused.push("host_mac/host_ipv4");
+    }
+    if spec.hook != crate::config::HookRequest::Auto
+        || spec.xdp_mode != crate::xdp::XdpModeRequest::Auto
+        || spec.force
+    {
+        refused.push("hook/xdp_mode/force");
+    }
+    if !spec.queue_workers.is_empty() {
+        refused.push("queue_workers");
+    }
+    if refused.is_empty() {
+        Ok(())
+    } else {
+        Err(format!(
+            "a tunnel port has no interface: {} do not apply",
+            refused.join(", ")
+        ))
+    }
 }
 
 pub fn unknown_tenant(name: &str) -> String {

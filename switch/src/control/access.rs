@@ -506,6 +506,9 @@ fn port_add(
     if !spec.storm_control.is_empty() {
         root_only.push("storm control");
     }
+    if spec.tunnel.is_some() {
+        root_only.push("tunnels");
+    }
     if !root_only.is_empty() {
         return Err(format!(
             "{} {} root's",
@@ -860,6 +863,7 @@ mod tests {
                 mac: "02:00:00:00:00:01".into(),
                 port: "tapA".into(),
                 tenant: None,
+                remote: None,
             },
             Request::FdbDel {
                 mac: "02:00:00:00:00:01".into(),
@@ -1023,11 +1027,13 @@ mod tests {
                 mac: "02:00:00:00:00:01".into(),
                 port: "tapU".into(),
                 tenant: None,
+                remote: None,
             },
             Request::FdbAdd {
                 mac: "02:00:00:00:00:01".into(),
                 port: "trunk0".into(),
                 tenant: Some("t".into()),
+                remote: None,
             },
             Request::PortDel {
                 name: "tapU".into(),

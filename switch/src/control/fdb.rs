@@ -1,6 +1,8 @@
 //! The MAC table as operators see it: one table per tenant, learned and
 //! static entries.
 
+use std::net::IpAddr;
+
 use serde_json::{json, Value};
 
 use super::switch::{system, ControlError, Outcome, Switch};
@@ -43,20 +45,35 @@ impl Switch {
         }
     }
 
-    pub(super) fn fdb_add(&mut self, mac: &str, port: &str, tenant: Option<&str>) -> Outcome {
+    /// A static entry; on a tunnel port, `remote` says which remote endpoint the MAC is
+    /// behind (required there, refused elsewhere).
+    pub(super) fn fdb_add(
+        &mut self,
+        mac: &str,
+        port: &str,
+        tenant: Option<&str>,
+        remote: Option<IpAddr>,
+    ) -> Outcome {
         let mac = parse_mac(mac)?;
         crate::config::rules::static_mac_address(mac).map_err(ControlError::invalid)?;
         let domain = self.fdb_domain(port, tenant)?;
         let id = self.port(port)?.id;
+        let remote_index = self.static_remote(port, remote)?;
         match self
             .dataplane
-            .fdb_add_static(domain, mac, id)
+            .fdb_add_static(domain, mac, id, remote_index)
             .map_err(system)?
         {
             Ok(()) => {
                 self.static_macs.insert((domain, mac), port.to_string());
+                match remote {
+                    Some(ip) => self.static_remotes.insert((domain, mac), ip),
+                    None => self.static_remotes.remove(&(domain, mac)),
+                };
                 let tenant = self.tenant_name(domain).unwrap_or(DEFAULT_TENANT);
-                Ok(json!({ "mac": mac, "port": port, "tenant": tenant, "static": true }))
+                Ok(
+                    json!({ "mac": mac, "port": port, "tenant": tenant, "static": true, "remote": remote }),
+                )
             }
             Err(reason) => Err(ControlError::new(
                 super::protocol::ErrorCode::System,
@@ -74,6 +91,7 @@ impl Switch {
             )));
         }
         self.static_macs.remove(&(domain, mac));
+        self.static_remotes.remove(&(domain, mac));
         Ok(json!({ "removed": mac }))
     }
 
@@ -95,6 +113,7 @@ impl Switch {
                     "port": port,
                     "tenant": self.tenant_name(e.domain)?,
                     "static": e.is_static,
+                    "remote": self.remote_address(e.port, e.remote),
                     "age_secs": if e.is_static { 0 } else { now_ns.saturating_sub(e.last_seen_ns) / 1_000_000_000 },
                 }))
             })

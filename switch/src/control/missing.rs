@@ -27,7 +27,8 @@ impl Switch {
     /// Adds a port of the config file: attached when its interface exists
     /// (or xsw creates it, a tap), kept as missing otherwise.
     pub(super) fn port_restore(&mut self, spec: PortSpec) -> Outcome<()> {
-        if spec.create_tap || iface::exists(&spec.name) {
+        // A tunnel has no interface to wait for.
+        if spec.create_tap || spec.tunnel.is_some() || iface::exists(&spec.name) {
             return self.port_add(spec).map(drop);
         }
         if self.ports.contains_key(&spec.name) || self.missing.contains_key(&spec.name) {
@@ -59,8 +60,13 @@ impl Switch {
             }
             return Ok(());
         }
-        self.fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
-            .map(drop)
+        self.fdb_add(
+            &entry.mac.to_string(),
+            &entry.port,
+            entry.tenant.as_deref(),
+            entry.remote,
+        )
+        .map(drop)
     }
 
     /// Forgets a missing port (`port del`, or a reload without it).
@@ -110,7 +116,10 @@ impl Switch {
         let vanished: Vec<String> = self
             .ports
             .iter()
-            .filter(|(name, record)| iface::ifindex(name).ok() != Some(record.ifindex))
+            // A tunnel port has no interface: nothing can vanish.
+            .filter(|(name, record)| {
+                record.spec.tunnel.is_none() && iface::ifindex(name).ok() != Some(record.ifindex)
+            })
             .map(|(name, _)| name.clone())
             .collect();
         for name in vanished {
@@ -160,6 +169,7 @@ impl Switch {
                     .tenant_name(*domain)
                     .filter(|t| *t != DEFAULT_TENANT)
                     .map(str::to_string),
+                remote: self.static_remotes.get(&(*domain, *mac)).copied(),
             })
             .collect();
         let Some(spec) = self.detach_port(name) else {

@@ -20,3 +20,4 @@ mod tenants;
 mod trace;
 pub mod trace_frame;
 mod tuning;
+mod tunnels;

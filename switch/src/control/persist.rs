@@ -154,6 +154,7 @@ impl Switch {
                     .tenant_name(*domain)
                     .filter(|t| *t != DEFAULT_TENANT)
                     .map(str::to_string),
+                remote: self.static_remotes.get(&(*domain, *mac)).copied(),
             })
             .collect();
         // Missing ports stay in the file, with the static MACs that wait for them.
@@ -408,10 +409,11 @@ impl Switch {
 
 fn fdb_key(entry: &StaticFdbSpec) -> String {
     format!(
-        "{}|{}|{}",
+        "{}|{}|{}|{:?}",
         entry.mac,
         entry.port,
-        entry.tenant.as_deref().unwrap_or(DEFAULT_TENANT)
+        entry.tenant.as_deref().unwrap_or(DEFAULT_TENANT),
+        entry.remote
     )
 }
 

@@ -59,6 +59,8 @@ struct PortRow<'a> {
     /// receive: what happens to them.
     #[serde(skip_serializing_if = "Option::is_none")]
     size_limit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tunnel: Option<&'a crate::port::tunnel::TunnelSpec>,
 }
 
 #[derive(Serialize)]
@@ -139,6 +141,7 @@ impl Switch {
             ));
         }
         let policy = Arc::new(self.policy_for(&spec)?);
+        self.check_tunnel(&spec)?;
         let id = self.free_port_id().ok_or_else(|| {
             ControlError::invalid(format!("this switch holds at most {MAX_PORTS} ports"))
         })?;
@@ -193,6 +196,9 @@ impl Switch {
         spec: &PortSpec,
         policy: Arc<PortPolicy>,
     ) -> Outcome<PortRecord> {
+        if let Some(tunnel) = &spec.tunnel {
+            return self.attach_tunnel(id, spec, tunnel, policy);
+        }
         let name = spec.name.as_str();
         let ifindex = iface::ifindex(name).map_err(|e| ControlError::not_found(e.to_string()))?;
         let kind = iface::kind(name);
@@ -283,6 +289,7 @@ impl Switch {
             // No flow entries until the port is fully in.
             fast: None,
             into_peer: record.peer_elsewhere,
+            tunnel: None,
         });
         for domain in record.domains() {
             if let Some(members) = preview.domains.get_mut(usize::from(domain)) {
@@ -319,6 +326,8 @@ impl Switch {
                             .with_fast_path(|fast| fast.set_port(ifindex, conf))
                             .map_err(|e| system(crate::error::chain(&e)))?;
                     }
+                    // Attached by `attach_tunnel`, which opens no queues.
+                    Attachment::Tunnel(_) => {}
                 }
             }
             Ok(())
@@ -390,7 +399,7 @@ impl Switch {
             fast_path: self.fast_width(record),
             xdp_mode: match &record.attachment {
                 Attachment::Xdp(program) => Some(program.mode()),
-                Attachment::Tc(_) => None,
+                Attachment::Tc(_) | Attachment::Tunnel(_) => None,
             },
             zero_copy: record.zero_copy,
             queues: record
@@ -409,6 +418,7 @@ impl Switch {
             antispoof: record.spec.antispoof.as_ref(),
             trust: &record.spec.trust,
             storm_control: record.policy.storm,
+            tunnel: record.spec.tunnel.as_ref(),
             size_limit: self.size_limit(name, record),
         })
     }
@@ -425,6 +435,8 @@ impl Switch {
         let carried = match record.attachment {
             Attachment::Tc(_) => worker.min(crate::port::slow_path::MTU + 14),
             Attachment::Xdp(_) => worker,
+            // No interface, no MTU of its own: the underlay's is counted as tunnel_too_big.
+            Attachment::Tunnel(_) => return None,
         };
         if longest <= carried {
             return None;
@@ -435,7 +447,7 @@ impl Switch {
                  goes to the workers (a flood, the first of a flow, fast path off) is dropped \
                  and counted as slow_path_drops too_big"
             ),
-            Attachment::Xdp(_) => format!(
+            Attachment::Xdp(_) | Attachment::Tunnel(_) => format!(
                 "MTU {mtu}: the workers receive at most {carried} bytes; longer frames are \
                  dropped and counted as slow_path_drops too_big"
             ),
@@ -642,6 +654,10 @@ impl Switch {
         self.follow_interfaces();
         let mut changed = false;
         for (name, record) in self.ports.iter_mut() {
+            if record.kind == IfaceKind::Tunnel {
+                // No interface: a tunnel's link is its underlay's, which the host routes.
+                continue;
+            }
             let up = iface::link_up(name);
             if up != record.link_up {
                 tracing::info!(port = %name, link = if up { "up" } else { "down" }, "link changed");

@@ -103,6 +103,9 @@ pub enum Request {
         port: String,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         tenant: Option<String>,
+        /// For a tunnel port: the remote endpoint the MAC is behind.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<std::net::IpAddr>,
     },
     FdbDel {
         mac: String,
@@ -397,6 +400,7 @@ mod tests {
             mac: "02:00:00:00:00:01".into(),
             port: "veth0".into(),
             tenant: Some("web".into()),
+            remote: Some("192.0.2.2".parse().unwrap()),
         };
         assert_eq!(parse_request(&encode_request(&request)), Ok(request));
     }

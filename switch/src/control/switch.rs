@@ -114,6 +114,8 @@ pub(super) enum Attachment {
     /// The fast path's tc program: switched in the kernel, or sent to the
     /// workers through the slow-path device. Held only to keep it attached.
     Tc(#[allow(dead_code)] PortHook),
+    /// A tunnel port's underlay sockets (see `control::tunnels`).
+    Tunnel(super::tunnels::TunnelSockets),
 }
 
 impl Attachment {
@@ -121,6 +123,7 @@ impl Attachment {
         match self {
             Attachment::Xdp(_) => "xdp",
             Attachment::Tc(_) => "tc",
+            Attachment::Tunnel(_) => "vxlan",
         }
     }
 }
@@ -131,6 +134,8 @@ pub struct Switch {
     pub(super) tenants: BTreeMap<String, TenantRecord>,
     /// (tenant id, MAC) → port name.
     pub(super) static_macs: BTreeMap<(DomainId, MacAddr), String>,
+    /// Of those on tunnel ports: the remote endpoint each MAC is behind.
+    pub(super) static_remotes: BTreeMap<(DomainId, MacAddr), std::net::IpAddr>,
     /// The [dataplane] settings in force (live tuning changes some).
     pub(super) settings: DataplaneSection,
     pub(super) umem: UmemSection,
@@ -157,6 +162,7 @@ impl Switch {
             ports: BTreeMap::new(),
             tenants: BTreeMap::new(),
             static_macs: BTreeMap::new(),
+            static_remotes: BTreeMap::new(),
             settings,
             umem,
             started: Instant::now(),
@@ -290,7 +296,12 @@ impl Switch {
             } => self.acl_policy(&tenant, &direction, &action),
             Request::AclList { tenant } => self.acl_list(&tenant),
             Request::FdbShow { tenant } => self.fdb_show(tenant.as_deref()),
-            Request::FdbAdd { mac, port, tenant } => self.fdb_add(&mac, &port, tenant.as_deref()),
+            Request::FdbAdd {
+                mac,
+                port,
+                tenant,
+                remote,
+            } => self.fdb_add(&mac, &port, tenant.as_deref(), remote),
             Request::FdbDel { mac, tenant } => self.fdb_del(&mac, tenant.as_deref()),
             Request::Stats {} => Ok(self.stats()),
             Request::Status {} => self.status(),
@@ -335,6 +346,7 @@ impl Switch {
             ports: vec![None; MAX_PORTS],
             domains: vec![Vec::new(); tenant_slots],
             tenants: vec![None; tenant_slots],
+            tunnel_endpoints: self.tunnel_endpoints(),
         };
         for tenant in self.tenants.values() {
             snapshot.tenants[usize::from(tenant.id)] = Some(TenantView {
@@ -351,6 +363,7 @@ impl Switch {
                 ifindex: record.ifindex,
                 fast: self.fast_width(record),
                 into_peer: record.peer_elsewhere,
+                tunnel: self.tunnel_view(record),
             });
             for domain in record.domains() {
                 if let Some(members) = snapshot.domains.get_mut(usize::from(domain)) {

@@ -205,9 +205,12 @@ impl Switch {
             }
         }
         for entry in &running.fdb {
-            if let Err(e) =
-                self.fdb_add(&entry.mac.to_string(), &entry.port, entry.tenant.as_deref())
-            {
+            if let Err(e) = self.fdb_add(
+                &entry.mac.to_string(),
+                &entry.port,
+                entry.tenant.as_deref(),
+                entry.remote,
+            ) {
                 failed.push(json!({ "static_mac": entry.mac, "error": e.message }));
             }
         }

@@ -108,6 +108,7 @@ mod tests {
             ifindex: 0,
             fast: None,
             into_peer: false,
+            tunnel: None,
         })
     }
 
@@ -124,6 +125,7 @@ mod tests {
             ],
             domains: vec![vec![0, 1, 2, 3], vec![4]],
             tenants: vec![None, None],
+            ..Snapshot::default()
         }
     }
 

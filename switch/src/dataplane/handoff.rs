@@ -108,6 +108,8 @@ pub struct LearnEvent {
     pub domain: DomainId,
     pub mac: MacAddr,
     pub port: PortId,
+    /// For a MAC behind a tunnel port: which of its remotes (1-based), else 0.
+    pub remote: u8,
 }
 
 /// Every ordered pair of workers gets its own rings, so each ring has one

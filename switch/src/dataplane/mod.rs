@@ -9,6 +9,7 @@ pub mod ledger;
 pub mod snapshot;
 pub mod stats;
 pub mod trace;
+pub mod tunnel;
 pub mod wake;
 pub mod worker;
 
@@ -530,6 +531,7 @@ impl Dataplane {
         domain: DomainId,
         mac: MacAddr,
         port: PortId,
+        remote: u8,
     ) -> Result<Result<(), String>, DataplaneError> {
         let mut outcome = Ok(());
         for worker in 0..self.workers.len() {
@@ -537,6 +539,7 @@ impl Dataplane {
                 domain,
                 mac,
                 port,
+                remote,
                 done,
             })?;
             if result.is_err() {

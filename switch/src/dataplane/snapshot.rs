@@ -9,6 +9,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use super::stats::bump;
+use super::tunnel::{TunnelEndpoint, TunnelView};
 use crate::pipeline::stages::{AclMatch, PortPolicy, TenantPolicy};
 use crate::pipeline::{DomainId, PortId};
 
@@ -23,6 +24,8 @@ pub struct PortView {
     /// A veth whose peer is in another namespace: flow entries to this port
     /// hand frames straight to the peer's receive (bpf_redirect_peer).
     pub into_peer: bool,
+    /// A VXLAN tunnel port: frames sent to it are encapsulated (`dataplane::tunnel`).
+    pub tunnel: Option<Arc<TunnelView>>,
 
     /// The worker whose socket transmits on this port; other workers hand
     /// frames for it over (copying them into that worker's UMEM).
@@ -115,6 +118,8 @@ pub struct Snapshot {
     pub domains: Vec<Vec<PortId>>,
     /// Indexed by DomainId.
     pub tenants: Vec<Option<TenantView>>,
+    /// The tunnel ports' receive sockets, each with the worker that reads it.
+    pub tunnel_endpoints: Vec<Arc<TunnelEndpoint>>,
 }
 
 impl Snapshot {

@@ -147,6 +147,7 @@ mod tests {
             ifindex: 7,
             fast: Some(KeyWidth::L2),
             into_peer: false,
+            tunnel: None,
         })
     }
 
@@ -167,6 +168,7 @@ mod tests {
             ports: vec![access(0), access(0)],
             domains: vec![vec![0, 1]],
             tenants: vec![None],
+            ..Snapshot::default()
         };
         let mut fdb = Fdb::new(64, 1_000_000_000_000);
         let traced = trace_frame(0, &fdb, &snapshot, 0, &frame(A, B), 1, true);

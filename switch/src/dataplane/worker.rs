@@ -23,6 +23,7 @@ use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
 use super::stats::{bump, WorkerStats, MAX_PORTS};
 use super::trace::{trace_frame, TraceRun};
+use super::tunnel::{TunnelRx, TunnelTx};
 use crate::packet::checksum::{self, ChecksumFix};
 use crate::packet::l4::protocol;
 use crate::packet::TagEdit;
@@ -128,6 +129,8 @@ pub enum WorkerCommand {
         domain: DomainId,
         mac: MacAddr,
         port: PortId,
+        /// On a tunnel port: the remote (1-based) the MAC is behind; else 0.
+        remote: u8,
         done: Sender<Result<(), String>>,
     },
     FdbRemove {
@@ -211,6 +214,8 @@ pub struct Worker {
     fast: Option<WorkerFast>,
     /// When the next "MAC table full" warning may be logged.
     mac_table_warned_ns: u64,
+    tunnel_rx: TunnelRx,
+    tunnel_tx: TunnelTx,
 }
 
 /// A worker's share of the fast path: flow entries decided this turn, written
@@ -279,6 +284,8 @@ impl Worker {
             pollfds: Vec::new(),
             started: p.epoch,
             mac_table_warned_ns: 0,
+            tunnel_rx: TunnelRx::new(batch),
+            tunnel_tx: TunnelTx::new(batch),
             fast: p.fast.map(|shared| WorkerFast {
                 scratch: vec![FlowEntry::default(); shared.table.cpus()],
                 pending: Vec::with_capacity(MAX_INSTALLS_PER_TURN),
@@ -348,9 +355,11 @@ impl Worker {
             for slot in 0..self.queues.len() {
                 work += self.receive(slot as u16, snapshot, now);
             }
+            work += self.receive_tunnels(snapshot, now);
             self.install_flows(snapshot);
             work += self.take_handoffs(snapshot);
             self.transmit();
+            self.flush_tunnels(snapshot, now);
             self.collect_completions();
             self.refill();
             if work > 0 {
@@ -399,11 +408,15 @@ impl Worker {
                     domain,
                     mac,
                     port,
+                    remote,
                     done,
                 } => {
                     let result = self
                         .fdb
                         .insert_static(domain, mac, port)
+                        .map(|()| {
+                            self.fdb.set_remote(domain, mac, port, remote);
+                        })
                         .map_err(|e| e.to_string());
                     let _ = done.send(result);
                 }
@@ -519,6 +532,10 @@ impl Worker {
             if let Some(events) = self.mesh.learned(peer, self.id) {
                 while let Some(event) = events.pop() {
                     let learned = self.fdb.learn(event.domain, event.mac, event.port, now);
+                    if event.remote != 0 {
+                        self.fdb
+                            .set_remote(event.domain, event.mac, event.port, event.remote);
+                    }
                     if let Learned::Evicted { .. } = learned {
                         note_learning(&self.stats, self.fast.as_ref(), learned, event.port);
                     }
@@ -594,7 +611,7 @@ impl Worker {
             {
                 end += 1;
             }
-            self.switch_run(snapshot, ingress, start..end, now);
+            self.switch_run(snapshot, ingress, start..end, now, 0);
             start = end;
         }
         received
@@ -621,12 +638,15 @@ impl Worker {
     /// Switches frames `run` of `rx_batch`, all from `ingress` (at most
     /// [`DECIDE_RUN`]): the pipeline decides them in one call, then each
     /// goes where its verdict says. Counters are added once per run.
+    /// `remote`: for frames a tunnel port decapsulated, the remote they came
+    /// from (1-based), else 0.
     fn switch_run(
         &mut self,
         snapshot: &Snapshot,
         ingress: PortId,
         run: std::ops::Range<usize>,
         now: u64,
+        remote: u8,
     ) {
         let count = run.len();
         let mut bytes = 0u64;
@@ -662,7 +682,7 @@ impl Worker {
         let mut switched = 0u64;
         for (verdict, desc_index) in verdicts.iter().zip(run) {
             let desc = self.rx_batch[desc_index];
-            switched += u64::from(self.dispatch(snapshot, ingress, desc, verdict));
+            switched += u64::from(self.dispatch(snapshot, ingress, desc, verdict, remote));
         }
         self.verdicts = verdicts;
         if let Some(c) = self.stats.port(ingress) {
@@ -682,15 +702,24 @@ impl Worker {
         ingress: PortId,
         mut desc: FrameDesc,
         verdict: &Verdict,
+        remote: u8,
     ) -> bool {
         self.count_acl_hits(snapshot, verdict);
         note_learning(&self.stats, self.fast.as_ref(), verdict.learned, ingress);
-        if let Learned::New | Learned::Evicted { .. } | Learned::Moved { .. } = verdict.learned {
+        // A MAC behind a tunnel that moved to another remote is news too.
+        let remote_changed = self.learn_remote(verdict, ingress, remote);
+        if remote_changed
+            || matches!(
+                verdict.learned,
+                Learned::New | Learned::Evicted { .. } | Learned::Moved { .. }
+            )
+        {
             if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
                 self.publish_learning(LearnEvent {
                     domain: verdict.domain,
                     mac: info.src_mac,
                     port: ingress,
+                    remote,
                 });
             }
         }
@@ -732,6 +761,82 @@ impl Worker {
         }
         self.deliver_edited(snapshot, port, desc, edit);
         true
+    }
+
+    /// For a frame from a tunnel: remembers which remote its source is behind. True
+    /// when that changed (the other workers must hear of it).
+    fn learn_remote(&mut self, verdict: &Verdict, ingress: PortId, remote: u8) -> bool {
+        let learned = matches!(
+            verdict.learned,
+            Learned::New | Learned::Refreshed | Learned::Moved { .. } | Learned::Evicted { .. }
+        );
+        match (remote, learned, verdict.info.as_ref()) {
+            (1.., true, Some(info)) => {
+                self.fdb
+                    .set_remote(verdict.domain, info.src_mac, ingress, remote)
+            }
+            _ => false,
+        }
+    }
+
+    /// Receives and switches a batch from each tunnel endpoint this worker reads:
+    /// the decapsulated frames go through `switch_run` in runs from one port and
+    /// remote, as a port's frames do.
+    fn receive_tunnels(&mut self, snapshot: &Snapshot, now: u64) -> usize {
+        if snapshot.tunnel_endpoints.is_empty() || !self.tunnel_rx.due() {
+            return 0;
+        }
+        let batch = self.tuning.batch_size.min(self.rx_batch.len());
+        let mut work = 0;
+        for endpoint in &snapshot.tunnel_endpoints {
+            if endpoint.rx_worker != self.id {
+                continue;
+            }
+            let ready = self.tunnel_rx.receive(
+                endpoint,
+                snapshot,
+                &self.umem,
+                &mut self.ledger,
+                &self.stats,
+                batch,
+            );
+            let mut start = 0;
+            while start < ready {
+                let Some(first) = self.tunnel_rx.arrival(start) else {
+                    break;
+                };
+                let mut end = start;
+                while end < ready && end - start < DECIDE_RUN {
+                    match self.tunnel_rx.arrival(end) {
+                        Some(a) if a.port == first.port && a.remote == first.remote => {
+                            self.rx_batch[end] = a.desc;
+                            end += 1;
+                        }
+                        _ => break,
+                    }
+                }
+                self.switch_run(snapshot, first.port, start..end, now, first.remote);
+                start = end;
+            }
+            work += ready;
+        }
+        self.tunnel_rx.finish_turn();
+        work
+    }
+
+    /// Encapsulates and sends the frames staged for tunnel ports this turn.
+    fn flush_tunnels(&mut self, snapshot: &Snapshot, now: u64) {
+        if self.tunnel_tx.is_empty() {
+            return;
+        }
+        self.tunnel_tx.flush(
+            snapshot,
+            &self.fdb,
+            now,
+            &self.umem,
+            &mut self.ledger,
+            &self.stats,
+        );
     }
 
     /// Queues a flow entry for what was just decided (to send the frame out
@@ -902,6 +1007,14 @@ impl Worker {
         if !view.link_up {
             self.stats.drop_copy(port, DropReason::LinkDown);
             self.ledger.release(desc);
+            return;
+        }
+        if view.tunnel.is_some() {
+            // Any worker sends on a tunnel: no handoff (see `dataplane::tunnel`).
+            if let Err(desc) = self.tunnel_tx.stage(port, desc) {
+                self.stats.drop_copy(port, DropReason::TxRingFull);
+                self.ledger.release(desc);
+            }
             return;
         }
         let local = self.egress.get(usize::from(port)).copied().flatten();
@@ -1150,12 +1263,21 @@ impl Worker {
                 revents: 0,
             });
         }
+        for endpoint in &self.snapshot.load().tunnel_endpoints {
+            if endpoint.rx_worker == self.id {
+                self.pollfds.push(libc::pollfd {
+                    fd: endpoint.socket.as_raw_fd(),
+                    events: libc::POLLIN,
+                    revents: 0,
+                });
+            }
+        }
     }
 
     fn sleep(&mut self) {
-        if self.pollfds.is_empty() {
-            self.rebuild_pollfds();
-        }
+        // Rebuilt every time: the tunnel endpoints come with the snapshot (a handful of
+        // entries, into a vector that keeps its capacity).
+        self.rebuild_pollfds();
         self.mesh.wake(self.id).arm();
         // Re-check after arming: a command or handoff that raced the arm
         // must not wait for the timeout.
@@ -1174,6 +1296,7 @@ impl Worker {
             )
         };
         self.mesh.wake(self.id).disarm();
+        self.tunnel_rx.woke();
     }
 
     fn handoffs_pending(&self) -> bool {

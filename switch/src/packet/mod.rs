@@ -12,6 +12,7 @@ pub mod l4;
 pub mod mac;
 pub mod rewrite;
 pub mod vlan;
+pub mod vxlan;
 
 pub use arp::ArpPacket;
 pub use ethernet::{EthernetFrame, WireError, HEADER_LEN};
@@ -24,3 +25,4 @@ pub use l4::{IcmpHeader, NdKind, NdMessage, SctpHeader, TcpHeader, UdpHeader};
 pub use mac::{MacAddr, MacParseError};
 pub use rewrite::TagEdit;
 pub use vlan::VlanTag;
+pub use vxlan::{VxlanPacket, VxlanRepr};

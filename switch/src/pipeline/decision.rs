@@ -99,6 +99,18 @@ drop_reasons! {
     DhcpGuard => "dhcp_guard",
     /// A DHCP client message from a guarded port for a MAC the port was not given.
     DhcpSpoof => "dhcp_spoof",
+    /// A datagram on a tunnel endpoint that is not plain VXLAN: shorter than its header,
+    /// flags other than I, reserved bits set.
+    TunnelMalformed => "tunnel_malformed",
+    /// A VXLAN datagram whose VNI no tunnel port on that endpoint carries.
+    TunnelUnknownVni => "tunnel_unknown_vni",
+    /// A VXLAN datagram from an address that is not one of the tunnel's remotes.
+    TunnelUnknownRemote => "tunnel_unknown_remote",
+    /// Encapsulated, the frame would exceed the underlay's MTU (don't-fragment is set), or
+    /// a received one does not fit a UMEM frame.
+    TunnelTooBig => "tunnel_too_big",
+    /// The host's stack refused to send to the remote (no route, neighbour unreachable).
+    TunnelUnreachable => "tunnel_unreachable",
 }
 
 impl DropReason {

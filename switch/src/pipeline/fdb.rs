@@ -49,6 +49,9 @@ pub struct FdbEntry {
     pub is_static: bool,
     /// When the address was last learned; 0 for static entries, which do not age.
     pub last_seen_ns: u64,
+    /// On a tunnel port: which of its remote endpoints the address is behind, 1-based
+    /// (see [`Fdb::set_remote`]); 0 for every other entry.
+    pub remote: u8,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -82,6 +85,9 @@ struct Bucket {
     /// Bit `i` set: a fast-path flow entry forwards to way `i`'s address (see
     /// [`Fdb::mark_flow_destination`]); evicting it must invalidate the flow entries.
     flowed: u8,
+    /// Per way: the tunnel remote endpoint of the entry, 1-based, 0 for none (fits the
+    /// bucket's padding: it stays one cache line).
+    remotes: [u8; WAYS],
     /// Entries stored past this bucket whose home is this bucket or an earlier one: while
     /// it is 0, a key not found here is not in the table. Kept exact by insert and remove,
     /// so removals leave no tombstones and the table never needs rebuilding.
@@ -113,6 +119,7 @@ impl Bucket {
             port: self.ports[way],
             is_static: self.statics & (1 << way) != 0,
             last_seen_ns: self.seen[way],
+            remote: self.remotes[way],
         }
     }
 }
@@ -348,6 +355,7 @@ impl Fdb {
                     bucket.statics &= !(1 << way);
                 }
                 bucket.flowed &= !(1 << way);
+                bucket.remotes[way] = 0;
                 bucket.keys[way] = key;
                 bucket.seen[way] = seen;
                 bucket.ports[way] = port;
@@ -495,6 +503,7 @@ impl Fdb {
                 }
                 decrement(&mut self.port_counts[port_index(from)]);
                 increment(&mut self.port_counts[port_index(port)]);
+                bucket.remotes[way] = 0;
             }
             bucket.ports[way] = port;
             bucket.seen[way] = now_ns;
@@ -629,6 +638,7 @@ impl Fdb {
                     bucket.statics |= 1 << way;
                     bucket.ports[way] = port;
                     bucket.seen[way] = 0;
+                    bucket.remotes[way] = 0;
                 }
             }
             None if self.len >= self.capacity => return Err(FdbError::TableFull),
@@ -639,6 +649,23 @@ impl Fdb {
         }
         increment(&mut self.port_counts[port_index(port)]);
         Ok(())
+    }
+
+    /// Records which remote endpoint (1-based; 0 for none) of tunnel port `port` the entry
+    /// for `mac` is behind, if the entry is bound to `port`; true if that changed it. The
+    /// worker calls it after learning a frame a tunnel decapsulated, and for static remote
+    /// entries.
+    pub fn set_remote(&mut self, domain: DomainId, mac: MacAddr, port: PortId, remote: u8) -> bool {
+        let Some((index, way)) = self.find(pack_key(domain, mac)) else {
+            return false;
+        };
+        match self.buckets.get_mut(index) {
+            Some(bucket) if bucket.ports[way] == port && bucket.remotes[way] != remote => {
+                bucket.remotes[way] = remote;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Marks `mac` as seen now if it is learned (dynamically) on `port`, as a frame from
@@ -1057,14 +1084,16 @@ mod tests {
                     mac: mac(9),
                     port: 8,
                     is_static: true,
-                    last_seen_ns: 0
+                    last_seen_ns: 0,
+                    remote: 0,
                 },
                 FdbEntry {
                     domain: u16::MAX,
                     mac: far,
                     port: 7,
                     is_static: false,
-                    last_seen_ns: 42
+                    last_seen_ns: 42,
+                    remote: 0,
                 },
             ]
         );
@@ -1609,5 +1638,41 @@ mod tests {
         ) {
             agrees_with_model(Fdb::new(capacity, 1_000), steps, (None, None))?;
         }
+    }
+
+    #[test]
+    fn remote_endpoint_follows_its_entry() {
+        let mut fdb = Fdb::new(16, AGING);
+        assert_eq!(std::mem::size_of::<Bucket>(), 64, "one cache line");
+        fdb.learn(0, mac(1), 5, 0);
+        assert!(fdb.set_remote(0, mac(1), 5, 2));
+        assert!(!fdb.set_remote(0, mac(1), 5, 2), "unchanged");
+        assert!(!fdb.set_remote(0, mac(1), 6, 1), "bound to another port");
+        assert_eq!(fdb.get(0, mac(1)).map(|e| e.remote), Some(2));
+        assert_eq!(fdb.learn(0, mac(1), 5, 1), Learned::Refreshed);
+        assert_eq!(
+            fdb.get(0, mac(1)).map(|e| e.remote),
+            Some(2),
+            "a refresh keeps it"
+        );
+        assert_eq!(fdb.learn(0, mac(1), 6, 2), Learned::Moved { from: 5 });
+        assert_eq!(
+            fdb.get(0, mac(1)).map(|e| e.remote),
+            Some(0),
+            "a move forgets it"
+        );
+        fdb.insert_static(0, mac(2), 5).unwrap();
+        assert!(fdb.set_remote(0, mac(2), 5, 1));
+        assert_eq!(
+            fdb.iter().find(|e| e.mac == mac(2)).map(|e| e.remote),
+            Some(1)
+        );
+        assert!(fdb.remove(0, mac(2)));
+        fdb.insert_static(0, mac(2), 5).unwrap();
+        assert_eq!(
+            fdb.get(0, mac(2)).map(|e| e.remote),
+            Some(0),
+            "a new entry has none"
+        );
     }
 }

@@ -25,6 +25,8 @@ pub enum IfaceKind {
     Nic,
     Tap,
     Veth,
+    /// A VXLAN tunnel port: no interface of its own (see `port::tunnel`).
+    Tunnel,
 }
 
 pub fn validate_name(name: &str) -> Result<(), IfaceError> {

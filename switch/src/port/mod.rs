@@ -6,3 +6,4 @@ pub mod iface;
 pub mod link_events;
 pub mod slow_path;
 pub mod tap;
+pub mod tunnel;

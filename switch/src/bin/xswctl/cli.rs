@@ -47,6 +47,9 @@ pub enum Command {
     /// The MAC table.
     #[command(subcommand)]
     Fdb(FdbCommand),
+    /// VXLAN tunnel ports: a tenant's network carried to other hosts.
+    #[command(subcommand)]
+    Tunnel(crate::tunnel::TunnelCommand),
     /// The configuration: the running one, a file to check, a reload.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -302,6 +305,9 @@ pub enum FdbCommand {
         /// For a trunk port: which of its tenants.
         #[arg(long)]
         tenant: Option<String>,
+        /// For a tunnel port: the remote endpoint the MAC is behind.
+        #[arg(long)]
+        remote: Option<std::net::IpAddr>,
     },
     /// Remove an entry.
     Del {
@@ -453,11 +459,20 @@ pub fn request(command: Command) -> Request {
         },
         Command::Acl(AclCommand::List { tenant }) => Request::AclList { tenant },
         Command::Fdb(FdbCommand::Show { tenant }) => Request::FdbShow { tenant },
-        Command::Fdb(FdbCommand::Add { mac, port, tenant }) => {
-            Request::FdbAdd { mac, port, tenant }
-        }
+        Command::Fdb(FdbCommand::Add {
+            mac,
+            port,
+            tenant,
+            remote,
+        }) => Request::FdbAdd {
+            mac,
+            port,
+            tenant,
+            remote,
+        },
         Command::Fdb(FdbCommand::Del { mac, tenant }) => Request::FdbDel { mac, tenant },
         Command::Tune(args) => Request::Tune(args),
+        Command::Tunnel(command) => crate::tunnel::request(command),
         Command::Stats => Request::Stats {},
         Command::Flows => Request::FlowList {},
         Command::Trace(args) => Request::Trace(args),

@@ -5,6 +5,7 @@ mod cli;
 mod render;
 mod top;
 mod trace;
+mod tunnel;
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -40,6 +41,10 @@ fn main() -> ExitCode {
             }
         };
     }
+    let tunnel_list = matches!(
+        args.command,
+        cli::Command::Tunnel(tunnel::TunnelCommand::List)
+    );
     let request = cli::request(args.command);
     let reply = match client::call(&args.socket, &request, Duration::from_secs(30)) {
         Ok(reply) => reply,
@@ -56,9 +61,14 @@ fn main() -> ExitCode {
         eprintln!("error: {message}");
         return ExitCode::FAILURE;
     }
-    let data = reply.data.unwrap_or(Value::Null);
+    let mut data = reply.data.unwrap_or(Value::Null);
+    if tunnel_list {
+        data = tunnel::only_tunnels(&data);
+    }
     let text = if args.json {
         serde_json::to_string_pretty(&data).unwrap_or_default()
+    } else if tunnel_list {
+        tunnel::render_list(&data)
     } else {
         render::render(&request, &data)
     };

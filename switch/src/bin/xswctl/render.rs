@@ -4,7 +4,7 @@ use serde_json::Value;
 use xsw::config::PortSpec;
 use xsw::control::protocol::Request;
 
-fn text(v: &Value) -> String {
+pub(crate) fn text(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),
         Value::Null => "-".into(),
@@ -12,7 +12,7 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn items(v: &Value) -> &[Value] {
+pub(crate) fn items(v: &Value) -> &[Value] {
     v.as_array().map(Vec::as_slice).unwrap_or(&[])
 }
 
@@ -129,10 +129,11 @@ fn fdb(data: &Value) -> String {
                 } else {
                     format!("{}s", e["age_secs"])
                 },
+                text(&e["remote"]),
             ]
         })
         .collect();
-    table(&["MAC", "PORT", "TENANT", "TYPE", "AGE"], rows)
+    table(&["MAC", "PORT", "TENANT", "TYPE", "AGE", "REMOTE"], rows)
 }
 
 fn stats(data: &Value) -> String {
@@ -333,7 +334,10 @@ pub fn render(request: &Request, data: &Value) -> String {
         Request::AclList { .. } => acl(data),
         Request::Status {} | Request::TenantShow { .. } => key_values(data),
         Request::PortAdd(spec) => {
-            let added = port_added(spec, data);
+            let added = match &spec.tunnel {
+                Some(tunnel) => crate::tunnel::added(&spec.name, tunnel),
+                None => port_added(spec, data),
+            };
             match data["size_limit"].as_str() {
                 Some(limit) => format!("{added}\nnote: {limit}"),
                 None => added,
