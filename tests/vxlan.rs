@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use serde_json::Value;
 use xsw_integration::cmd::{self, Proc};
+use xsw_integration::counters::check_identity;
 use xsw_integration::frames::{self, ip4};
 use xsw_integration::tenancy::port_drops;
 use xsw_integration::{lab, Host, Lab};
@@ -382,6 +383,10 @@ fn two_switches_carry_two_tenants_between_hosts() -> Result<()> {
     lab.relaunch_xswd()?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(10))?;
     lab.ping_all(&h3, &h4, 3)?;
+    // Every frame received on a tunnel is switched or dropped under one reason, on
+    // both switches.
+    lab.expect_counters_add_up()?;
+    check_identity(&peer.ctl_json(&["stats"])?)?;
     Ok(())
 }
 
@@ -484,6 +489,7 @@ fn xsw_and_a_kernel_vxlan_bridge_reach_each_other_and_xsw_polices_the_remote_gue
         },
     )?;
     ping_explained(&lab, &h2, &h1, 3, &["t-k", &h1.port])?;
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -557,6 +563,7 @@ fn malformed_foreign_vni_and_unknown_remote_datagrams_are_dropped_and_counted() 
     )?;
     ensure!(seen.contains("198.18.173.9"), "{seen}");
     ensure!(lab.xswd_running(), "xswd died:\n{}", lab.xswd_log());
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
@@ -814,6 +821,7 @@ fn floods_reach_every_remote_and_a_learned_mac_only_its_own() -> Result<()> {
         Duration::from_secs(2),
         "unicast for C sent to B as well",
     )?;
+    lab.expect_counters_add_up()?;
     Ok(())
 }
 
