@@ -707,6 +707,9 @@ fn bad_tunnels_are_refused_and_change_nothing() -> Result<()> {
         "after the reload: {}",
         remotes(&lab)?
     );
+    // Queues are an interface's: refused, and the tunnel stays.
+    let out = lab.ctl_err(&["port", "queues", "t-s", "--workers", "0"])?;
+    ensure!(out.stderr.contains("no interface"), "{}", out.stderr);
     lab.ctl_ok(&["tune", "--workers", "0,1"])?;
     ensure!(
         remotes(&lab)? == serde_json::json!([B_UNDERLAY, "192.0.2.9"]),

@@ -493,6 +493,8 @@ impl Switch {
     /// Closes a port's sockets and XDP program and attaches it again with
     /// `spec` (a tap xsw created is kept and adopted).
     pub(super) fn reattach_port(&mut self, name: &str, spec: PortSpec) -> Outcome {
+        // A spec the port rules refuse would leave the port removed and not added back.
+        self.policy_for(&spec)?;
         let Some(record) = self.ports.remove(name) else {
             return Err(ControlError::not_found(format!("no port named {name}")));
         };
