@@ -5,7 +5,7 @@
 //! datagram's 8-byte VXLAN header in a scratch slot and the inner frame straight into a free
 //! UMEM frame (a two-part iovec), so decapsulation copies nothing. The VNI picks the tunnel
 //! port, the outer source address must be one of that port's remotes, and the frame then
-//! runs through the pipeline like any other (see `Worker::switch_frame`).
+//! runs through the pipeline like any other (see `Worker::switch_run`).
 //!
 //! Send: any worker sends on any tunnel port, with no handoff: frames for a tunnel are
 //! staged during the turn and leave in one `sendmmsg` per run of frames for the same
