@@ -159,6 +159,18 @@ fn on_both(lab: &Lab, peer: &PeerSwitch, commands: &[&[&str]]) -> Result<()> {
     Ok(())
 }
 
+/// 50 UDP datagrams from `x` to `y`, every one back intact.
+fn udp_all(lab: &Lab, x: &Host, y: &Host) -> Result<()> {
+    let udp = lab.udp_exchange(x, y, 50, 2)?;
+    ensure!(
+        udp.received == udp.sent && udp.corrupt == 0,
+        "UDP {} -> {}: {udp:?}",
+        x.name,
+        y.name
+    );
+    Ok(())
+}
+
 /// The lowercased MAC `ip` resolves to in `h`'s neighbour table.
 fn neighbour(lab: &Lab, h: &Host, ip: &str) -> Result<String> {
     let out = lab.run_in(
@@ -307,13 +319,7 @@ fn two_switches_carry_two_tenants_between_hosts() -> Result<()> {
             x.name,
             y.ip
         );
-        let udp = lab.udp_exchange(x, y, 50, 2)?;
-        ensure!(
-            udp.received == udp.sent && udp.corrupt == 0,
-            "UDP {} -> {}: {udp:?}",
-            x.name,
-            y.name
-        );
+        udp_all(&lab, x, y)?;
     }
     lab.tcp_transfer(&h1, &h2, 4 << 20)?;
     lab.tcp_transfer(&h2, &h1, 4 << 20)?;
@@ -1059,13 +1065,7 @@ fn xsw_and_open_vswitch_userspace_vxlan_reach_each_other() -> Result<()> {
     ping_explained(&lab, &h1, &h2, 5, &["t-o", &h1.port])?;
     ping_explained(&lab, &h2, &h1, 5, &["t-o", &h1.port])?;
     for (x, y) in [(&h1, &h2), (&h2, &h1)] {
-        let udp = lab.udp_exchange(x, y, 50, 2)?;
-        ensure!(
-            udp.received == udp.sent && udp.corrupt == 0,
-            "UDP {} -> {}: {udp:?}",
-            x.name,
-            y.name
-        );
+        udp_all(&lab, x, y)?;
     }
     // TCP from behind OVS needs TSO off on its sender: OVS's userspace datapath (without
     // its userspace TSO) does not carry the sender's TSO packets into the tunnel, so
