@@ -282,4 +282,23 @@ mod tests {
         assert!(source_port(&[]) >= 49152);
         assert!(source_port(&[1, 2, 3]) >= 49152);
     }
+
+    proptest::proptest! {
+        /// Any bytes at all: a view or an error, never a panic; a view only for the
+        /// flags and reserved bits of plain VXLAN.
+        #[test]
+        fn any_bytes_parse_or_refuse(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..80)) {
+            match VxlanPacket::new_checked(&bytes[..]) {
+                Ok(packet) => {
+                    proptest::prop_assert_eq!(packet.flags(), FLAG_VNI);
+                    proptest::prop_assert!(packet.vni() <= VNI_MAX);
+                    proptest::prop_assert_eq!(packet.payload().len(), bytes.len() - HEADER_LEN);
+                }
+                Err(e) => proptest::prop_assert!(
+                    e == WireError::TruncatedHeader || e == WireError::Malformed
+                ),
+            }
+            proptest::prop_assert!(source_port(&bytes) >= 49152);
+        }
+    }
 }
