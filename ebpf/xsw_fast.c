@@ -340,9 +340,13 @@ int xsw_port_ingress(struct __sk_buff *skb)
 	// paged skb (a jumbo frame, say) whose linear part is shorter than the
 	// longest headers keyed gets them pulled in: one call, only for such
 	// skbs; a failure leaves the frame as it was (it then misses).
-	__u32 linear = skb->data_end - skb->data;
-	if (linear < HEADERS_KEYED && skb->len > linear)
-		bpf_skb_pull_data(skb, skb->len < HEADERS_KEYED ? skb->len : HEADERS_KEYED);
+	// Compared, not subtracted: pointer arithmetic between packet pointers is
+	// refused without CAP_PERFMON, and xswd runs with CAP_BPF only. A frame of
+	// at least HEADERS_KEYED bytes whose linear part is shorter is paged; a
+	// shorter paged frame is left as it is (it misses: exact, only slower).
+	if ((void *)(long)skb->data + HEADERS_KEYED > (void *)(long)skb->data_end &&
+	    skb->len >= HEADERS_KEYED)
+		bpf_skb_pull_data(skb, HEADERS_KEYED);
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
