@@ -393,6 +393,29 @@ impl Drop for ConfigMount {
     }
 }
 
+/// `port add PORT` is refused with `reason` (and says nothing changed) while the config
+/// directory is `state`, and the running ports still equal the file's.
+fn expect_refused_unchanged(
+    lab: &Lab,
+    config: &Path,
+    port: &str,
+    state: &str,
+    reason: &str,
+) -> Result<()> {
+    let message = lab.ctl_err(&["port", "add", port])?.stderr.to_lowercase();
+    println!("port add with the config directory {state}: {message}");
+    ensure!(
+        message.contains(reason) && message.contains("nothing was changed"),
+        "the refusal does not say why ({reason}) or that nothing changed: {message}"
+    );
+    let (running, saved) = (port_names(lab)?, ports_in_file(config)?);
+    ensure!(
+        running == saved,
+        "running ports {running:?} differ from the file {saved:?}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_config_directory_full_or_read_only_refuses_changes_and_keeps_state_equal_to_the_file(
 ) -> Result<()> {
@@ -430,19 +453,7 @@ fn a_config_directory_full_or_read_only_refuses_changes_and_keeps_state_equal_to
         &format!("of={}", filler.display()),
         "bs=4k",
     ]);
-    let out = lab.ctl_err(&["port", "add", &h2.port])?;
-    let message = out.stderr.clone();
-    println!("port add with the config directory full: {message}");
-    ensure!(
-        message.to_lowercase().contains("space") || message.to_lowercase().contains("config"),
-        "the refusal does not say why: {message}"
-    );
-    ensure!(
-        port_names(&lab)? == ports_in_file(&config)?,
-        "running ports {:?} differ from the file {:?}",
-        port_names(&lab)?,
-        ports_in_file(&config)?
-    );
+    expect_refused_unchanged(&lab, &config, &h2.port, "full", "no space left")?;
     std::fs::remove_file(&filler)?;
     lab.port_add(&h2.port)?;
     ensure!(
@@ -452,19 +463,7 @@ fn a_config_directory_full_or_read_only_refuses_changes_and_keeps_state_equal_to
 
     // Read-only: the same.
     mount.remount("ro")?;
-    let out = lab.ctl_err(&["port", "add", &h3.port])?;
-    let message = out.stderr.clone();
-    println!("port add with the config directory read-only: {message}");
-    ensure!(
-        message.to_lowercase().contains("read-only") || message.to_lowercase().contains("config"),
-        "the refusal does not say why: {message}"
-    );
-    ensure!(
-        port_names(&lab)? == ports_in_file(&config)?,
-        "running ports {:?} differ from the file {:?}",
-        port_names(&lab)?,
-        ports_in_file(&config)?
-    );
+    expect_refused_unchanged(&lab, &config, &h3.port, "read-only", "read-only")?;
     mount.remount("rw")?;
     lab.port_add(&h3.port)?;
     ensure!(
