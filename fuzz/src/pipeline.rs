@@ -6,11 +6,11 @@ use xsw::pipeline::stages::{egress, ingress_batch, PortPolicy, TenantPolicy, Ver
 use xsw::pipeline::guard::Trust;
 use xsw::pipeline::storm::StormLimits;
 use xsw::pipeline::tenant::{PortMode, TrunkMap};
-use xsw::pipeline::{Decision, DomainId, Fdb, PortGuard, PortId};
+use xsw::pipeline::{Decision, TenantId, Fdb, PortGuard, PortId};
 
 pub const PORTS: [PortId; 3] = [1, 2, 3];
-const TENANT: DomainId = 1;
-const OTHER: DomainId = 2;
+const TENANT: TenantId = 1;
+const OTHER: TenantId = 2;
 /// Small, so a fuzzed batch fills it and the eviction paths run.
 const FDB_CAPACITY: usize = 64;
 const BATCH: usize = 64;
@@ -82,7 +82,7 @@ impl Harness {
                 &mut self.fdb,
                 ingress,
                 policy,
-                |domain| tenants.get(usize::from(domain)),
+                |tenant_id| tenants.get(usize::from(tenant_id)),
                 chunk,
                 self.now_ns,
                 &mut self.verdicts,
@@ -97,7 +97,7 @@ impl Harness {
                     continue;
                 }
                 for port in PORTS {
-                    let _ = egress(&self.policies[usize::from(port - 1)], verdict.domain, info);
+                    let _ = egress(&self.policies[usize::from(port - 1)], verdict.tenant_id, info);
                 }
             }
         }

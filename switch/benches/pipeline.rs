@@ -36,7 +36,7 @@ use xsw::packet::{parse_frame, FrameInfo, MacAddr};
 use xsw::pipeline::acl::{AclAction, AclKey, AclRule, PortRange, TenantAcl};
 use xsw::pipeline::stages::{PortPolicy, TenantPolicy, Verdict};
 use xsw::pipeline::tenant::PortMode;
-use xsw::pipeline::{Decision, DomainId, Fdb, Learned, PortGuard, PortId};
+use xsw::pipeline::{Decision, Fdb, Learned, PortGuard, PortId, TenantId};
 
 const ACL_SIZES: [usize; 3] = [10, 1_000, 10_000];
 const FDB_SIZES: [usize; 3] = [10, 1_000, 1_000_000];
@@ -379,7 +379,7 @@ const GUEST_MACS: u64 = 4;
 const GUEST_NET: [u8; 4] = [198, 18, 7, 0];
 /// Ports 2..=9: unguarded uplinks behind which all the other MACs are learned.
 const UPLINKS: u16 = 8;
-const TENANT: DomainId = 0;
+const TENANT: TenantId = 0;
 
 fn guest_mac(n: u64) -> MacAddr {
     MacAddr([0x02, 0xb5, 0, 0, 0, n as u8])
@@ -500,7 +500,7 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
     let hits = AclHits::new(1, tenant.ingress.len(), tenant.egress.len());
     let mut snapshot = Snapshot {
         ports: vec![None],
-        domains: vec![Vec::new()],
+        tenant_members: vec![Vec::new()],
         tenants: vec![Some(TenantView {
             policy: Arc::new(tenant),
             hits: Arc::new(hits),
@@ -524,7 +524,7 @@ fn switch(macs: usize, rules: usize, seed: u64) -> Switch {
             into_peer: false,
             tunnel: None,
         }));
-        snapshot.domains[usize::from(TENANT)].push(port);
+        snapshot.tenant_members[usize::from(TENANT)].push(port);
     }
 
     let mut fdb = Fdb::new((macs + 1_024).max(DEFAULT_FDB_CAPACITY), AGING_NS);

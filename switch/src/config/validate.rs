@@ -9,7 +9,7 @@
 
 use super::rules::{self, Invalid, PortContext, Step, DEFAULT_TENANT, MAX_TENANTS};
 use super::Config;
-use crate::dataplane::stats::MAX_PORTS;
+use crate::pipeline::decision::MAX_PORTS;
 
 fn power_of_two_in(value: u32, min: u32, max: u32) -> bool {
     value.is_power_of_two() && (min..=max).contains(&value)

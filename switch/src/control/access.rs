@@ -602,7 +602,7 @@ impl View for LiveView<'_> {
     fn port(&self, name: &str) -> Option<PortFacts> {
         let record = self.0.ports.get(name)?;
         let tenant = match &record.policy.mode {
-            PortMode::Access(domain) => self.0.tenant_name(*domain).map(str::to_string),
+            PortMode::Access(tenant_id) => self.0.tenant_name(*tenant_id).map(str::to_string),
             PortMode::Trunk(_) => None,
         };
         Some(PortFacts {

@@ -9,7 +9,7 @@ use super::switch::{system, ControlError, Outcome, Switch};
 use super::tenants::DEFAULT_TENANT;
 use crate::packet::{MacAddr, MacParseError};
 use crate::pipeline::tenant::PortMode;
-use crate::pipeline::DomainId;
+use crate::pipeline::TenantId;
 
 fn parse_mac(text: &str) -> Outcome<MacAddr> {
     text.parse()
@@ -19,13 +19,13 @@ fn parse_mac(text: &str) -> Outcome<MacAddr> {
 impl Switch {
     /// The tenant a static entry on `port` belongs to: the access port's, or
     /// for a trunk the one named (which the trunk must carry).
-    fn fdb_domain(&self, port: &str, tenant: Option<&str>) -> Outcome<DomainId> {
+    fn fdb_tenant(&self, port: &str, tenant: Option<&str>) -> Outcome<TenantId> {
         let record = self.port(port)?;
         match (&record.policy.mode, tenant) {
-            (PortMode::Access(domain), None) => Ok(*domain),
-            (PortMode::Access(domain), Some(name)) => {
+            (PortMode::Access(tenant_id), None) => Ok(*tenant_id),
+            (PortMode::Access(tenant_id), Some(name)) => {
                 let id = self.tenant(name)?.id;
-                if id == *domain {
+                if id == *tenant_id {
                     Ok(id)
                 } else {
                     Err(ControlError::invalid(format!(
@@ -56,21 +56,21 @@ impl Switch {
     ) -> Outcome {
         let mac = parse_mac(mac)?;
         crate::config::rules::static_mac_address(mac).map_err(ControlError::invalid)?;
-        let domain = self.fdb_domain(port, tenant)?;
+        let tenant_id = self.fdb_tenant(port, tenant)?;
         let id = self.port(port)?.id;
         let remote_index = self.static_remote(port, remote)?;
         match self
             .dataplane
-            .fdb_add_static(domain, mac, id, remote_index)
+            .fdb_add_static(tenant_id, mac, id, remote_index)
             .map_err(system)?
         {
             Ok(()) => {
-                self.static_macs.insert((domain, mac), port.to_string());
+                self.static_macs.insert((tenant_id, mac), port.to_string());
                 match remote {
-                    Some(ip) => self.static_remotes.insert((domain, mac), ip),
-                    None => self.static_remotes.remove(&(domain, mac)),
+                    Some(ip) => self.static_remotes.insert((tenant_id, mac), ip),
+                    None => self.static_remotes.remove(&(tenant_id, mac)),
                 };
-                let tenant = self.tenant_name(domain).unwrap_or(DEFAULT_TENANT);
+                let tenant = self.tenant_name(tenant_id).unwrap_or(DEFAULT_TENANT);
                 Ok(
                     json!({ "mac": mac, "port": port, "tenant": tenant, "static": true, "remote": remote }),
                 )
@@ -84,14 +84,14 @@ impl Switch {
 
     pub(super) fn fdb_del(&mut self, mac: &str, tenant: Option<&str>) -> Outcome {
         let mac = parse_mac(mac)?;
-        let domain = self.tenant(tenant.unwrap_or(DEFAULT_TENANT))?.id;
-        if !self.dataplane.fdb_remove(domain, mac).map_err(system)? {
+        let tenant_id = self.tenant(tenant.unwrap_or(DEFAULT_TENANT))?.id;
+        if !self.dataplane.fdb_remove(tenant_id, mac).map_err(system)? {
             return Err(ControlError::not_found(format!(
                 "{mac} is not in the MAC table"
             )));
         }
-        self.static_macs.remove(&(domain, mac));
-        self.static_remotes.remove(&(domain, mac));
+        self.static_macs.remove(&(tenant_id, mac));
+        self.static_remotes.remove(&(tenant_id, mac));
         Ok(json!({ "removed": mac }))
     }
 
@@ -105,13 +105,13 @@ impl Switch {
             .fdb_dump()
             .map_err(system)?
             .into_iter()
-            .filter(|e| only.is_none_or(|d| d == e.domain))
+            .filter(|e| only.is_none_or(|d| d == e.tenant_id))
             .filter_map(|e| {
                 let port = self.port_name(e.port)?;
                 Some(json!({
                     "mac": e.mac,
                     "port": port,
-                    "tenant": self.tenant_name(e.domain)?,
+                    "tenant": self.tenant_name(e.tenant_id)?,
                     "static": e.is_static,
                     "remote": self.remote_address(e.port, e.remote),
                     "age_secs": if e.is_static { 0 } else { now_ns.saturating_sub(e.last_seen_ns) / 1_000_000_000 },

@@ -162,14 +162,14 @@ impl Switch {
             .static_macs
             .iter()
             .filter(|(_, port)| port.as_str() == name)
-            .map(|((domain, mac), port)| StaticFdbSpec {
+            .map(|((tenant_id, mac), port)| StaticFdbSpec {
                 mac: *mac,
                 port: port.clone(),
                 tenant: self
-                    .tenant_name(*domain)
+                    .tenant_name(*tenant_id)
                     .filter(|t| *t != DEFAULT_TENANT)
                     .map(str::to_string),
-                remote: self.static_remotes.get(&(*domain, *mac)).copied(),
+                remote: self.static_remotes.get(&(*tenant_id, *mac)).copied(),
             })
             .collect();
         let Some(spec) = self.detach_port(name) else {

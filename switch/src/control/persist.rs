@@ -147,14 +147,14 @@ impl Switch {
         let mut fdb: Vec<StaticFdbSpec> = self
             .static_macs
             .iter()
-            .map(|((domain, mac), port)| StaticFdbSpec {
+            .map(|((tenant_id, mac), port)| StaticFdbSpec {
                 mac: *mac,
                 port: port.clone(),
                 tenant: self
-                    .tenant_name(*domain)
+                    .tenant_name(*tenant_id)
                     .filter(|t| *t != DEFAULT_TENANT)
                     .map(str::to_string),
-                remote: self.static_remotes.get(&(*domain, *mac)).copied(),
+                remote: self.static_remotes.get(&(*tenant_id, *mac)).copied(),
             })
             .collect();
         // Missing ports stay in the file, with the static MACs that wait for them.

@@ -11,16 +11,16 @@ use super::switch::{system, Attachment, ControlError, Outcome, PortRecord, Switc
 use super::tenants::DEFAULT_TENANT;
 use crate::config::{rules, HookRequest, PortSpec, VlanSpec};
 use crate::dataplane::snapshot::PortView;
-use crate::dataplane::stats::MAX_PORTS;
 use crate::dataplane::worker::QueueKind;
 use crate::packet::MacAddr;
 use crate::pipeline::acl::parse_prefix;
 use crate::pipeline::antispoof::PortGuard;
+use crate::pipeline::decision::MAX_PORTS;
 use crate::pipeline::guard::{Trust, Trusted};
 use crate::pipeline::stages::PortPolicy;
 use crate::pipeline::storm::StormLimits;
 use crate::pipeline::tenant::{PortMode, TrunkMap};
-use crate::pipeline::{DomainId, PortId};
+use crate::pipeline::{PortId, TenantId};
 use crate::port::iface::{self, IfaceKind};
 use crate::port::tap;
 use crate::xdp::fast::{KeyWidth, PortConf, PortHook, MAX_PORT_ID};
@@ -28,10 +28,10 @@ use crate::xdp::{SteeringProgram, XdpMode};
 
 impl PortRecord {
     /// The tenants whose broadcast domain this port is in.
-    pub(super) fn domains(&self) -> Vec<DomainId> {
+    pub(super) fn tenant_ids(&self) -> Vec<TenantId> {
         match &self.policy.mode {
-            PortMode::Access(domain) => vec![*domain],
-            PortMode::Trunk(map) => map.domains().collect(),
+            PortMode::Access(tenant_id) => vec![*tenant_id],
+            PortMode::Trunk(map) => map.tenant_ids().collect(),
         }
     }
 }
@@ -291,8 +291,8 @@ impl Switch {
             into_peer: record.peer_elsewhere,
             tunnel: None,
         });
-        for domain in record.domains() {
-            if let Some(members) = preview.domains.get_mut(usize::from(domain)) {
+        for tenant_id in record.tenant_ids() {
+            if let Some(members) = preview.tenant_members.get_mut(usize::from(tenant_id)) {
                 members.push(id);
             }
         }

@@ -15,12 +15,13 @@ use serde_json::Value;
 use super::protocol::{ErrorCode, Reply, Request};
 use crate::config::{Config, DataplaneSection, UmemSection};
 use crate::dataplane::snapshot::{PortView, Snapshot, TenantView};
-use crate::dataplane::stats::{PortTotals, MAX_PORTS};
+use crate::dataplane::stats::PortTotals;
 use crate::dataplane::Dataplane;
 use crate::packet::MacAddr;
+use crate::pipeline::decision::MAX_PORTS;
 use crate::pipeline::stages::PortPolicy;
 use crate::pipeline::storm::StormLimits;
-use crate::pipeline::{DomainId, PortId};
+use crate::pipeline::{PortId, TenantId};
 use crate::port::iface::IfaceKind;
 use crate::xdp::fast::{KeyWidth, PortConf, PortHook, PORT_FAST, PORT_L3};
 use crate::xdp::SteeringProgram;
@@ -133,9 +134,9 @@ pub struct Switch {
     pub(super) ports: BTreeMap<String, PortRecord>,
     pub(super) tenants: BTreeMap<String, TenantRecord>,
     /// (tenant id, MAC) → port name.
-    pub(super) static_macs: BTreeMap<(DomainId, MacAddr), String>,
+    pub(super) static_macs: BTreeMap<(TenantId, MacAddr), String>,
     /// Of those on tunnel ports: the remote endpoint each MAC is behind.
-    pub(super) static_remotes: BTreeMap<(DomainId, MacAddr), std::net::IpAddr>,
+    pub(super) static_remotes: BTreeMap<(TenantId, MacAddr), std::net::IpAddr>,
     /// The [dataplane] settings in force (live tuning changes some).
     pub(super) settings: DataplaneSection,
     pub(super) umem: UmemSection,
@@ -344,7 +345,7 @@ impl Switch {
             .unwrap_or(1);
         let mut snapshot = Snapshot {
             ports: vec![None; MAX_PORTS],
-            domains: vec![Vec::new(); tenant_slots],
+            tenant_members: vec![Vec::new(); tenant_slots],
             tenants: vec![None; tenant_slots],
             tunnel_endpoints: self.tunnel_endpoints(),
         };
@@ -365,8 +366,8 @@ impl Switch {
                 into_peer: record.peer_elsewhere,
                 tunnel: self.tunnel_view(record),
             });
-            for domain in record.domains() {
-                if let Some(members) = snapshot.domains.get_mut(usize::from(domain)) {
+            for tenant_id in record.tenant_ids() {
+                if let Some(members) = snapshot.tenant_members.get_mut(usize::from(tenant_id)) {
                     members.push(record.id);
                 }
             }
@@ -384,15 +385,14 @@ impl Switch {
         {
             return None;
         }
-        let domains = record.domains();
+        let tenant_ids = record.tenant_ids();
         let acls = self.tenants.values().any(|t| {
-            domains.contains(&t.id)
+            tenant_ids.contains(&t.id)
                 && !(t.policy.ingress.allows_everything() && t.policy.egress.allows_everything())
         });
-        let guards = self
-            .ports
-            .values()
-            .any(|p| p.policy.guard.is_some() && p.domains().iter().any(|d| domains.contains(d)));
+        let guards = self.ports.values().any(|p| {
+            p.policy.guard.is_some() && p.tenant_ids().iter().any(|d| tenant_ids.contains(d))
+        });
         Some(if acls || guards {
             KeyWidth::L3
         } else {
@@ -446,7 +446,7 @@ impl Switch {
         })
     }
 
-    pub(super) fn tenant_name(&self, id: DomainId) -> Option<&str> {
+    pub(super) fn tenant_name(&self, id: TenantId) -> Option<&str> {
         self.tenants
             .iter()
             .find(|(_, t)| t.id == id)

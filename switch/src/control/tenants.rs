@@ -16,7 +16,7 @@ use crate::dataplane::snapshot::AclHits;
 use crate::pipeline::acl::{parse_prefix, parse_proto, AclAction, AclRule, PortRange, TenantAcl};
 use crate::pipeline::stages::TenantPolicy;
 use crate::pipeline::tenant::PortMode;
-use crate::pipeline::DomainId;
+use crate::pipeline::TenantId;
 
 pub use crate::config::rules::DEFAULT_TENANT;
 use crate::config::rules::{self, MAX_TENANTS};
@@ -43,7 +43,7 @@ impl DirectionAcl {
 }
 
 pub(super) struct TenantRecord {
-    pub id: DomainId,
+    pub id: TenantId,
     acl: [DirectionAcl; 2],
     pub policy: Arc<TenantPolicy>,
     pub hits: Arc<AclHits>,
@@ -55,7 +55,7 @@ fn compile(acl: &DirectionAcl) -> Outcome<TenantAcl> {
 
 impl TenantRecord {
     /// `rows`: one hit-counter row per worker and one for the flow keeper.
-    pub(super) fn new(id: DomainId, rows: usize) -> Self {
+    pub(super) fn new(id: TenantId, rows: usize) -> Self {
         let acl = [DirectionAcl::new(), DirectionAcl::new()];
         let policy = TenantPolicy {
             ingress: TenantAcl::empty(AclAction::Allow),
@@ -211,7 +211,7 @@ impl Switch {
                 format!("tenant {name} already exists"),
             ));
         }
-        let id = (1..MAX_TENANTS as DomainId)
+        let id = (1..MAX_TENANTS as TenantId)
             .find(|id| !self.tenants.values().any(|t| t.id == *id))
             .ok_or_else(|| {
                 ControlError::invalid(format!("this switch holds at most {MAX_TENANTS} tenants"))
@@ -226,7 +226,7 @@ impl Switch {
     }
 
     /// Ports (and trunk VLANs) that carry tenant `id`, for messages and lists.
-    fn tenant_members(&self, id: DomainId) -> (Vec<&str>, Vec<Value>) {
+    fn tenant_members(&self, id: TenantId) -> (Vec<&str>, Vec<Value>) {
         let mut ports = Vec::new();
         let mut vlans = Vec::new();
         for (name, record) in &self.ports {
@@ -272,7 +272,8 @@ impl Switch {
         }
         self.tenants.remove(name);
         self.grants.remove_tenant(name);
-        self.static_macs.retain(|(domain, _), _| *domain != id);
+        self.static_macs
+            .retain(|(tenant_id, _), _| *tenant_id != id);
         self.publish();
         tracing::info!(tenant = name, "tenant deleted");
         Ok(json!({ "removed": name }))

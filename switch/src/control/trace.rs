@@ -93,7 +93,10 @@ impl Switch {
             }
             _ => None,
         };
-        let tenant = self.tenant_name(verdict.domain).unwrap_or("?").to_string();
+        let tenant = self
+            .tenant_name(verdict.tenant_id)
+            .unwrap_or("?")
+            .to_string();
         let mut stages = Vec::new();
         for (index, name) in STAGES.iter().enumerate() {
             let result = match dropped_at {

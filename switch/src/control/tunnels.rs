@@ -105,13 +105,13 @@ impl Switch {
         else {
             return None;
         };
-        let PortMode::Access(domain) = record.policy.mode else {
+        let PortMode::Access(tenant_id) = record.policy.mode else {
             return None;
         };
         Some(Arc::new(TunnelView::new(
             tunnel.vni,
             tunnel.dstport,
-            domain,
+            tenant_id,
             &tunnel.remote,
             sockets.sender.clone(),
         )))

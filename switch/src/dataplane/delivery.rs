@@ -28,7 +28,7 @@ pub fn decide_batch(
         fdb,
         ingress,
         &view.policy,
-        |domain| snapshot.tenant(domain).map(|t| &*t.policy),
+        |tenant_id| snapshot.tenant(tenant_id).map(|t| &*t.policy),
         frames,
         now_ns,
         verdicts,
@@ -59,7 +59,7 @@ pub fn offer_to_egress(
     match verdict.decision {
         Decision::Forward(port) => offer_one(port),
         Decision::Flood => {
-            for &port in snapshot.flood_members(verdict.domain) {
+            for &port in snapshot.flood_members(verdict.tenant_id) {
                 if port != ingress && snapshot.port(port).is_some_and(|view| view.link_up) {
                     offer_one(port);
                 }
@@ -81,7 +81,7 @@ pub fn egress_edit(
     let (Some(view), Some(info)) = (snapshot.port(port), verdict.info.as_ref()) else {
         return Err(DropReason::NoEgress);
     };
-    let tag = stages::egress(&view.policy, verdict.domain, info)?;
+    let tag = stages::egress(&view.policy, verdict.tenant_id, info)?;
     Ok(TagEdit::between(info.vlan, tag))
 }
 
@@ -123,19 +123,19 @@ mod tests {
                 port(PortMode::Trunk(TrunkMap::new(&[(100, 0)])), true),
                 port(PortMode::Access(1), true),
             ],
-            domains: vec![vec![0, 1, 2, 3], vec![4]],
+            tenant_members: vec![vec![0, 1, 2, 3], vec![4]],
             tenants: vec![None, None],
             ..Snapshot::default()
         }
     }
 
-    fn verdict(decision: Decision, domain: u16) -> Verdict {
+    fn verdict(decision: Decision, tenant_id: u16) -> Verdict {
         let mut frame = vec![0xff; 6];
         frame.extend_from_slice(&[2, 0, 0, 0, 0, 1, 0x88, 0xb5]);
         frame.extend_from_slice(&[0; 46]);
         Verdict {
             decision,
-            domain,
+            tenant_id,
             learned: Learned::Nothing,
             info: parse_frame(&frame).ok(),
             acl: [None, None],

@@ -30,7 +30,7 @@ use super::worker::WorkerCommand;
 use crate::packet::l4::protocol;
 use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr, TagEdit};
 use crate::pipeline::stages::{AclMatch, Verdict};
-use crate::pipeline::{Decision, DomainId, DropReason, FdbEntry, Learned, PortId};
+use crate::pipeline::{Decision, DropReason, FdbEntry, Learned, PortId, TenantId};
 use crate::xdp::fast::{
     FlowEntry, FlowKey, FlowTable, KeyWidth, FLOW_DROP, FLOW_REDIRECT, FLOW_REDIRECT_PEER,
     NEVER_EXPIRES, TAG_INSERT, TAG_KEEP, TAG_REMOVE, TAG_REWRITE, UNTAGGED,
@@ -119,7 +119,7 @@ pub fn flow_for(cx: &FlowContext, verdict: &Verdict, frame: &[u8]) -> Option<(Fl
                 egress_port: NO_PORT,
                 action: FLOW_DROP,
                 vid: reason.index() as u16,
-                domain: verdict.domain,
+                tenant_id: verdict.tenant_id,
                 acl: [encode_acl(verdict.acl[0]), encode_acl(verdict.acl[1])],
                 ..FlowEntry::default()
             };
@@ -210,7 +210,7 @@ fn forward_entry(
         },
         tag_op,
         vid,
-        domain: verdict.domain,
+        tenant_id: verdict.tenant_id,
         acl: [encode_acl(verdict.acl[0]), encode_acl(verdict.acl[1])],
         ..FlowEntry::default()
     };
@@ -340,7 +340,7 @@ pub fn fold(
         bump(&c.tx_bytes, entry.bytes);
         bump(&c.fast_tx_frames, entry.packets);
     }
-    if let Some(tenant) = snapshot.tenant(entry.domain) {
+    if let Some(tenant) = snapshot.tenant(entry.tenant_id) {
         for (direction, code) in entry.acl.iter().enumerate() {
             if let Some(matched) = decode_acl(*code) {
                 tenant
@@ -477,7 +477,7 @@ impl Keeper {
         let idle = self.shared.idle_timeout_ns.load(Ordering::Relaxed);
         let snapshot = self.snapshot.load();
         let mut scratch = vec![FlowEntry::default(); table.cpus()];
-        let mut refresh: Vec<(DomainId, MacAddr, PortId)> = Vec::new();
+        let mut refresh: Vec<(TenantId, MacAddr, PortId)> = Vec::new();
         let mut live = HashMap::with_capacity(seen.len());
         let mut removed = 0;
         for (key, entry) in table.read_all() {
@@ -498,7 +498,7 @@ impl Keeper {
                 continue;
             }
             if active && previous.is_some() && entry.action != FLOW_DROP {
-                refresh.push((entry.domain, MacAddr(key.src), key.port));
+                refresh.push((entry.tenant_id, MacAddr(key.src), key.port));
             }
             live.insert(
                 key,

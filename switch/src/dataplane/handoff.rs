@@ -12,7 +12,7 @@ use crossbeam::queue::ArrayQueue;
 
 use super::wake::Wake;
 use crate::packet::MacAddr;
-use crate::pipeline::{DomainId, PortId};
+use crate::pipeline::{PortId, TenantId};
 
 /// Largest frame a worker hands over: a 1500-byte MTU frame with two VLAN
 /// tags, rounded up. Larger frames are not forwarded across workers.
@@ -105,7 +105,7 @@ impl FrameRing {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct LearnEvent {
-    pub domain: DomainId,
+    pub tenant_id: TenantId,
     pub mac: MacAddr,
     pub port: PortId,
     /// For a MAC behind a tunnel port: which of its remotes (1-based), else 0.

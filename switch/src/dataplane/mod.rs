@@ -26,7 +26,7 @@ use xsk_rs::Umem;
 use crate::config::FastPathSection;
 use crate::packet::MacAddr;
 use crate::pipeline::stages::AclMatch;
-use crate::pipeline::{DomainId, FdbEntry, PortId};
+use crate::pipeline::{FdbEntry, PortId, TenantId};
 use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
 use crate::port::slow_path::{SlowPathDevice, SlowPathError};
 use crate::port::tap::{AnchorTap, TapError};
@@ -364,19 +364,19 @@ impl Dataplane {
         self.keeper.sweep(|_, _| false);
     }
 
-    /// ACL hits of `domain`'s live flow entries in `direction`: per rule
+    /// ACL hits of `tenant_id`'s live flow entries in `direction`: per rule
     /// (`rules` of them) and for the default. Entries count their hits into
     /// the tenant's counters only when they are removed.
     pub fn live_acl_hits(
         &self,
-        domain: DomainId,
+        tenant_id: TenantId,
         direction: usize,
         rules: usize,
     ) -> (Vec<u64>, u64) {
         let mut hits = vec![0; rules];
         let mut default = 0;
         for (_, entry) in self.fast_shared.table.read_all() {
-            if entry.domain != domain {
+            if entry.tenant_id != tenant_id {
                 continue;
             }
             match fastpath::acl_match(&entry, direction) {
@@ -528,7 +528,7 @@ impl Dataplane {
 
     pub fn fdb_add_static(
         &self,
-        domain: DomainId,
+        tenant_id: TenantId,
         mac: MacAddr,
         port: PortId,
         remote: u8,
@@ -536,7 +536,7 @@ impl Dataplane {
         let mut outcome = Ok(());
         for worker in 0..self.workers.len() {
             let result = self.ask(worker, |done| WorkerCommand::FdbAddStatic {
-                domain,
+                tenant_id,
                 mac,
                 port,
                 remote,
@@ -550,11 +550,11 @@ impl Dataplane {
         Ok(outcome)
     }
 
-    pub fn fdb_remove(&self, domain: DomainId, mac: MacAddr) -> Result<bool, DataplaneError> {
+    pub fn fdb_remove(&self, tenant_id: TenantId, mac: MacAddr) -> Result<bool, DataplaneError> {
         let mut removed = false;
         for worker in 0..self.workers.len() {
             removed |= self.ask(worker, |done| WorkerCommand::FdbRemove {
-                domain,
+                tenant_id,
                 mac,
                 done,
             })?;
@@ -566,11 +566,11 @@ impl Dataplane {
     /// The union of every worker's table; where they differ, the most
     /// recently seen entry wins.
     pub fn fdb_dump(&self) -> Result<Vec<FdbEntry>, DataplaneError> {
-        let mut merged: std::collections::BTreeMap<(DomainId, MacAddr), FdbEntry> =
+        let mut merged: std::collections::BTreeMap<(TenantId, MacAddr), FdbEntry> =
             Default::default();
         for worker in 0..self.workers.len() {
             for entry in self.ask(worker, |reply| WorkerCommand::FdbDump { reply })? {
-                let key = (entry.domain, entry.mac);
+                let key = (entry.tenant_id, entry.mac);
                 match merged.get(&key) {
                     Some(existing) if existing.last_seen_ns >= entry.last_seen_ns => {}
                     _ => {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use super::stats::bump;
 use super::tunnel::{TunnelEndpoint, TunnelView};
 use crate::pipeline::stages::{AclMatch, PortPolicy, TenantPolicy};
-use crate::pipeline::{DomainId, PortId};
+use crate::pipeline::{PortId, TenantId};
 
 #[derive(Clone, Debug)]
 pub struct PortView {
@@ -113,10 +113,10 @@ pub struct TenantView {
 pub struct Snapshot {
     /// Indexed by PortId; None for ids not in use.
     pub ports: Vec<Option<PortView>>,
-    /// Flood members of each domain (tenant), indexed by DomainId: its
+    /// Flood members of each tenant, indexed by TenantId: its
     /// access ports and the trunks that carry it.
-    pub domains: Vec<Vec<PortId>>,
-    /// Indexed by DomainId.
+    pub tenant_members: Vec<Vec<PortId>>,
+    /// Indexed by TenantId.
     pub tenants: Vec<Option<TenantView>>,
     /// The tunnel ports' receive sockets, each with the worker that reads it.
     pub tunnel_endpoints: Vec<Arc<TunnelEndpoint>>,
@@ -129,17 +129,17 @@ impl Snapshot {
     }
 
     #[inline]
-    pub fn flood_members(&self, domain: DomainId) -> &[PortId] {
-        self.domains
-            .get(usize::from(domain))
+    pub fn flood_members(&self, tenant_id: TenantId) -> &[PortId] {
+        self.tenant_members
+            .get(usize::from(tenant_id))
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
 
     #[inline]
-    pub fn tenant(&self, domain: DomainId) -> Option<&TenantView> {
+    pub fn tenant(&self, tenant_id: TenantId) -> Option<&TenantView> {
         self.tenants
-            .get(usize::from(domain))
+            .get(usize::from(tenant_id))
             .and_then(Option::as_ref)
     }
 }

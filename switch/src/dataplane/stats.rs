@@ -11,9 +11,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use crate::pipeline::decision::MAX_PORTS;
 use crate::pipeline::{DropReason, PortId};
-
-pub const MAX_PORTS: usize = 1024;
 
 #[inline]
 pub fn bump(counter: &AtomicU64, by: u64) {

@@ -68,11 +68,11 @@ pub fn trace_frame(
     let source = verdict
         .info
         .as_ref()
-        .and_then(|info| fdb.get(verdict.domain, info.src_mac));
+        .and_then(|info| fdb.get(verdict.tenant_id, info.src_mac));
     let destination = verdict
         .info
         .as_ref()
-        .and_then(|info| copy.get(verdict.domain, info.dst_mac));
+        .and_then(|info| copy.get(verdict.tenant_id, info.dst_mac));
     let mut offers = Vec::new();
     let mut last_taken = None;
     if decided {
@@ -134,10 +134,10 @@ mod tests {
     use crate::pipeline::tenant::PortMode;
     use std::sync::Arc;
 
-    fn access(domain: u16) -> Option<PortView> {
+    fn access(tenant_id: u16) -> Option<PortView> {
         Some(PortView {
             policy: Arc::new(PortPolicy {
-                mode: PortMode::Access(domain),
+                mode: PortMode::Access(tenant_id),
                 guard: None,
                 trust: Default::default(),
                 storm: StormLimits::OFF,
@@ -166,7 +166,7 @@ mod tests {
     fn a_trace_learns_nothing_and_agrees_with_a_real_decision() {
         let snapshot = Snapshot {
             ports: vec![access(0), access(0)],
-            domains: vec![vec![0, 1]],
+            tenant_members: vec![vec![0, 1]],
             tenants: vec![None],
             ..Snapshot::default()
         };

@@ -26,7 +26,7 @@ use super::snapshot::Snapshot;
 use super::stats::{bump, WorkerStats};
 use crate::packet::vxlan::{self, VxlanPacket, VxlanRepr, OVERHEAD_AFTER_IP};
 use crate::packet::MacAddr;
-use crate::pipeline::{DomainId, DropReason, Fdb, PortId};
+use crate::pipeline::{DropReason, Fdb, PortId, TenantId};
 use crate::port::tunnel::RawSockAddr;
 
 /// What the workers know of a tunnel port (in its `PortView`).
@@ -35,7 +35,7 @@ pub struct TunnelView {
     pub vni: u32,
     pub dstport: u16,
     /// The port's tenant: its MAC table entries say which remote a MAC is behind.
-    pub domain: DomainId,
+    pub tenant_id: TenantId,
     /// Remote endpoints; the MAC table stores index + 1.
     pub remotes: Box<[IpAddr]>,
     remote_addrs: Box<[RawSockAddr]>,
@@ -46,14 +46,14 @@ impl TunnelView {
     pub fn new(
         vni: u32,
         dstport: u16,
-        domain: DomainId,
+        tenant_id: TenantId,
         remotes: &[IpAddr],
         sender: Arc<OwnedFd>,
     ) -> Self {
         TunnelView {
             vni,
             dstport,
-            domain,
+            tenant_id,
             remotes: remotes.into(),
             remote_addrs: remotes.iter().map(|ip| RawSockAddr::new(*ip)).collect(),
             sender,
@@ -505,7 +505,7 @@ fn remote_for(
     if dst.is_multicast() {
         return None;
     }
-    let entry = fdb.get(tunnel.domain, dst).filter(|e| e.port == port)?;
+    let entry = fdb.get(tunnel.tenant_id, dst).filter(|e| e.port == port)?;
     let live = entry.is_static || now_ns.saturating_sub(entry.last_seen_ns) < fdb.aging_ns();
     let index = usize::from(entry.remote).checked_sub(1)?;
     (live && index < tunnel.remotes.len()).then_some(index)

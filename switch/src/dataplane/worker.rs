@@ -21,15 +21,16 @@ use super::fastpath::{flow_for, fold, FastShared, FlowContext, NO_PORT};
 use super::handoff::{LearnEvent, Mesh};
 use super::ledger::FrameLedger;
 use super::snapshot::Snapshot;
-use super::stats::{bump, WorkerStats, MAX_PORTS};
+use super::stats::{bump, WorkerStats};
 use super::trace::{trace_frame, TraceRun};
 use super::tunnel::{TunnelRx, TunnelTx};
 use crate::packet::checksum::{self, ChecksumFix};
 use crate::packet::l4::protocol;
 use crate::packet::TagEdit;
 use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr};
+use crate::pipeline::decision::MAX_PORTS;
 use crate::pipeline::stages::Verdict;
-use crate::pipeline::{Decision, DomainId, DropReason, Fdb, FdbEntry, Learned, PortId};
+use crate::pipeline::{Decision, DropReason, Fdb, FdbEntry, Learned, PortId, TenantId};
 use crate::port::afxdp::{kick_tx, XskQueue};
 use crate::xdp::fast::{FlowEntry, FlowKey, InsertError};
 
@@ -120,13 +121,13 @@ pub enum WorkerCommand {
     },
     /// Source MACs whose frames the fast path switched: refresh them where
     /// they are still learned on that port.
-    RefreshMacs(Vec<(DomainId, MacAddr, PortId)>),
+    RefreshMacs(Vec<(TenantId, MacAddr, PortId)>),
     RemovePort {
         port: PortId,
         done: Sender<()>,
     },
     FdbAddStatic {
-        domain: DomainId,
+        tenant_id: TenantId,
         mac: MacAddr,
         port: PortId,
         /// On a tunnel port: the remote (1-based) the MAC is behind; else 0.
@@ -134,7 +135,7 @@ pub enum WorkerCommand {
         done: Sender<Result<(), String>>,
     },
     FdbRemove {
-        domain: DomainId,
+        tenant_id: TenantId,
         mac: MacAddr,
         done: Sender<bool>,
     },
@@ -396,8 +397,8 @@ impl Worker {
                 }
                 WorkerCommand::RefreshMacs(macs) => {
                     let now = self.now_ns();
-                    for (domain, mac, port) in macs {
-                        self.fdb.refresh(domain, mac, port, now);
+                    for (tenant_id, mac, port) in macs {
+                        self.fdb.refresh(tenant_id, mac, port, now);
                     }
                 }
                 WorkerCommand::RemovePort { port, done } => {
@@ -405,7 +406,7 @@ impl Worker {
                     let _ = done.send(());
                 }
                 WorkerCommand::FdbAddStatic {
-                    domain,
+                    tenant_id,
                     mac,
                     port,
                     remote,
@@ -413,15 +414,19 @@ impl Worker {
                 } => {
                     let result = self
                         .fdb
-                        .insert_static(domain, mac, port)
+                        .insert_static(tenant_id, mac, port)
                         .map(|()| {
-                            self.fdb.set_remote(domain, mac, port, remote);
+                            self.fdb.set_remote(tenant_id, mac, port, remote);
                         })
                         .map_err(|e| e.to_string());
                     let _ = done.send(result);
                 }
-                WorkerCommand::FdbRemove { domain, mac, done } => {
-                    let _ = done.send(self.fdb.remove(domain, mac));
+                WorkerCommand::FdbRemove {
+                    tenant_id,
+                    mac,
+                    done,
+                } => {
+                    let _ = done.send(self.fdb.remove(tenant_id, mac));
                 }
                 WorkerCommand::FdbFlushPort { port, done } => {
                     self.fdb.flush_port(port);
@@ -531,10 +536,10 @@ impl Worker {
             }
             if let Some(events) = self.mesh.learned(peer, self.id) {
                 while let Some(event) = events.pop() {
-                    let learned = self.fdb.learn(event.domain, event.mac, event.port, now);
+                    let learned = self.fdb.learn(event.tenant_id, event.mac, event.port, now);
                     if event.remote != 0 {
                         self.fdb
-                            .set_remote(event.domain, event.mac, event.port, event.remote);
+                            .set_remote(event.tenant_id, event.mac, event.port, event.remote);
                     }
                     if let Learned::Evicted { .. } = learned {
                         note_learning(&self.stats, self.fast.as_ref(), learned, event.port);
@@ -716,7 +721,7 @@ impl Worker {
         {
             if let (true, Some(info)) = (self.mesh.workers() > 1, verdict.info) {
                 self.publish_learning(LearnEvent {
-                    domain: verdict.domain,
+                    tenant_id: verdict.tenant_id,
                     mac: info.src_mac,
                     port: ingress,
                     remote,
@@ -773,7 +778,7 @@ impl Worker {
         match (remote, learned, verdict.info.as_ref()) {
             (1.., true, Some(info)) => {
                 self.fdb
-                    .set_remote(verdict.domain, info.src_mac, ingress, remote)
+                    .set_remote(verdict.tenant_id, info.src_mac, ingress, remote)
             }
             _ => false,
         }
@@ -862,7 +867,7 @@ impl Worker {
         let destination = verdict
             .info
             .as_ref()
-            .and_then(|info| self.fdb.get(verdict.domain, info.dst_mac));
+            .and_then(|info| self.fdb.get(verdict.tenant_id, info.dst_mac));
         let cx = FlowContext {
             snapshot,
             ingress,
@@ -877,7 +882,8 @@ impl Worker {
         let frame = unsafe { self.umem.data(desc) };
         if let Some((key, entry)) = flow_for(&cx, verdict, frame.contents()) {
             if let (Decision::Forward(_), Some(info)) = (verdict.decision, verdict.info.as_ref()) {
-                self.fdb.mark_flow_destination(verdict.domain, info.dst_mac);
+                self.fdb
+                    .mark_flow_destination(verdict.tenant_id, info.dst_mac);
             }
             // A burst of one flow comes in a row: one entry. (A flow seen
             // again later in the turn replaces its entry at install.)
@@ -952,7 +958,7 @@ impl Worker {
     }
 
     fn count_acl_hits(&self, snapshot: &Snapshot, verdict: &Verdict) {
-        if let Some(tenant) = snapshot.tenant(verdict.domain) {
+        if let Some(tenant) = snapshot.tenant(verdict.tenant_id) {
             for (direction, matched) in verdict.acl.iter().enumerate() {
                 if let Some(matched) = matched {
                     tenant.hits.count(self.id, direction, *matched);

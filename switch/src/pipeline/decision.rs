@@ -5,9 +5,14 @@ use core::fmt;
 /// Index into the running configuration's port table.
 pub type PortId = u16;
 
-/// A broadcast domain, i.e. a tenant: frames and learned MACs never cross domains.
-/// Every port is in domain 0 until tenants are configured.
-pub type DomainId = u16;
+/// How many ports a switch holds: every per-port table (the MAC table's per-port
+/// counts, storm buckets, the data plane's counters) is sized by it, and a
+/// `PortId` is always below it.
+pub const MAX_PORTS: usize = 1024;
+
+/// A broadcast domain, i.e. a tenant: frames and learned MACs never cross tenants.
+/// Every port is in tenant 0 until tenants are configured.
+pub type TenantId = u16;
 
 /// What to do with one received frame.
 ///
@@ -18,7 +23,7 @@ pub type DomainId = u16;
 pub enum Decision {
     /// Send out of exactly this port.
     Forward(PortId),
-    /// Send out of every other port of the ingress port's domain.
+    /// Send out of every other port of the ingress port's tenant.
     Flood,
     /// Discard, counting the reason.
     Drop(DropReason),

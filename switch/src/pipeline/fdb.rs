@@ -3,15 +3,15 @@
 //! Each worker owns its table outright, so the data path takes no lock; workers keep their
 //! tables in step by exchanging learn events outside this module.
 
-use super::decision::{DomainId, PortId};
+use super::decision::{PortId, TenantId};
 use super::storm::StormMeter;
-use crate::dataplane::stats::MAX_PORTS;
 use crate::packet::MacAddr;
+use crate::pipeline::decision::MAX_PORTS;
 
-/// Domains with a counter of their own (the control plane allocates tenant ids below this).
+/// Tenants with a counter of their own (the control plane allocates tenant ids below this).
 /// Ids at or above it share one extra counter, as do port ids at or above `MAX_PORTS`: an
 /// out-of-range id can never panic nor escape the limits, it only shares them.
-pub const FDB_MAX_DOMAINS: usize = 4096;
+pub const FDB_MAX_TENANTS: usize = 4096;
 
 /// What learning a source address did to the table.
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
@@ -29,7 +29,7 @@ pub enum Learned {
     TableFull,
     /// A static entry exists for the address; learning never changes it.
     StaticKept,
-    /// Learning would take the ingress port or the domain past its limit (see
+    /// Learning would take the ingress port or the tenant past its limit (see
     /// [`Fdb::set_limits`]): not learned. A refused move leaves the entry on its old port.
     LimitReached,
     /// As `New`, in a full table: an entry of the port holding the most (`from`) was
@@ -43,7 +43,7 @@ pub enum Learned {
 /// One row of the table, as shown to the control plane.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct FdbEntry {
-    pub domain: DomainId,
+    pub tenant_id: TenantId,
     pub mac: MacAddr,
     pub port: PortId,
     pub is_static: bool,
@@ -112,9 +112,9 @@ impl Bucket {
     }
 
     fn entry(&self, way: usize) -> FdbEntry {
-        let (domain, mac) = unpack_key(self.keys[way]);
+        let (tenant_id, mac) = unpack_key(self.keys[way]);
         FdbEntry {
-            domain,
+            tenant_id,
             mac,
             port: self.ports[way],
             is_static: self.statics & (1 << way) != 0,
@@ -127,7 +127,7 @@ impl Bucket {
 /// Buckets an eviction searches at most for an entry of the busiest port.
 const EVICTION_SCAN: usize = 256;
 
-/// A MAC table keyed by (domain, MAC), bounded to a fixed number of entries.
+/// A MAC table keyed by (tenant, MAC), bounded to a fixed number of entries.
 ///
 /// The table is allocated once in [`Fdb::new`] and never reallocates afterwards, so learning
 /// on the data path cannot allocate: an unknown address arriving at capacity takes the
@@ -135,7 +135,7 @@ const EVICTION_SCAN: usize = 256;
 /// Dynamic entries are live for `aging_ns` after they were last learned (`u64::MAX`: never
 /// age); an expired entry is invisible to [`Fdb::lookup`] and is reclaimed by [`Fdb::expire`].
 ///
-/// Besides `capacity`, optional limits bound the entries of each port and of each domain
+/// Besides `capacity`, optional limits bound the entries of each port and of each tenant
 /// ([`Fdb::set_limits`]), so one guest spraying source addresses cannot fill the table. The
 /// counts behind them include every stored entry: static ones and expired ones not yet
 /// reclaimed.
@@ -153,12 +153,12 @@ pub struct Fdb {
     aging_ns: u64,
     /// Entries per port; index `MAX_PORTS` is shared by every larger id.
     port_counts: Box<[u32]>,
-    /// Entries per domain; index `FDB_MAX_DOMAINS` is shared by every larger id.
-    domain_counts: Box<[u32]>,
+    /// Entries per tenant; index `FDB_MAX_TENANTS` is shared by every larger id.
+    tenant_counts: Box<[u32]>,
     /// Where the next search for an entry to evict starts (see [`Fdb::evict_busiest`]).
     evict_cursor: usize,
     per_port_limit: Option<u32>,
-    per_domain_limit: Option<u32>,
+    per_tenant_limit: Option<u32>,
     /// A lower bound of every dynamic entry's last-seen time (`u64::MAX` when none is
     /// known): lets [`Fdb::expire`] skip its full scan until an entry can have expired.
     oldest_seen_ns: u64,
@@ -173,8 +173,8 @@ fn port_index(port: PortId) -> usize {
 }
 
 #[inline]
-fn domain_index(domain: DomainId) -> usize {
-    usize::from(domain).min(FDB_MAX_DOMAINS)
+fn tenant_index(tenant_id: TenantId) -> usize {
+    usize::from(tenant_id).min(FDB_MAX_TENANTS)
 }
 
 /// True if one more entry would take `count` past `limit`.
@@ -193,14 +193,14 @@ fn decrement(count: &mut u32) {
     *count = count.saturating_sub(1);
 }
 
-/// Domain in the top 16 bits, MAC in the low 48: one integer compare and cheap to hash.
+/// Tenant in the top 16 bits, MAC in the low 48: one integer compare and cheap to hash.
 #[inline]
-fn pack_key(domain: DomainId, mac: MacAddr) -> u64 {
-    (u64::from(domain) << 48) | mac.to_u64()
+fn pack_key(tenant_id: TenantId, mac: MacAddr) -> u64 {
+    (u64::from(tenant_id) << 48) | mac.to_u64()
 }
 
-fn unpack_key(key: u64) -> (DomainId, MacAddr) {
-    ((key >> 48) as DomainId, MacAddr::from_u64(key))
+fn unpack_key(key: u64) -> (TenantId, MacAddr) {
+    ((key >> 48) as TenantId, MacAddr::from_u64(key))
 }
 
 /// A random odd multiplier, from the standard library's per-process random hash keys.
@@ -281,10 +281,10 @@ impl Fdb {
             capacity,
             aging_ns,
             port_counts: vec![0; MAX_PORTS + 1].into_boxed_slice(),
-            domain_counts: vec![0; FDB_MAX_DOMAINS + 1].into_boxed_slice(),
+            tenant_counts: vec![0; FDB_MAX_TENANTS + 1].into_boxed_slice(),
             evict_cursor: 0,
             per_port_limit: None,
-            per_domain_limit: None,
+            per_tenant_limit: None,
             oldest_seen_ns: u64::MAX,
             storm: StormMeter::default(),
         }
@@ -417,19 +417,19 @@ impl Fdb {
         self.aging_ns = aging_ns;
     }
 
-    /// Bounds the entries learned per port and per domain; `None` is unlimited.
+    /// Bounds the entries learned per port and per tenant; `None` is unlimited.
     ///
     /// Takes effect for later learning only: a limit below a current count removes nothing,
     /// it refuses what would add to that count until entries are removed or expire. Static
     /// entries count towards both limits but are never refused by them (only by capacity).
-    pub fn set_limits(&mut self, per_port: Option<u32>, per_domain: Option<u32>) {
+    pub fn set_limits(&mut self, per_port: Option<u32>, per_tenant: Option<u32>) {
         self.per_port_limit = per_port;
-        self.per_domain_limit = per_domain;
+        self.per_tenant_limit = per_tenant;
     }
 
-    /// The limits as `(per_port, per_domain)`, as last given to [`Fdb::set_limits`].
+    /// The limits as `(per_port, per_tenant)`, as last given to [`Fdb::set_limits`].
     pub fn limits(&self) -> (Option<u32>, Option<u32>) {
-        (self.per_port_limit, self.per_domain_limit)
+        (self.per_port_limit, self.per_tenant_limit)
     }
 
     /// Entries (static, dynamic, and expired but not yet reclaimed) bound to `port`. Ports
@@ -438,24 +438,30 @@ impl Fdb {
         self.port_counts[port_index(port)]
     }
 
-    /// Entries (static, dynamic, and expired but not yet reclaimed) in `domain`. Domains
-    /// from [`FDB_MAX_DOMAINS`] up share one count.
-    pub fn domain_entries(&self, domain: DomainId) -> u32 {
-        self.domain_counts[domain_index(domain)]
+    /// Entries (static, dynamic, and expired but not yet reclaimed) in `tenant_id`. Tenants
+    /// from [`FDB_MAX_TENANTS`] up share one count.
+    pub fn tenant_entries(&self, tenant_id: TenantId) -> u32 {
+        self.tenant_counts[tenant_index(tenant_id)]
     }
 
-    /// Binds `mac` to `port` in `domain` as seen at `now_ns`.
+    /// Binds `mac` to `port` in `tenant_id` as seen at `now_ns`.
     ///
     /// The limits refuse any learn that would raise a count already at its limit, with
-    /// [`Learned::LimitReached`]: a new address raises the port's and the domain's count; a
+    /// [`Learned::LimitReached`]: a new address raises the port's and the tenant's count; a
     /// move (of a live or an expired entry) raises only the new port's. A refused move
     /// leaves the entry as it was, on its old port and not refreshed, so if the host really
     /// left it ages out, and it is learned again once the new port has room. Refreshing an
     /// entry on its own port, or re-learning an expired one there, raises no count and is
     /// never refused. Limits are checked before capacity.
     #[inline]
-    pub fn learn(&mut self, domain: DomainId, mac: MacAddr, port: PortId, now_ns: u64) -> Learned {
-        let key = pack_key(domain, mac);
+    pub fn learn(
+        &mut self,
+        tenant_id: TenantId,
+        mac: MacAddr,
+        port: PortId,
+        now_ns: u64,
+    ) -> Learned {
+        let key = pack_key(tenant_id, mac);
         let aging_ns = self.aging_ns;
         let found = self.find(key);
         // Nearly every frame refreshes the live entry of its source on its own port: that
@@ -486,7 +492,7 @@ impl Fdb {
         now_ns: u64,
     ) -> Learned {
         let aging_ns = self.aging_ns;
-        let (domain, _) = unpack_key(key);
+        let (tenant_id, _) = unpack_key(key);
         let port_at_limit = at_limit(self.per_port_limit, self.port_counts[port_index(port)]);
         if let Some((index, way)) = found {
             let Some(bucket) = self.buckets.get_mut(index) else {
@@ -518,8 +524,8 @@ impl Fdb {
         }
         if port_at_limit
             || at_limit(
-                self.per_domain_limit,
-                self.domain_counts[domain_index(domain)],
+                self.per_tenant_limit,
+                self.tenant_counts[tenant_index(tenant_id)],
             )
         {
             return Learned::LimitReached;
@@ -535,7 +541,7 @@ impl Fdb {
             };
         }
         increment(&mut self.port_counts[port_index(port)]);
-        increment(&mut self.domain_counts[domain_index(domain)]);
+        increment(&mut self.tenant_counts[tenant_index(tenant_id)]);
         self.insert_new(key, port, false, now_ns);
         learned
     }
@@ -575,7 +581,7 @@ impl Fdb {
                 let flowed = bucket.flowed & (1 << way) != 0;
                 self.remove_at(index, way, bucket.keys[way]);
                 decrement(&mut self.port_counts[port_index(entry.port)]);
-                decrement(&mut self.domain_counts[domain_index(entry.domain)]);
+                decrement(&mut self.tenant_counts[tenant_index(entry.tenant_id)]);
                 self.evict_cursor = (index + 1) & mask;
                 return Some((entry.port, flowed));
             }
@@ -586,51 +592,51 @@ impl Fdb {
 
     /// Notes that a fast-path flow entry now forwards to `mac`: evicting its entry must
     /// then invalidate the flow entries (a move or a removal does anyway).
-    pub fn mark_flow_destination(&mut self, domain: DomainId, mac: MacAddr) {
-        if let Some((index, way)) = self.find(pack_key(domain, mac)) {
+    pub fn mark_flow_destination(&mut self, tenant_id: TenantId, mac: MacAddr) {
+        if let Some((index, way)) = self.find(pack_key(tenant_id, mac)) {
             if let Some(bucket) = self.buckets.get_mut(index) {
                 bucket.flowed |= 1 << way;
             }
         }
     }
 
-    /// The port `mac` was learned on in `domain`, unless unknown or expired at `now_ns`.
+    /// The port `mac` was learned on in `tenant_id`, unless unknown or expired at `now_ns`.
     #[inline]
-    pub fn lookup(&self, domain: DomainId, mac: MacAddr, now_ns: u64) -> Option<PortId> {
-        let (index, way) = self.find(pack_key(domain, mac))?;
+    pub fn lookup(&self, tenant_id: TenantId, mac: MacAddr, now_ns: u64) -> Option<PortId> {
+        let (index, way) = self.find(pack_key(tenant_id, mac))?;
         let bucket = self.buckets.get(index)?;
         bucket
             .is_live(way, self.aging_ns, now_ns)
             .then_some(bucket.ports[way])
     }
 
-    /// Starts loading the bucket a lookup or learn of `mac` in `domain` reads first, and
+    /// Starts loading the bucket a lookup or learn of `mac` in `tenant_id` reads first, and
     /// returns at once: issued as soon as a frame's addresses are known, the memory access
     /// overlaps the stages that come before the lookup. In a table of a million entries
     /// nearly every lookup misses the caches; measured with `benches/pipeline.rs`
     /// (1,000,000 MACs, 10,000 rules, frame by frame) at 536 ns per frame without, 304 with.
     #[inline]
-    pub fn prefetch(&self, domain: DomainId, mac: MacAddr) {
-        if let Some(bucket) = self.buckets.get(self.home(pack_key(domain, mac))) {
+    pub fn prefetch(&self, tenant_id: TenantId, mac: MacAddr) {
+        if let Some(bucket) = self.buckets.get(self.home(pack_key(tenant_id, mac))) {
             prefetch_line(bucket);
         }
     }
 
-    /// The stored entry for `mac` in `domain`, expired or not.
-    pub fn get(&self, domain: DomainId, mac: MacAddr) -> Option<FdbEntry> {
-        let (index, way) = self.find(pack_key(domain, mac))?;
+    /// The stored entry for `mac` in `tenant_id`, expired or not.
+    pub fn get(&self, tenant_id: TenantId, mac: MacAddr) -> Option<FdbEntry> {
+        let (index, way) = self.find(pack_key(tenant_id, mac))?;
         Some(self.buckets.get(index)?.entry(way))
     }
 
     /// Binds `mac` to `port` permanently, replacing any entry for it.
     pub fn insert_static(
         &mut self,
-        domain: DomainId,
+        tenant_id: TenantId,
         mac: MacAddr,
         port: PortId,
     ) -> Result<(), FdbError> {
-        let key = pack_key(domain, mac);
-        // Not subject to the per-port and per-domain limits: the operator asked for it.
+        let key = pack_key(tenant_id, mac);
+        // Not subject to the per-port and per-tenant limits: the operator asked for it.
         match self.find(key) {
             Some((index, way)) => {
                 if let Some(bucket) = self.buckets.get_mut(index) {
@@ -643,7 +649,7 @@ impl Fdb {
             }
             None if self.len >= self.capacity => return Err(FdbError::TableFull),
             None => {
-                increment(&mut self.domain_counts[domain_index(domain)]);
+                increment(&mut self.tenant_counts[tenant_index(tenant_id)]);
                 self.insert_new(key, port, true, 0);
             }
         }
@@ -655,8 +661,14 @@ impl Fdb {
     /// for `mac` is behind, if the entry is bound to `port`; true if that changed it. The
     /// worker calls it after learning a frame a tunnel decapsulated, and for static remote
     /// entries.
-    pub fn set_remote(&mut self, domain: DomainId, mac: MacAddr, port: PortId, remote: u8) -> bool {
-        let Some((index, way)) = self.find(pack_key(domain, mac)) else {
+    pub fn set_remote(
+        &mut self,
+        tenant_id: TenantId,
+        mac: MacAddr,
+        port: PortId,
+        remote: u8,
+    ) -> bool {
+        let Some((index, way)) = self.find(pack_key(tenant_id, mac)) else {
             return false;
         };
         match self.buckets.get_mut(index) {
@@ -671,8 +683,8 @@ impl Fdb {
     /// Marks `mac` as seen now if it is learned (dynamically) on `port`, as a frame from
     /// it would; does nothing otherwise (it moved, aged out, or is static). For hosts
     /// whose frames the fast path switches, so the pipeline never sees them.
-    pub fn refresh(&mut self, domain: DomainId, mac: MacAddr, port: PortId, now_ns: u64) {
-        let Some((index, way)) = self.find(pack_key(domain, mac)) else {
+    pub fn refresh(&mut self, tenant_id: TenantId, mac: MacAddr, port: PortId, now_ns: u64) {
+        let Some((index, way)) = self.find(pack_key(tenant_id, mac)) else {
             return;
         };
         let aging_ns = self.aging_ns;
@@ -687,9 +699,9 @@ impl Fdb {
         }
     }
 
-    /// Removes the entry for `mac` in `domain`, static or not; false if there was none.
-    pub fn remove(&mut self, domain: DomainId, mac: MacAddr) -> bool {
-        let key = pack_key(domain, mac);
+    /// Removes the entry for `mac` in `tenant_id`, static or not; false if there was none.
+    pub fn remove(&mut self, tenant_id: TenantId, mac: MacAddr) -> bool {
+        let key = pack_key(tenant_id, mac);
         let Some((index, way)) = self.find(key) else {
             return false;
         };
@@ -699,7 +711,7 @@ impl Fdb {
             .map_or(0, |bucket| bucket.ports[way]);
         self.remove_at(index, way, key);
         decrement(&mut self.port_counts[port_index(port)]);
-        decrement(&mut self.domain_counts[domain_index(domain)]);
+        decrement(&mut self.tenant_counts[tenant_index(tenant_id)]);
         true
     }
 
@@ -754,7 +766,7 @@ impl Fdb {
                 }
                 self.remove_at(index, way, bucket.keys[way]);
                 decrement(&mut self.port_counts[port_index(entry.port)]);
-                decrement(&mut self.domain_counts[domain_index(entry.domain)]);
+                decrement(&mut self.tenant_counts[tenant_index(entry.tenant_id)]);
                 removed += 1;
             }
         }
@@ -796,15 +808,15 @@ impl Fdb {
         Ok(())
     }
 
-    /// Recounts the entries per port and per domain over [`Fdb::iter`] and compares every
+    /// Recounts the entries per port and per tenant over [`Fdb::iter`] and compares every
     /// counter with the recount.
     #[cfg(test)]
     fn check_counts(&self) -> Result<(), String> {
         let mut ports = vec![0u32; self.port_counts.len()];
-        let mut domains = vec![0u32; self.domain_counts.len()];
+        let mut tenant_ids = vec![0u32; self.tenant_counts.len()];
         for entry in self.iter() {
             ports[port_index(entry.port)] += 1;
-            domains[domain_index(entry.domain)] += 1;
+            tenant_ids[tenant_index(entry.tenant_id)] += 1;
         }
         if *ports != *self.port_counts {
             return Err(format!(
@@ -812,10 +824,10 @@ impl Fdb {
                 diff(&ports, &self.port_counts)
             ));
         }
-        if *domains != *self.domain_counts {
+        if *tenant_ids != *self.tenant_counts {
             return Err(format!(
-                "domain counts drifted: {:?}",
-                diff(&domains, &self.domain_counts)
+                "tenant_id counts drifted: {:?}",
+                diff(&tenant_ids, &self.tenant_counts)
             ));
         }
         Ok(())
@@ -1056,7 +1068,7 @@ mod tests {
     }
 
     #[test]
-    fn domains_are_isolated() {
+    fn tenants_are_isolated() {
         let mut fdb = Fdb::new(16, AGING);
         assert_eq!(fdb.learn(0, mac(1), 1, 0), Learned::New);
         assert_eq!(fdb.lookup(1, mac(1), 0), None);
@@ -1075,12 +1087,12 @@ mod tests {
         fdb.learn(u16::MAX, far, 7, 42);
         fdb.insert_static(3, mac(9), 8).unwrap();
         let mut entries: Vec<FdbEntry> = fdb.iter().collect();
-        entries.sort_by_key(|e| e.domain);
+        entries.sort_by_key(|e| e.tenant_id);
         assert_eq!(
             entries,
             [
                 FdbEntry {
-                    domain: 3,
+                    tenant_id: 3,
                     mac: mac(9),
                     port: 8,
                     is_static: true,
@@ -1088,7 +1100,7 @@ mod tests {
                     remote: 0,
                 },
                 FdbEntry {
-                    domain: u16::MAX,
+                    tenant_id: u16::MAX,
                     mac: far,
                     port: 7,
                     is_static: false,
@@ -1121,35 +1133,35 @@ mod tests {
         assert_eq!(fdb.learn(0, mac(3), 1, 0), Learned::LimitReached);
         assert_eq!(fdb.get(0, mac(3)), None);
         assert_eq!(fdb.port_entries(1), 2);
-        // Same domain, another port: room.
+        // Same tenant, another port: room.
         assert_eq!(fdb.learn(0, mac(3), 2, 0), Learned::New);
-        // Another domain, same port: the port is still full.
+        // Another tenant, same port: the port is still full.
         assert_eq!(fdb.learn(1, mac(4), 1, 0), Learned::LimitReached);
         // Known addresses on the full port are refreshed.
         assert_eq!(fdb.learn(0, mac(1), 1, 10), Learned::Refreshed);
         assert_eq!(fdb.get(0, mac(1)).unwrap().last_seen_ns, 10);
         assert_eq!(fdb.port_entries(1), 2);
         assert_eq!(fdb.port_entries(2), 1);
-        assert_eq!(fdb.domain_entries(0), 3);
-        assert_eq!(fdb.domain_entries(1), 0);
+        assert_eq!(fdb.tenant_entries(0), 3);
+        assert_eq!(fdb.tenant_entries(1), 0);
         assert_counts(&fdb);
     }
 
     #[test]
-    fn domain_limit_counts_across_ports_of_the_domain_only() {
+    fn tenant_limit_counts_across_ports_of_the_tenant_only() {
         let mut fdb = Fdb::new(16, AGING);
         fdb.set_limits(None, Some(2));
         assert_eq!(fdb.learn(7, mac(1), 1, 0), Learned::New);
         assert_eq!(fdb.learn(7, mac(2), 2, 0), Learned::New);
         assert_eq!(fdb.learn(7, mac(3), 3, 0), Learned::LimitReached);
-        assert_eq!(fdb.domain_entries(7), 2);
-        // Another domain has its own count, even on the same ports.
+        assert_eq!(fdb.tenant_entries(7), 2);
+        // Another tenant has its own count, even on the same ports.
         assert_eq!(fdb.learn(8, mac(3), 1, 0), Learned::New);
         assert_eq!(fdb.learn(8, mac(4), 2, 0), Learned::New);
-        assert_eq!(fdb.domain_entries(8), 2);
-        // A move stays in its domain: not refused by the domain limit.
+        assert_eq!(fdb.tenant_entries(8), 2);
+        // A move stays in its tenant: not refused by the tenant limit.
         assert_eq!(fdb.learn(7, mac(1), 3, 5), Learned::Moved { from: 1 });
-        assert_eq!(fdb.domain_entries(7), 2);
+        assert_eq!(fdb.tenant_entries(7), 2);
         assert_eq!(fdb.port_entries(3), 1);
         assert_counts(&fdb);
     }
@@ -1205,17 +1217,17 @@ mod tests {
         assert_eq!(
             fdb.learn(0, mac(5), 2, 600),
             Learned::LimitReached,
-            "domain full"
+            "tenant_id full"
         );
 
         // mac(2) expires at 1500; until reclaimed it still counts.
         assert_eq!(fdb.learn(0, mac(5), 1, 1_500), Learned::LimitReached);
         assert_eq!(fdb.expire(1_500), 1);
-        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (1, 2));
+        assert_eq!((fdb.port_entries(1), fdb.tenant_entries(0)), (1, 2));
         assert_eq!(fdb.learn(0, mac(5), 1, 1_500), Learned::New);
 
         assert_eq!(fdb.flush_port(1), 2);
-        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (0, 1));
+        assert_eq!((fdb.port_entries(1), fdb.tenant_entries(0)), (0, 1));
         assert_eq!(fdb.learn(0, mac(6), 1, 1_500), Learned::New);
         assert_eq!(fdb.learn(0, mac(7), 1, 1_500), Learned::New);
         assert_counts(&fdb);
@@ -1259,7 +1271,7 @@ mod tests {
         // Still stored and counted: re-learning it there adds nothing to either count.
         assert_eq!(fdb.learn(0, mac(1), 1, AGING), Learned::New);
         assert_eq!(fdb.lookup(0, mac(1), AGING), Some(1));
-        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (2, 2));
+        assert_eq!((fdb.port_entries(1), fdb.tenant_entries(0)), (2, 2));
         assert_counts(&fdb);
     }
 
@@ -1302,25 +1314,25 @@ mod tests {
         fdb.set_limits(Some(1), Some(1));
         fdb.insert_static(0, mac(1), 1).unwrap();
         fdb.insert_static(0, mac(2), 1).unwrap();
-        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (2, 2));
+        assert_eq!((fdb.port_entries(1), fdb.tenant_entries(0)), (2, 2));
         assert_eq!(fdb.learn(0, mac(3), 1, 0), Learned::LimitReached);
         assert_eq!(
             fdb.learn(0, mac(3), 2, 0),
             Learned::LimitReached,
-            "domain full"
+            "tenant_id full"
         );
         assert_eq!(fdb.learn(0, mac(1), 2, 0), Learned::StaticKept);
-        // Replacing moves the count between ports, without growing the domain's.
+        // Replacing moves the count between ports, without growing the tenant's.
         fdb.insert_static(0, mac(2), 3).unwrap();
         assert_eq!((fdb.port_entries(1), fdb.port_entries(3)), (1, 1));
-        assert_eq!(fdb.domain_entries(0), 2);
+        assert_eq!(fdb.tenant_entries(0), 2);
         // Replacing a learned entry keeps one count.
         fdb.set_limits(None, None);
         fdb.learn(1, mac(9), 5, 0);
         fdb.set_limits(Some(1), Some(1));
         fdb.insert_static(1, mac(9), 6).unwrap();
         assert_eq!((fdb.port_entries(5), fdb.port_entries(6)), (0, 1));
-        assert_eq!(fdb.domain_entries(1), 1);
+        assert_eq!(fdb.tenant_entries(1), 1);
         // Capacity still binds.
         fdb.insert_static(2, mac(1), 1).unwrap();
         assert_eq!(fdb.insert_static(2, mac(2), 1), Err(FdbError::TableFull));
@@ -1332,27 +1344,27 @@ mod tests {
         let mut fdb = Fdb::new(16, AGING);
         fdb.set_limits(Some(2), Some(3));
         let big_port = MAX_PORTS as PortId;
-        let big_domain = FDB_MAX_DOMAINS as DomainId;
+        let big_tenant = FDB_MAX_TENANTS as TenantId;
         assert_eq!(fdb.learn(u16::MAX, mac(1), PortId::MAX, 0), Learned::New);
-        assert_eq!(fdb.learn(big_domain, mac(2), big_port, 0), Learned::New);
+        assert_eq!(fdb.learn(big_tenant, mac(2), big_port, 0), Learned::New);
         assert_eq!(
-            fdb.learn(big_domain, mac(3), big_port + 1, 0),
+            fdb.learn(big_tenant, mac(3), big_port + 1, 0),
             Learned::LimitReached
         );
-        assert_eq!(fdb.learn(big_domain + 1, mac(3), 1, 0), Learned::New);
+        assert_eq!(fdb.learn(big_tenant + 1, mac(3), 1, 0), Learned::New);
         assert_eq!(
-            fdb.learn(big_domain + 2, mac(4), 2, 0),
+            fdb.learn(big_tenant + 2, mac(4), 2, 0),
             Learned::LimitReached
         );
         assert_eq!(fdb.port_entries(big_port), 2);
-        assert_eq!(fdb.domain_entries(u16::MAX), 3);
+        assert_eq!(fdb.tenant_entries(u16::MAX), 3);
         assert_eq!(fdb.port_entries(MAX_PORTS as PortId - 1), 0);
-        assert_eq!(fdb.domain_entries(FDB_MAX_DOMAINS as DomainId - 1), 0);
+        assert_eq!(fdb.tenant_entries(FDB_MAX_TENANTS as TenantId - 1), 0);
         assert_counts(&fdb);
         assert_eq!(fdb.flush_port(PortId::MAX), 1);
         assert_eq!(fdb.expire(AGING), 2);
         assert_eq!(
-            (fdb.port_entries(big_port), fdb.domain_entries(big_domain)),
+            (fdb.port_entries(big_port), fdb.tenant_entries(big_tenant)),
             (0, 0)
         );
         assert_counts(&fdb);
@@ -1364,7 +1376,7 @@ mod tests {
         assert!(!fdb.remove(0, mac(1)));
         assert_eq!(fdb.flush_port(1), 0);
         assert_eq!(fdb.expire(u64::MAX), 0);
-        assert_eq!((fdb.port_entries(1), fdb.domain_entries(0)), (0, 0));
+        assert_eq!((fdb.port_entries(1), fdb.tenant_entries(0)), (0, 0));
         assert_counts(&fdb);
     }
 
@@ -1376,10 +1388,10 @@ mod tests {
         for n in 0..5_000u64 {
             let address = MacAddr::from_u64(0x0200_0000_0000 | (n % 97));
             let port = (n % 7) as PortId;
-            let domain = (n % 3) as DomainId;
-            fdb.learn(domain, address, port, n * 37);
+            let tenant_id = (n % 3) as TenantId;
+            fdb.learn(tenant_id, address, port, n * 37);
             if n % 11 == 0 {
-                fdb.remove((n % 5) as DomainId, address);
+                fdb.remove((n % 5) as TenantId, address);
             }
             if n % 101 == 0 {
                 fdb.expire(n * 37);
@@ -1388,7 +1400,7 @@ mod tests {
                 fdb.flush_port((n % 7) as PortId);
             }
             assert!(fdb.port_entries(port) <= 5);
-            assert!(fdb.domain_entries(domain) <= 20);
+            assert!(fdb.tenant_entries(tenant_id) <= 20);
         }
         assert!(fdb.allocated_capacity() <= allocated);
         assert_counts(&fdb);
@@ -1396,11 +1408,11 @@ mod tests {
 
     /// Deliberately naive restatement of the table's contract.
     struct Model {
-        entries: BTreeMap<(DomainId, MacAddr), (PortId, bool, u64)>,
+        entries: BTreeMap<(TenantId, MacAddr), (PortId, bool, u64)>,
         capacity: usize,
         aging_ns: u64,
         per_port: Option<u32>,
-        per_domain: Option<u32>,
+        per_tenant: Option<u32>,
     }
 
     impl Model {
@@ -1412,8 +1424,8 @@ mod tests {
             self.entries.values().filter(|e| e.0 == port).count()
         }
 
-        fn in_domain(&self, domain: DomainId) -> usize {
-            self.entries.keys().filter(|k| k.0 == domain).count()
+        fn in_tenant(&self, tenant_id: TenantId) -> usize {
+            self.entries.keys().filter(|k| k.0 == tenant_id).count()
         }
 
         /// Whether one more entry fits under `limit` given `count`.
@@ -1421,7 +1433,7 @@ mod tests {
             limit.is_none_or(|limit| count < limit as usize)
         }
 
-        fn learn(&mut self, key: (DomainId, MacAddr), port: PortId, now: u64) -> Learned {
+        fn learn(&mut self, key: (TenantId, MacAddr), port: PortId, now: u64) -> Learned {
             match self.entries.get(&key).copied() {
                 Some((_, true, _)) => Learned::StaticKept,
                 Some(old) if old.0 == port && self.live(old, now) => {
@@ -1440,7 +1452,7 @@ mod tests {
                     }
                 }
                 None if !Self::room(self.per_port, self.on_port(port))
-                    || !Self::room(self.per_domain, self.in_domain(key.0)) =>
+                    || !Self::room(self.per_tenant, self.in_tenant(key.0)) =>
                 {
                     Learned::LimitReached
                 }
@@ -1468,7 +1480,7 @@ mod tests {
             }
         }
 
-        fn lookup(&self, key: (DomainId, MacAddr), now: u64) -> Option<PortId> {
+        fn lookup(&self, key: (TenantId, MacAddr), now: u64) -> Option<PortId> {
             let entry = *self.entries.get(&key)?;
             self.live(entry, now).then_some(entry.0)
         }
@@ -1476,10 +1488,10 @@ mod tests {
 
     #[derive(Clone, Debug)]
     enum Op {
-        Learn(DomainId, u8, PortId),
-        Lookup(DomainId, u8),
-        Remove(DomainId, u8),
-        InsertStatic(DomainId, u8, PortId),
+        Learn(TenantId, u8, PortId),
+        Lookup(TenantId, u8),
+        Remove(TenantId, u8),
+        InsertStatic(TenantId, u8, PortId),
         FlushPort(PortId),
         Expire,
         SetLimits(Option<u32>, Option<u32>),
@@ -1490,14 +1502,14 @@ mod tests {
     }
 
     fn op(addresses: u8) -> impl Strategy<Value = Op> {
-        let domain = 0..2u16;
+        let tenant_id = 0..2u16;
         let address = 0..addresses;
         let port = 0..3u16;
         prop_oneof![
-            6 => (domain.clone(), address.clone(), port.clone()).prop_map(|(d, m, p)| Op::Learn(d, m, p)),
-            4 => (domain.clone(), address.clone()).prop_map(|(d, m)| Op::Lookup(d, m)),
-            1 => (domain.clone(), address.clone()).prop_map(|(d, m)| Op::Remove(d, m)),
-            1 => (domain, address, port.clone()).prop_map(|(d, m, p)| Op::InsertStatic(d, m, p)),
+            6 => (tenant_id.clone(), address.clone(), port.clone()).prop_map(|(d, m, p)| Op::Learn(d, m, p)),
+            4 => (tenant_id.clone(), address.clone()).prop_map(|(d, m)| Op::Lookup(d, m)),
+            1 => (tenant_id.clone(), address.clone()).prop_map(|(d, m)| Op::Remove(d, m)),
+            1 => (tenant_id, address, port.clone()).prop_map(|(d, m, p)| Op::InsertStatic(d, m, p)),
             1 => port.prop_map(Op::FlushPort),
             1 => Just(Op::Expire),
             1 => (limit(), limit()).prop_map(|(p, d)| Op::SetLimits(p, d)),
@@ -1509,17 +1521,17 @@ mod tests {
     fn agrees_with_model(
         mut fdb: Fdb,
         steps: Vec<(u64, Op)>,
-        (per_port, per_domain): (Option<u32>, Option<u32>),
+        (per_port, per_tenant): (Option<u32>, Option<u32>),
     ) -> Result<(), TestCaseError> {
         let capacity = fdb.capacity();
         let aging_ns = fdb.aging_ns();
-        fdb.set_limits(per_port, per_domain);
+        fdb.set_limits(per_port, per_tenant);
         let mut model = Model {
             entries: BTreeMap::new(),
             capacity,
             aging_ns,
             per_port,
-            per_domain,
+            per_tenant,
         };
         let mut now = 0u64;
         for (advance, op) in steps {
@@ -1579,13 +1591,13 @@ mod tests {
                 }
                 Op::SetLimits(p, d) => {
                     fdb.set_limits(p, d);
-                    (model.per_port, model.per_domain) = (p, d);
+                    (model.per_port, model.per_tenant) = (p, d);
                     prop_assert_eq!(fdb.limits(), (p, d));
                 }
             }
             let mut actual: Vec<_> = fdb
                 .iter()
-                .map(|e| ((e.domain, e.mac), (e.port, e.is_static, e.last_seen_ns)))
+                .map(|e| ((e.tenant_id, e.mac), (e.port, e.is_static, e.last_seen_ns)))
                 .collect();
             actual.sort_unstable();
             let expected: Vec<_> = model.entries.iter().map(|(k, e)| (*k, *e)).collect();
@@ -1594,7 +1606,7 @@ mod tests {
             prop_assert!(fdb.len() <= capacity);
             // Every stored entry is found where a lookup looks for it.
             for entry in fdb.iter() {
-                prop_assert_eq!(fdb.get(entry.domain, entry.mac), Some(entry));
+                prop_assert_eq!(fdb.get(entry.tenant_id, entry.mac), Some(entry));
             }
             fdb.check_overflow_counts().map_err(TestCaseError::fail)?;
             if let Err(drift) = fdb.check_counts() {
@@ -1603,8 +1615,11 @@ mod tests {
             for port in 0..3 {
                 prop_assert_eq!(fdb.port_entries(port) as usize, model.on_port(port));
             }
-            for domain in 0..2 {
-                prop_assert_eq!(fdb.domain_entries(domain) as usize, model.in_domain(domain));
+            for tenant_id in 0..2 {
+                prop_assert_eq!(
+                    fdb.tenant_entries(tenant_id) as usize,
+                    model.in_tenant(tenant_id)
+                );
             }
         }
         Ok(())
@@ -1620,7 +1635,7 @@ mod tests {
             agrees_with_model(Fdb::new(capacity, 1_000), steps, limits)?;
         }
 
-        /// Every key in the same home bucket (a multiplier of 1 hashes by the domain's top
+        /// Every key in the same home bucket (a multiplier of 1 hashes by the tenant's top
         /// bits): chains as long as the table, wrapping around its end, through removals.
         #[test]
         fn behaves_like_reference_model_when_every_key_collides(

@@ -3,7 +3,7 @@
 //! Pure: no I/O and no clock reads (time comes in as `now_ns`), so it is tested and
 //! benchmarked without devices, and replayed deterministically.
 
-use super::decision::{Decision, DomainId, DropReason, PortId};
+use super::decision::{Decision, DropReason, PortId, TenantId};
 use super::fdb::{Fdb, Learned};
 use crate::packet::MacAddr;
 
@@ -11,18 +11,18 @@ use crate::packet::MacAddr;
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub struct IngressPort {
     pub id: PortId,
-    pub domain: DomainId,
+    pub tenant_id: TenantId,
 }
 
 /// Learns the frame's source on the ingress port, then chooses where the frame goes,
 /// from the frame's addresses (the caller parsed them; `stages` runs this after the
 /// tenant, anti-spoofing and ACL stages).
 ///
-/// `Flood` means every other port of the ingress domain; turning it into ports, and
+/// `Flood` means every other port of the ingress tenant; turning it into ports, and
 /// counting `NoEgress` when there are none, is the caller's job.
 ///
 /// The decision never depends on whether learning succeeded: a source refused with
-/// [`Learned::TableFull`] or [`Learned::LimitReached`] (the port or the domain holds as many
+/// [`Learned::TableFull`] or [`Learned::LimitReached`] (the port or the tenant holds as many
 /// addresses as it may) is still switched, and traffic towards it floods until it is
 /// learned. Counting refusals is the caller's job too.
 #[inline(always)]
@@ -40,12 +40,12 @@ pub(crate) fn decide_addresses(
             Learned::Nothing,
         );
     }
-    let learned = fdb.learn(ingress.domain, source, ingress.id, now_ns);
+    let learned = fdb.learn(ingress.tenant_id, source, ingress.id, now_ns);
 
     if destination.is_multicast() {
         return (Decision::Flood, learned);
     }
-    let decision = match fdb.lookup(ingress.domain, destination, now_ns) {
+    let decision = match fdb.lookup(ingress.tenant_id, destination, now_ns) {
         Some(port) if port == ingress.id => Decision::Drop(DropReason::SameSegment),
         Some(port) => Decision::Forward(port),
         None => Decision::Flood,
@@ -63,8 +63,14 @@ mod tests {
     const AGING: u64 = 1_000_000;
     const HOST_A: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0a]);
     const HOST_B: MacAddr = MacAddr([0x02, 0, 0, 0, 0, 0x0b]);
-    const PORT_1: IngressPort = IngressPort { id: 1, domain: 0 };
-    const PORT_2: IngressPort = IngressPort { id: 2, domain: 0 };
+    const PORT_1: IngressPort = IngressPort {
+        id: 1,
+        tenant_id: 0,
+    };
+    const PORT_2: IngressPort = IngressPort {
+        id: 2,
+        tenant_id: 0,
+    };
 
     /// [`decide_addresses`] for a whole frame, as `stages` reads its addresses.
     fn decide(
@@ -189,9 +195,12 @@ mod tests {
     }
 
     #[test]
-    fn domains_do_not_share_learned_addresses() {
+    fn tenants_do_not_share_learned_addresses() {
         let mut fdb = Fdb::new(16, AGING);
-        let tenant_port = IngressPort { id: 3, domain: 1 };
+        let tenant_port = IngressPort {
+            id: 3,
+            tenant_id: 1,
+        };
         decide(&mut fdb, PORT_2, &frame(HOST_B, MacAddr::BROADCAST), 0);
         let (decision, _) = decide(&mut fdb, tenant_port, &frame(HOST_A, HOST_B), 1);
         assert_eq!(decision, Decision::Flood);
@@ -212,13 +221,13 @@ mod tests {
             matches!(learned, Learned::Evicted { from, .. } if from == PORT_2.id),
             "{learned:?}"
         );
-        let expected = if fdb.lookup(PORT_2.domain, HOST_B, 1).is_some() {
+        let expected = if fdb.lookup(PORT_2.tenant_id, HOST_B, 1).is_some() {
             Decision::Forward(PORT_2.id)
         } else {
             Decision::Flood
         };
         assert_eq!(decision, expected);
-        assert_eq!(fdb.lookup(PORT_1.domain, HOST_A, 1), Some(PORT_1.id));
+        assert_eq!(fdb.lookup(PORT_1.tenant_id, HOST_A, 1), Some(PORT_1.id));
     }
 
     #[test]
@@ -255,10 +264,13 @@ mod tests {
     }
 
     #[test]
-    fn domain_limit_refuses_sources_across_its_ports() {
+    fn tenant_limit_refuses_sources_across_its_ports() {
         let mut fdb = Fdb::new(16, AGING);
         fdb.set_limits(None, Some(1));
-        let tenant_port = IngressPort { id: 3, domain: 1 };
+        let tenant_port = IngressPort {
+            id: 3,
+            tenant_id: 1,
+        };
         decide(&mut fdb, PORT_1, &frame(HOST_A, MacAddr::BROADCAST), 0);
         let (decision, learned) = decide(&mut fdb, PORT_2, &frame(HOST_B, HOST_A), 1);
         assert_eq!(
@@ -279,8 +291,8 @@ mod tests {
         ) {
             let mut fdb = Fdb::new(capacity, AGING);
             fdb.set_limits(limits.0, limits.1);
-            for (bytes, (id, domain, now_ns)) in frames.iter().zip(ports.iter().cycle()) {
-                let ingress = IngressPort { id: *id, domain: *domain };
+            for (bytes, (id, tenant_id, now_ns)) in frames.iter().zip(ports.iter().cycle()) {
+                let ingress = IngressPort { id: *id, tenant_id: *tenant_id };
                 let (decision, learned) = decide(&mut fdb, ingress, bytes, *now_ns);
                 if bytes.len() < HEADER_LEN {
                     prop_assert_eq!(decision, Decision::Drop(DropReason::Malformed));
@@ -294,7 +306,7 @@ mod tests {
                     prop_assert!(fdb.port_entries(*id) <= limit);
                 }
                 if let Some(limit) = limits.1 {
-                    prop_assert!(fdb.domain_entries(*domain) <= limit);
+                    prop_assert!(fdb.tenant_entries(*tenant_id) <= limit);
                 }
             }
         }

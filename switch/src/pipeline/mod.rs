@@ -21,6 +21,6 @@ pub mod storm;
 pub mod tenant;
 
 pub use antispoof::{link_local_of, PortGuard};
-pub use decision::{Decision, DomainId, DropReason, PortId};
+pub use decision::{Decision, DropReason, PortId, TenantId};
 pub use fdb::{Fdb, FdbEntry, FdbError, Learned};
 pub use l2::IngressPort;

@@ -15,8 +15,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::decision::{DropReason, PortId};
-use crate::dataplane::stats::MAX_PORTS;
 use crate::packet::MacAddr;
+use crate::pipeline::decision::MAX_PORTS;
 
 /// The kinds of flooded frames, each with its own bucket and drop counter.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]

@@ -6,100 +6,100 @@
 //! tagged with the egress tenant's VID. Anything that could let a frame hop
 //! tenants (a tag on an access port, a second tag on a trunk) is dropped.
 
-use super::decision::{DomainId, DropReason};
+use super::decision::{DropReason, TenantId};
 use crate::packet::FrameInfo;
 
 /// Highest usable 802.1Q VLAN ID (0 and 4095 are reserved).
 pub const VLAN_MAX: u16 = 4094;
-const NO_DOMAIN: DomainId = DomainId::MAX;
+const NO_TENANT: TenantId = TenantId::MAX;
 
 /// VID ↔ tenant mapping of one trunk port.
 #[derive(Clone, Debug)]
 pub struct TrunkMap {
-    domain_of_vid: Box<[DomainId]>,
-    vid_of_domain: Vec<u16>,
+    tenant_of_vid: Box<[TenantId]>,
+    vid_of_tenant: Vec<u16>,
 }
 
 impl TrunkMap {
     /// `pairs`: (VID, tenant). VIDs outside 1..=4094 are ignored; callers
     /// validate them first.
-    pub fn new(pairs: &[(u16, DomainId)]) -> Self {
-        let mut domain_of_vid = vec![NO_DOMAIN; usize::from(VLAN_MAX) + 1].into_boxed_slice();
-        let mut vid_of_domain = Vec::new();
-        for &(vid, domain) in pairs {
-            if !(1..=VLAN_MAX).contains(&vid) || domain == NO_DOMAIN {
+    pub fn new(pairs: &[(u16, TenantId)]) -> Self {
+        let mut tenant_of_vid = vec![NO_TENANT; usize::from(VLAN_MAX) + 1].into_boxed_slice();
+        let mut vid_of_tenant = Vec::new();
+        for &(vid, tenant_id) in pairs {
+            if !(1..=VLAN_MAX).contains(&vid) || tenant_id == NO_TENANT {
                 continue;
             }
-            domain_of_vid[usize::from(vid)] = domain;
-            let index = usize::from(domain);
-            if vid_of_domain.len() <= index {
-                vid_of_domain.resize(index + 1, 0);
+            tenant_of_vid[usize::from(vid)] = tenant_id;
+            let index = usize::from(tenant_id);
+            if vid_of_tenant.len() <= index {
+                vid_of_tenant.resize(index + 1, 0);
             }
-            vid_of_domain[index] = vid;
+            vid_of_tenant[index] = vid;
         }
         TrunkMap {
-            domain_of_vid,
-            vid_of_domain,
+            tenant_of_vid,
+            vid_of_tenant,
         }
     }
 
     #[inline]
-    pub fn domain(&self, vid: u16) -> Option<DomainId> {
-        self.domain_of_vid
+    pub fn tenant_id(&self, vid: u16) -> Option<TenantId> {
+        self.tenant_of_vid
             .get(usize::from(vid))
             .copied()
-            .filter(|&d| d != NO_DOMAIN)
+            .filter(|&d| d != NO_TENANT)
     }
 
     #[inline]
-    pub fn vid(&self, domain: DomainId) -> Option<u16> {
-        self.vid_of_domain
-            .get(usize::from(domain))
+    pub fn vid(&self, tenant_id: TenantId) -> Option<u16> {
+        self.vid_of_tenant
+            .get(usize::from(tenant_id))
             .copied()
             .filter(|&v| v != 0)
     }
 
     /// The tenants this trunk carries.
-    pub fn domains(&self) -> impl Iterator<Item = DomainId> + '_ {
-        self.vid_of_domain
+    pub fn tenant_ids(&self) -> impl Iterator<Item = TenantId> + '_ {
+        self.vid_of_tenant
             .iter()
             .enumerate()
             .filter(|(_, &v)| v != 0)
-            .map(|(d, _)| d as DomainId)
+            .map(|(d, _)| d as TenantId)
     }
 }
 
 #[derive(Clone, Debug)]
 pub enum PortMode {
-    Access(DomainId),
+    Access(TenantId),
     Trunk(TrunkMap),
 }
 
 /// The tenant of a frame that arrived on a port in `mode`.
 #[inline]
-pub fn classify(mode: &PortMode, info: &FrameInfo) -> Result<DomainId, DropReason> {
+pub fn classify(mode: &PortMode, info: &FrameInfo) -> Result<TenantId, DropReason> {
     match mode {
-        PortMode::Access(domain) => match info.vlan {
+        PortMode::Access(tenant_id) => match info.vlan {
             // A tag from an access port would reach a trunk as a second tag.
             Some(_) => Err(DropReason::CrossTenant),
-            None => Ok(*domain),
+            None => Ok(*tenant_id),
         },
         PortMode::Trunk(map) => match info.vlan {
             None => Err(DropReason::VlanUnknown),
             Some(_) if info.inner_tagged => Err(DropReason::CrossTenant),
-            Some(vid) => map.domain(vid).ok_or(DropReason::VlanUnknown),
+            Some(vid) => map.tenant_id(vid).ok_or(DropReason::VlanUnknown),
         },
     }
 }
 
-/// The tag a frame of tenant `domain` carries on its way out of `mode`:
+/// The tag a frame of tenant `tenant_id` carries on its way out of `mode`:
 /// `Some(None)` untagged, `Some(Some(vid))` tagged, `None` if the port does
 /// not carry that tenant at all.
 #[inline]
-pub fn egress_tag(mode: &PortMode, domain: DomainId) -> Option<Option<u16>> {
+pub fn egress_tag(mode: &PortMode, tenant_id: TenantId) -> Option<Option<u16>> {
     match mode {
-        PortMode::Access(d) => (*d == domain).then_some(None),
-        PortMode::Trunk(map) => map.vid(domain).map(Some),
+        PortMode::Access(d) => (*d == tenant_id).then_some(None),
+        PortMode::Trunk(map) => map.vid(tenant_id).map(Some),
     }
 }
 
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(egress_tag(&PortMode::Access(1), 2), None);
         assert_eq!(
             TrunkMap::new(&[(100, 1), (200, 2)])
-                .domains()
+                .tenant_ids()
                 .collect::<Vec<_>>(),
             vec![1, 2]
         );
@@ -168,8 +168,8 @@ mod tests {
     #[test]
     fn invalid_vids_are_ignored() {
         let map = TrunkMap::new(&[(0, 1), (4095, 2), (4094, 3)]);
-        assert_eq!(map.domain(0), None);
-        assert_eq!(map.domain(4095), None);
-        assert_eq!(map.domain(4094), Some(3));
+        assert_eq!(map.tenant_id(0), None);
+        assert_eq!(map.tenant_id(4095), None);
+        assert_eq!(map.tenant_id(4094), Some(3));
     }
 }

@@ -121,8 +121,8 @@ pub struct FlowEntry {
     pub action: u8,
     pub tag_op: u8,
     pub vid: u16,
-    /// The tenant (domain) the frame was switched in: for refreshing its MAC.
-    pub domain: u16,
+    /// The tenant the frame was switched in: for refreshing its MAC.
+    pub tenant_id: u16,
     /// The ACL entries that decided, ingress and egress, for the hit counters
     /// (encoded by `dataplane::fastpath`).
     pub acl: [u16; 2],
