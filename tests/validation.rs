@@ -93,6 +93,12 @@ fn invalid_configs_are_refused_alike_by_check_startup_and_reload() -> Result<()>
             "port[2].name",
             "listed twice",
         ),
+        (
+            "[[port]]\nname = \"t1\"\n[port.tunnel]\nlocal = \"127.0.0.1\"\nremote = [\"127.0.0.2\"]\nvni = 7\n\n[[port]]\nname = \"t2\"\n[port.tunnel]\nlocal = \"127.0.0.1\"\nremote = [\"127.0.0.3\"]\nvni = 7\n".to_string(),
+            17,
+            "port[2].tunnel.vni",
+            "VNI 7 on 127.0.0.1:4789 is already tunnel t1's",
+        ),
     ];
 
     let path = lab.config_path().display().to_string();

@@ -154,8 +154,35 @@ fn ports(config: &Config) -> Result<(), Invalid> {
                 Invalid::at("name", format!("port {:?} is listed twice", spec.name)).under(&here),
             );
         }
+        tunnel_unique(&config.ports[..i], spec).map_err(|e| e.under(&here))?;
     }
     Ok(())
+}
+
+/// A VNI received on an address and port must belong to exactly one tunnel (hence
+/// one tenant); the live `tunnel add` refuses the same clash against the running
+/// switch.
+fn tunnel_unique(earlier: &[super::PortSpec], spec: &super::PortSpec) -> Result<(), Invalid> {
+    let Some(tunnel) = &spec.tunnel else {
+        return Ok(());
+    };
+    let endpoint = tunnel.endpoint();
+    let clash = earlier.iter().find(|p| {
+        p.tunnel
+            .as_ref()
+            .is_some_and(|t| t.endpoint() == endpoint && t.vni == tunnel.vni)
+    });
+    match clash {
+        Some(other) => Err(Invalid::at(
+            "vni",
+            format!(
+                "VNI {} on {endpoint} is already tunnel {}'s",
+                tunnel.vni, other.name
+            ),
+        )
+        .under(&[Step::Key("tunnel")])),
+        None => Ok(()),
+    }
 }
 
 fn static_macs(config: &Config) -> Result<(), Invalid> {
