@@ -408,6 +408,16 @@ system_afxdp() {
 
 # xsw_run NAME MODE WORKERS MEASUREMENT...: xswd with both ports from its
 # config file, as an operator would run it.
+wait_xswd() { # wait_xswd PID SOCKET: until xswd answers on SOCKET or exits (max 10 s)
+  local pid=$1 sock=$2
+  for _ in $(seq 100); do
+    [[ -S $sock ]] && "$XSWCTL" --socket "$sock" status >/dev/null 2>&1 && return 0
+    kill -0 "$pid" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
 xsw_run() {
   local name=$1 mode=$2 workers=$3 pid cfg=$TMP/$1.toml sock=$TMP/$1.sock
   shift 3
@@ -442,11 +452,7 @@ EOF
   ip netns exec "$NS_SW" "$XSWD" --socket "$sock" --config "$cfg" 2>"$TMP/$name.xswd.log" &
   pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 100); do
-    [[ -S $sock ]] && "$XSWCTL" --socket "$sock" status >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
+  wait_xswd "$pid" "$sock" || true # the checks below say why it failed
   if ! kill -0 "$pid" 2>/dev/null; then
     STATUS[$name]="failed: xswd exited at start: $(tail -1 "$TMP/$name.xswd.log")"
   elif [[ ! -S $sock ]]; then

@@ -61,12 +61,7 @@ xsw_a() {
   ip netns exec "$NS_A" "$XSWD" --socket "$sock" --config "$cfg" 2>"$TMP/$name.xswd.log" &
   pid=$!
   PIDS+=("$pid")
-  for _ in $(seq 100); do
-    [[ -S $sock ]] && "$XSWCTL" --socket "$sock" status >/dev/null 2>&1 && break
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  if "$XSWCTL" --socket "$sock" status >/dev/null 2>&1; then
+  if wait_xswd "$pid" "$sock"; then
     SW_PID=$pid
     "$@" "$name"
     SW_PID=""
