@@ -16,7 +16,7 @@ use aya::maps::XskMap;
 use aya::Ebpf;
 use xsk_rs::config::{FrameSize, QueueSize, UmemConfig};
 use xsk_rs::{FrameDesc, Umem};
-use xsw::port::afxdp::{self as xsw_afxdp, AfXdpError, KernelSocketStats, RingSizes, XskQueue};
+use xsw::port::afxdp::{self as xsw_afxdp, AfXdpError, KernelSocketStats, RingSizes, XskSocket};
 
 use crate::progs::{self, XdpMode};
 
@@ -53,7 +53,7 @@ pub fn create_umem(s: &UmemSettings) -> Result<(Umem, Vec<FrameDesc>)> {
 /// the first socket made on a UMEM owns its fill and completion rings, later
 /// ones (other devices) get their own pair, which is why every socket here
 /// has all four rings. Only the hints of the errors are the bench's.
-pub fn open_socket(umem: &Umem, iface: &str, queue: u32, s: &UmemSettings) -> Result<XskQueue> {
+pub fn open_socket(umem: &Umem, iface: &str, queue: u32, s: &UmemSettings) -> Result<XskSocket> {
     let rings = RingSizes {
         rx: s.rx_ring,
         tx: s.tx_ring,
@@ -81,7 +81,7 @@ pub struct Steering {
 /// Loads a steering program for `iface`, points its queue `queue` at
 /// `socket`, and attaches it in native mode. The socket and its fill ring
 /// should be ready first: from here on every frame of that queue goes to it.
-pub fn steer(iface: &str, queue: u32, socket: &XskQueue) -> Result<Steering> {
+pub fn steer(iface: &str, queue: u32, socket: &XskSocket) -> Result<Steering> {
     let mut ebpf = progs::load(progs::XSK_REDIRECT_OBJ, "AF_XDP steering", &[])?;
     {
         let map = ebpf

@@ -22,7 +22,7 @@ use xsk_rs::FrameDesc;
 
 use crate::afxdp::{self, ThreadCpu, UmemSettings};
 use crate::sys;
-use xsw::port::afxdp::{KernelSocketStats, XskQueue};
+use xsw::port::afxdp::{KernelSocketStats, XskSocket};
 
 pub struct AfxdpFwdOpts {
     pub a: String,
@@ -222,7 +222,7 @@ struct Counts {
 }
 
 fn forward(
-    ports: &mut [XskQueue; 2],
+    ports: &mut [XskSocket; 2],
     pool: &mut Vec<FrameDesc>,
     o: &AfxdpFwdOpts,
     settings: &UmemSettings,
@@ -318,7 +318,7 @@ fn forward(
 }
 
 /// Moves free frames onto `p`'s fill ring, up to what the ring holds.
-fn refill(p: &mut XskQueue, pool: &mut Vec<FrameDesc>, target: usize) {
+fn refill(p: &mut XskSocket, pool: &mut Vec<FrameDesc>, target: usize) {
     if pool.is_empty() {
         return;
     }
@@ -341,7 +341,7 @@ fn refill(p: &mut XskQueue, pool: &mut Vec<FrameDesc>, target: usize) {
 
 /// Waits in poll() until a socket has frames or `timeout` passes (zero: only
 /// checks).
-fn poll_sockets(ports: &[XskQueue; 2], timeout: Duration) {
+fn poll_sockets(ports: &[XskSocket; 2], timeout: Duration) {
     let mut fds = [
         libc::pollfd {
             fd: ports[0].fd(),

@@ -27,7 +27,7 @@ use crate::config::FastPathSection;
 use crate::packet::MacAddr;
 use crate::pipeline::stages::AclMatch;
 use crate::pipeline::{FdbEntry, PortId, TenantId};
-use crate::port::afxdp::{self, AfXdpError, RingSizes, XskQueue};
+use crate::port::afxdp::{self, AfXdpError, RingSizes, XskSocket};
 use crate::port::slow_path::{SlowPathDevice, SlowPathError};
 use crate::port::tap::{AnchorTap, TapError};
 use crate::xdp::fast::{FastPath, SlowPathDrops, SlowPathHook, FLOW_DROP};
@@ -141,7 +141,7 @@ struct WorkerHandle {
     stats: Arc<WorkerStats>,
     thread: Option<JoinHandle<()>>,
     // Keeps the UMEM's own descriptor bound to loopback, away from the ports.
-    _anchor: XskQueue,
+    _anchor: XskSocket,
 }
 
 pub struct Dataplane {
@@ -481,7 +481,7 @@ impl Dataplane {
         worker: usize,
         iface: &str,
         queue: u32,
-    ) -> Result<XskQueue, DataplaneError> {
+    ) -> Result<XskSocket, DataplaneError> {
         let handle = self
             .workers
             .get(worker)
@@ -495,7 +495,7 @@ impl Dataplane {
         port: PortId,
         queue_id: u32,
         kind: QueueKind,
-        xsk: XskQueue,
+        xsk: XskSocket,
     ) -> Result<(), DataplaneError> {
         self.ask(worker, |done| WorkerCommand::AddQueue {
             port,

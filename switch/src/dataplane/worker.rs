@@ -31,7 +31,7 @@ use crate::packet::{Fragment, FrameInfo, L3Info, L4Status, MacAddr};
 use crate::pipeline::decision::MAX_PORTS;
 use crate::pipeline::stages::Verdict;
 use crate::pipeline::{Decision, DropReason, Fdb, FdbEntry, Learned, PortId, TenantId};
-use crate::port::afxdp::{kick_tx, XskQueue};
+use crate::port::afxdp::{kick_tx, XskSocket};
 use crate::xdp::fast::{FlowEntry, FlowKey, InsertError};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -116,7 +116,7 @@ pub enum WorkerCommand {
         port: PortId,
         queue_id: u32,
         kind: QueueKind,
-        xsk: Box<XskQueue>,
+        xsk: Box<XskSocket>,
         done: Sender<()>,
     },
     /// Source MACs whose frames the fast path switched: refresh them where
@@ -174,7 +174,7 @@ struct LocalQueue {
     port: PortId,
     queue_id: u32,
     kind: QueueKind,
-    xsk: XskQueue,
+    xsk: XskSocket,
     /// Frames switched this turn, waiting to go on the tx ring.
     staged: Vec<FrameDesc>,
     /// Frames this socket's fill and rx rings hold now.
@@ -472,7 +472,7 @@ impl Worker {
         true
     }
 
-    fn add_queue(&mut self, port: PortId, queue_id: u32, kind: QueueKind, xsk: XskQueue) {
+    fn add_queue(&mut self, port: PortId, queue_id: u32, kind: QueueKind, xsk: XskSocket) {
         let queue = LocalQueue {
             port,
             queue_id,

@@ -58,7 +58,7 @@ pub struct RingSizes {
 }
 
 /// The four rings of one bound socket. Dropping it closes the socket.
-pub struct XskQueue {
+pub struct XskSocket {
     pub rx: RxQueue,
     pub tx: TxQueue,
     pub fill: FillQueue,
@@ -66,7 +66,7 @@ pub struct XskQueue {
     pub zero_copy: bool,
 }
 
-impl XskQueue {
+impl XskSocket {
     pub fn fd(&self) -> RawFd {
         self.rx.fd().as_raw_fd()
     }
@@ -89,7 +89,7 @@ pub fn open_queue(
     iface: &str,
     queue: u32,
     rings: RingSizes,
-) -> Result<XskQueue, AfXdpError> {
+) -> Result<XskSocket, AfXdpError> {
     let name: Interface = iface
         .parse()
         .map_err(|_| AfXdpError::Name(iface.to_string()))?;
@@ -113,7 +113,7 @@ pub fn open_queue(
             match unsafe { Socket::new(config, umem, &name, queue) } {
                 Ok((tx, rx, Some((fill, comp)))) => {
                     let zero_copy = zero_copy && socket_is_zero_copy(rx.fd().as_raw_fd());
-                    return Ok(XskQueue {
+                    return Ok(XskSocket {
                         rx,
                         tx,
                         fill,
