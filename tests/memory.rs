@@ -4,16 +4,7 @@
 
 use anyhow::{ensure, Context, Result};
 use std::time::Duration;
-use xsw_integration::{cmd, lab};
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/PID/status")
-}
+use xsw_integration::{cmd, lab, threads};
 
 const CLIENTS: usize = 10;
 const ROUNDS: usize = 15;
@@ -47,7 +38,7 @@ fn rss_returns_near_idle_after_concurrent_port_churn() -> Result<()> {
     lab.ctl_ok(&["port", "add", &ports[0]])?;
     lab.ctl_ok(&["port", "del", &ports[0]])?;
     std::thread::sleep(Duration::from_millis(500));
-    let idle = rss_kib(pid)?;
+    let idle = threads::rss_kib(pid)?;
 
     let mut peak = idle;
     let xswctl = lab.bins.xswctl()?.display().to_string();
@@ -74,7 +65,7 @@ fn rss_returns_near_idle_after_concurrent_port_churn() -> Result<()> {
             })
             .collect();
         while handles.iter().any(|h| !h.is_finished()) {
-            peak = peak.max(rss_kib(pid)?);
+            peak = peak.max(threads::rss_kib(pid)?);
             std::thread::sleep(Duration::from_millis(50));
         }
         for h in handles {
@@ -84,7 +75,7 @@ fn rss_returns_near_idle_after_concurrent_port_churn() -> Result<()> {
         Ok(())
     })?;
     std::thread::sleep(Duration::from_secs(1));
-    let after = rss_kib(pid)?;
+    let after = threads::rss_kib(pid)?;
     println!(
         "xswd RSS: idle {} MiB, peak during churn {} MiB, after churn {} MiB ({CLIENTS} clients x {ROUNDS} add/del)",
         idle / 1024,

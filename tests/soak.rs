@@ -14,7 +14,7 @@
 use anyhow::{ensure, Context, Result};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-use xsw_integration::frames;
+use xsw_integration::{frames, threads};
 use xsw_integration::{lab, Host, Lab};
 
 fn soak_secs() -> u64 {
@@ -22,15 +22,6 @@ fn soak_secs() -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60)
-}
-
-fn rss_kb(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("no VmRSS in /proc/PID/status")
 }
 
 /// Per worker: (id, free UMEM frames, frames held between turns, frames stranded at
@@ -116,7 +107,7 @@ fn soak_mixed_traffic_under_churn_loses_nothing_unexplained_and_leaks_no_frame()
     lab.ctl_ok(&["vlan", "add", &trunk.port, "20", "blue"])?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.wait_reachable(&b1, &b2, Duration::from_secs(5))?;
-    let rss_start = rss_kb(pid)?;
+    let rss_start = threads::rss_kib(pid)?;
 
     // Streams: unicast in each tenant, both ways, 2 ms apart for the whole soak.
     let count = (secs * 1000 / 2) as u32;
@@ -184,7 +175,7 @@ fn soak_mixed_traffic_under_churn_loses_nothing_unexplained_and_leaks_no_frame()
     let red = lab.probe_result(&mut red, wait)?;
     let blue = lab.probe_result(&mut blue, wait)?;
     let _ = broadcast.wait_exit(Duration::from_secs(5));
-    let rss_end = rss_kb(pid)?;
+    let rss_end = threads::rss_kib(pid)?;
     let stats = lab.stats()?;
 
     let mut unexplained = 0i64;

@@ -215,29 +215,6 @@ fn wait_link(lab: &Lab, port: &str, want: &str) -> Result<()> {
     }
 }
 
-/// Creates the veth of host `h` again after it was deleted (a VM restarted).
-fn recreate_veth(lab: &Lab, h: &xsw_integration::Host) -> Result<()> {
-    cmd::sh_ok(&[
-        "ip", "-n", &lab.sw, "link", "add", &h.port, "type", "veth", "peer", "name", &h.ifname,
-        "netns", &h.ns,
-    ])?;
-    cmd::ns_ok(&h.ns, &["ip", "link", "set", &h.ifname, "address", &h.mac])?;
-    cmd::ns_ok(
-        &h.ns,
-        &[
-            "ip",
-            "addr",
-            "add",
-            &format!("{}/24", h.ip),
-            "dev",
-            &h.ifname,
-        ],
-    )?;
-    cmd::ns_ok(&h.ns, &["ip", "link", "set", &h.ifname, "up"])?;
-    cmd::sh_ok(&["ip", "-n", &lab.sw, "link", "set", &h.port, "up"])?;
-    Ok(())
-}
-
 #[test]
 fn a_port_whose_interface_is_missing_waits_for_it() -> Result<()> {
     let lab = lab!("valmiss", "vlm", 233)?;
@@ -274,7 +251,7 @@ fn a_port_whose_interface_is_missing_waits_for_it() -> Result<()> {
     cmd::sh_ok(&["ip", "-n", &lab.sw, "link", "del", &missing])?;
     wait_link(&lab, &missing, "missing")?;
     ensure!(lab.ctl_ok(&["config", "show"])?.contains(&missing));
-    recreate_veth(&lab, &h2)?;
+    lab.create_veth(&h2)?;
     wait_link(&lab, &missing, "attached")?;
     lab.wait_reachable(&h1, &h2, Duration::from_secs(5))?;
     lab.ping_all(&h1, &h2, 3)?;

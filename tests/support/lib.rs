@@ -304,10 +304,6 @@ impl Lab {
         self.add_netns_named(&ns)?;
         let port = self.port_name(name);
         let ifname = self.endpoint_ifname(name);
-        cmd::sh_ok(&[
-            "ip", "-n", &self.sw, "link", "add", &port, "type", "veth", "peer", "name", &ifname,
-            "netns", &ns,
-        ])?;
         let h = Host {
             name: name.to_string(),
             kind: Kind::Veth,
@@ -317,9 +313,20 @@ impl Lab {
             mac: self.mac(idx),
             ip: self.ip(idx),
         };
-        self.configure_endpoint(&h)?;
-        cmd::sh_ok(&["ip", "-n", &self.sw, "link", "set", &h.port, "up"])?;
+        self.create_veth(&h)?;
         Ok(h)
+    }
+
+    /// Creates the veth pair of veth host `h` (again, after it was deleted: a VM
+    /// or container restarted), configured as [`Lab::add_veth_host`] does.
+    pub fn create_veth(&self, h: &Host) -> Result<()> {
+        cmd::sh_ok(&[
+            "ip", "-n", &self.sw, "link", "add", &h.port, "type", "veth", "peer", "name",
+            &h.ifname, "netns", &h.ns,
+        ])?;
+        self.configure_endpoint(h)?;
+        cmd::sh_ok(&["ip", "-n", &self.sw, "link", "set", &h.port, "up"])?;
+        Ok(())
     }
 
     /// Address, MAC, checksum setting and link up for an endpoint interface.

@@ -1,4 +1,5 @@
-//! What the kernel knows about a process's threads (/proc/PID/task/*):
+//! What the kernel knows about a process and its threads (/proc/PID/status,
+//! /proc/PID/task/*): resident memory,
 //! CPU time and wake-ups, exact to the nanosecond and to the wake-up, for
 //! tests that check behaviour (an idle thread stays asleep, a spinning one
 //! runs) instead of timing the daemon.
@@ -119,4 +120,14 @@ impl Drop for Stalled {
         // in a ptrace-stop (or gone, when the call fails harmlessly).
         unsafe { libc::ptrace(libc::PTRACE_DETACH, self.tid as libc::pid_t, null, null) };
     }
+}
+
+/// The resident set of `pid` in KiB (`VmRSS` of /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .context("no VmRSS in /proc/PID/status")
 }
